@@ -1,0 +1,124 @@
+"""Checkpoints: one file, written atomically, loaded without unpickling arbitrary objects.
+
+Contents:
+    CheckpointError -- one-line error for a missing, truncated, foreign or unsafe file.
+    atomic_save     -- ``torch.save`` to a temporary file in the same folder, then ``os.replace``.
+    safe_load       -- ``torch.load(weights_only=True)`` with clear errors.
+    sha256_file     -- a file's SHA-256, recorded by runs that depend on a checkpoint.
+    save_fsae, load_fsae -- an FSAE as {format, config, state_dict, meta}; loading rebuilds it from the config alone.
+
+A checkpoint holds only tensors and plain Python values (dicts, lists, str, int, float, bool), so the restricted
+unpickler of ``weights_only=True`` loads it; a file that needs anything else (e.g. a planted malicious pickle) is
+refused before any of its code runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fsae.config import ConfigError, from_dict, to_dict
+from fsae.model import FSAE, FSAEConfig
+
+FSAE_FORMAT = "fsae-rl/fsae"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message says which file, why, and what to do."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """Save ``obj`` with ``torch.save`` so that ``path`` is always either the old file or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict with the restricted unpickler; every failure is one ``CheckpointError`` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path (pretraining writes it)")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain values and was refused unread; "
+            "only load files you trust, and re-create it with this project's tools"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or not a PyTorch file ({reason}); re-create it or restore a copy"
+        ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a checkpoint dict")
+    return obj
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_fsae(path: str | Path, model: FSAE, **meta: Any) -> Path:
+    """Write ``model`` (weights + full config + plain ``meta`` values) atomically to ``path``."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return atomic_save(
+        {
+            "format": FSAE_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": to_dict(model.config),
+            "state_dict": state,
+            "meta": meta,
+        },
+        path,
+    )
+
+
+def load_fsae(path: str | Path, map_location: str | torch.device = "cpu") -> FSAE:
+    """Rebuild an FSAE from a checkpoint's saved config, load its weights, and return it in eval mode.
+
+    ``model.checkpoint_meta`` holds the saved ``meta`` dict (e.g. which variant, training metrics).
+    """
+    ckpt = safe_load(path, map_location)
+    if ckpt.get("format") != FSAE_FORMAT:
+        found = ckpt.get("format", "no format tag")
+        raise CheckpointError(f"checkpoint {path} is not an FSAE checkpoint ({found!r}); pass a file from pretrain.py")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {ckpt.get('format_version')}, this code reads {FORMAT_VERSION}"
+        )
+    try:
+        config = from_dict(FSAEConfig, ckpt["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {path} has a config this code cannot build: {e}") from None
+    model = FSAE(config)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit its config ({str(e).splitlines()[0]})") from None
+    model.checkpoint_meta = dict(ckpt.get("meta", {}))
+    return model.to(map_location).eval()
