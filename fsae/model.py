@@ -363,7 +363,9 @@ class FSAE(nn.Module):
         """x (B, C, H, W) in [0, 1] -> xhat (B, C, H, W): F(x) in the configured variant, without feedback."""
         return self._regenerate(x)[0]
 
-    def regenerate(self, x: torch.Tensor, steps: int | None = None, gain: float | None = None) -> torch.Tensor:
+    def regenerate(
+        self, x: torch.Tensor, steps: int | None = None, gain: float | None = None, trace: bool = False
+    ) -> torch.Tensor | list[torch.Tensor]:
         """F with negative feedback (paper Fig. 2d, 3): an integral controller on the input.
 
             u_0 = x,   u_{t+1} = u_t + k (x - F(u_t)),   output F(u_T)
@@ -373,13 +375,15 @@ class FSAE(nn.Module):
         its gain. That is the controller's anti-windup: feedback never makes a regeneration worse, so the error is
         monotone in T by construction, and it regenerates x rather than switching to another class's prototype.
         With round and no jumps the output depends on the concept alone, so no step is ever accepted (the paper:
-        feedback "only works when jump connection or regression"). Costs T + 1 forward passes.
+        feedback "only works when jump connection or regression"). Costs T + 1 forward passes. With ``trace`` the
+        outputs after every step are returned, [F(u_0), ..., F(u_T)], at no extra cost.
         """
         steps = self.config.feedback_steps if steps is None else steps
         gain = self.config.feedback_gain if gain is None else gain
         y, code = self._regenerate(x)
+        outputs = [y]
         if steps == 0:
-            return y
+            return outputs if trace else y
         concept = self.round_code(code)
         residual = (x - y).pow(2).flatten(1).mean(1)  # (B,)
         k = torch.full_like(residual, gain)
@@ -394,7 +398,8 @@ class FSAE(nn.Module):
             y = torch.where(ok.view(expand), y_c, y)
             residual = torch.where(ok, r_c, residual)
             k = torch.where(ok, k, 0.5 * k)
-        return y
+            outputs.append(y)
+        return outputs if trace else y
 
     # -- generation from a concept ----------------------------------------------------------------------------------
 

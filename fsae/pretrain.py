@@ -1,0 +1,352 @@
+"""The paper's experiment end to end: train the abstract half, freeze it, train a concrete half per variant, measure.
+
+Contents:
+    DataConfig, VariantConfig, PretrainConfig -- what to train on, which variants, and how.
+    load_dataset      -- MNIST or task data (``.npz``) as float tensors (N, C, H, W) in [0, 1] and targets.
+    class_mean_reference -- MSE of outputting the mean training image of the predicted class (the round optimum).
+    pretrain          -- the whole run: checkpoints, TensorBoard, ``fig2.png``, ``metrics.json``; returns the metrics.
+
+Metric keys (``metrics.json``): ``abstract/test_accuracy`` (or ``abstract/test_r2``), ``concrete/<variant>/test_mse``
+(``_mae``, ``_cosine``, ``_psnr``), ``feedback/<variant>/T<t>/test_mse``, ``prototype/cycle_accuracy``,
+``reference/class_mean_mse``, ``baseline_ae/test_mse``, ``time/total_seconds``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.tensorboard import SummaryWriter
+
+from fsae import train as T
+from fsae.checkpoint import save_fsae
+from fsae.config import to_dict
+from fsae.data import load_mnist, load_task_data, to_float_images
+from fsae.model import FSAE, FSAEConfig
+
+TARGETS = ("class", "attributes", "center_of_mass")
+
+
+@dataclass
+class DataConfig:
+    """Where the images and labels come from."""
+
+    source: str = "mnist"
+    """'mnist', or the path of a task-data ``.npz`` (obs, labels) collected from an environment."""
+    root: str = ""
+    """MNIST folder ('' = $FSAE_MNIST_DIR, else ~/.cache/fsae-rl/mnist)."""
+    download: bool = True
+    """Download MNIST from the public mirrors when it is not in ``root``."""
+    test_source: str = ""
+    """Task data only: a separate ``.npz`` for testing ('' = hold out ``test_fraction`` of ``source``)."""
+    test_fraction: float = 0.1
+    """Task data only: fraction held out for testing when there is no ``test_source``."""
+    train_size: int = 0
+    """Use only the first N training samples (0 = all)."""
+    test_size: int = 0
+    """Use only the first N test samples (0 = all)."""
+    target: str = "class"
+    """MNIST only: 'class' (10 classes), 'attributes' (even, >= 5, has a loop: 3 binary), 'center_of_mass'
+    (row and column of the ink's centre, in [0, 1]: 2 regression targets)."""
+
+    def __post_init__(self):
+        assert 0.0 < self.test_fraction < 1.0, f"test_fraction must be in (0, 1), got {self.test_fraction}"
+        assert self.train_size >= 0 and self.test_size >= 0, "train_size and test_size must be >= 0"
+        assert self.target in TARGETS, f"target must be one of {TARGETS}, got '{self.target}'"
+
+
+@dataclass
+class VariantConfig:
+    """One concrete network to train on top of the shared abstract network (``FSAEConfig``'s variant fields)."""
+
+    name: str = "plain"
+    """Used in metric keys and file names: concrete/<name>/..., fsae_<name>.pt."""
+    round: bool = False
+    """Round the code (paper Fig. 2b)."""
+    jumps: list[int] | str = field(default_factory=list)
+    """Jump connections (Fig. 2c): list of hidden layers, or 'last', 'all', 'none'."""
+
+
+def default_variants() -> list[VariantConfig]:
+    return [
+        VariantConfig("plain"),
+        VariantConfig("round", round=True),
+        VariantConfig("jump", jumps="last"),
+        VariantConfig("jump_all", jumps="all"),
+    ]
+
+
+@dataclass
+class PretrainConfig:
+    """A pretraining run: data, architecture, optimiser, variants and what to measure."""
+
+    name: str = "mnist"
+    """Experiment name, used in the run folder's name."""
+    model: FSAEConfig = field(default_factory=FSAEConfig)
+    """The abstract architecture (the concrete one is derived); variant fields here are overridden per variant."""
+    data: DataConfig = field(default_factory=DataConfig)
+    train: T.TrainConfig = field(default_factory=T.TrainConfig)
+    variants: list[VariantConfig] = field(default_factory=default_variants)
+    """The concrete networks to train, each saved as its own complete checkpoint."""
+    feedback_steps: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5])
+    """Negative-feedback steps T at which every variant is evaluated."""
+    feedback_gain: float = 1.0
+    """Feedback gain k."""
+    baseline_ae: bool = True
+    """Also train the same-size conventional autoencoder (no labels) as a peer."""
+    seed: int = 0
+    """Seeds everything: weights, batch order, data subsets."""
+    device: str = "auto"
+    """'auto' (CUDA when present), 'cpu' or 'cuda'."""
+    deterministic: bool = False
+    """Deterministic cuDNN kernels (slower on GPU; CPU runs are deterministic anyway)."""
+
+    def __post_init__(self):
+        names = [v.name for v in self.variants]
+        assert len(set(names)) == len(names), f"variant names must be unique, got {names}"
+        assert all(t >= 0 for t in self.feedback_steps), "feedback_steps must be >= 0"
+        assert self.feedback_gain > 0, f"feedback_gain must be > 0, got {self.feedback_gain}"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Data
+
+
+_LOOP_DIGITS = (0, 6, 8, 9)
+
+
+def mnist_targets(images: np.ndarray, labels: np.ndarray, target: str) -> np.ndarray:
+    """Targets derived from MNIST: the class, three binary attributes, or the ink's centre of mass."""
+    if target == "class":
+        return labels
+    if target == "attributes":  # even, >= 5, has a closed loop
+        return np.stack([labels % 2 == 0, labels >= 5, np.isin(labels, _LOOP_DIGITS)], 1).astype(np.int64)
+    ink = images.astype(np.float64)
+    mass = ink.sum((1, 2)).clip(min=1.0)
+    rows = (ink.sum(2) * np.arange(28)).sum(1) / mass / 27.0
+    cols = (ink.sum(1) * np.arange(28)).sum(1) / mass / 27.0
+    return np.stack([rows, cols], 1).astype(np.float32)
+
+
+def load_dataset(cfg: DataConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_train, y_train, x_test, y_test): images float32 (N, C, H, W) in [0, 1], targets as long or float."""
+    if cfg.source == "mnist":
+        (xtr, ytr), (xte, yte) = (load_mnist(s, cfg.root or None, cfg.download) for s in ("train", "test"))
+        ytr, yte = mnist_targets(xtr, ytr, cfg.target), mnist_targets(xte, yte, cfg.target)
+    else:
+        obs, labels = load_task_data(cfg.source)
+        if cfg.test_source:
+            xtr, ytr = obs, labels
+            xte, yte = load_task_data(cfg.test_source)
+        else:
+            perm = np.random.default_rng(seed).permutation(len(obs))
+            n_test = max(1, int(round(cfg.test_fraction * len(obs))))
+            xtr, ytr, xte, yte = obs[perm[n_test:]], labels[perm[n_test:]], obs[perm[:n_test]], labels[perm[:n_test]]
+    if cfg.train_size:
+        xtr, ytr = xtr[: cfg.train_size], ytr[: cfg.train_size]
+    if cfg.test_size:
+        xte, yte = xte[: cfg.test_size], yte[: cfg.test_size]
+
+    def targets(y: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(y))
+
+    return to_float_images(xtr), targets(ytr), to_float_images(xte), targets(yte)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# References and figures
+
+
+@torch.no_grad()
+def class_mean_reference(
+    pred_train: torch.Tensor, x_train: torch.Tensor, pred_test: torch.Tensor, x_test: torch.Tensor
+) -> float:
+    """MSE on the test set of outputting the mean training image of each input's predicted class (or combination of
+    group classes / attributes). Under MSE this conditional mean is the best any function of the rounded code can do,
+    so it is the floor the round variant should reach (the paper's "mean of the same class")."""
+    keys_tr, keys_te = pred_train.view(len(pred_train), -1), pred_test.view(len(pred_test), -1)
+    uniq, inv = torch.unique(keys_tr, dim=0, return_inverse=True)
+    flat = x_train.flatten(1)
+    sums = torch.zeros(len(uniq), flat.shape[1], dtype=flat.dtype, device=flat.device).index_add_(0, inv, flat)
+    means = sums / torch.bincount(inv, minlength=len(uniq)).unsqueeze(1)
+    # match each test key to its training key; unseen combinations fall back to the overall mean image
+    match = (keys_te.unsqueeze(1) == uniq.unsqueeze(0)).all(-1)  # (N_test, K)
+    found = match.any(1)
+    out = torch.where(found.unsqueeze(1), means[match.float().argmax(1)], flat.mean(0, keepdim=True))
+    return (out - x_test.flatten(1)).pow(2).mean().item()
+
+
+def label_grid(model: FSAE) -> torch.Tensor | None:
+    """Every label of a class head (softmax: 0..K-1; groups: all combinations), or None for other heads."""
+    cfg = model.config
+    if cfg.head == "softmax":
+        return torch.arange(cfg.code_size)
+    if cfg.head == "groups":
+        return torch.cartesian_prod(*[torch.arange(n) for n in cfg.groups]).view(-1, len(cfg.groups))
+    return None
+
+
+def save_fig2(path: Path, rows: dict[str, torch.Tensor], titles: list[str]) -> None:
+    """The paper's Fig. 2 as one PNG: a row per variant (inputs first), a column per test image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_rows, n_cols = len(rows), len(titles)
+    aspect = rows[next(iter(rows))].shape[-1] / rows[next(iter(rows))].shape[-2]
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.1 * n_cols * aspect + 1.5, 1.2 * n_rows), squeeze=False)
+    for r, (name, imgs) in enumerate(rows.items()):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            img = imgs[c].cpu()
+            ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(titles[c], fontsize=8)
+        axes[r][0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The run
+
+
+def variant_config(base: FSAEConfig, v: VariantConfig, feedback_gain: float) -> FSAEConfig:
+    return dataclasses.replace(base, round=v.round, jumps=v.jumps, feedback_gain=feedback_gain, feedback_steps=0)
+
+
+def baseline_config(base: FSAEConfig) -> FSAEConfig:
+    """The conventional autoencoder of the same size: same layers, a linear bottleneck of the code's size."""
+    return dataclasses.replace(base, head="linear", groups=[], round=False, jumps=[], feedback_steps=0)
+
+
+def _describe(pred: torch.Tensor) -> list[str]:
+    return [str(p.tolist()) if p.dim() else str(p.item()) for p in pred]
+
+
+def pretrain(cfg: PretrainConfig, run_dir: str | Path, command: str | None = None) -> dict[str, float]:
+    """Run the whole experiment into ``run_dir``; return (and write) ``metrics.json``'s dict."""
+    t_start = time.time()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    (run_dir / "command.txt").write_text((command or " ".join(sys.argv)) + "\n")
+    device = T.resolve_device(cfg.device)
+    gen = T.seed_everything(cfg.seed, cfg.deterministic)
+    writer = SummaryWriter(str(run_dir))
+    writer.add_text("hyperparameters", "```yaml\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False) + "\n```")
+
+    def log(tag: str, value: float, step: int) -> None:
+        writer.add_scalar(tag, value, step)
+
+    x_train, y_train, x_test, y_test = (t.to(device) for t in load_dataset(cfg.data, cfg.seed))
+    assert tuple(x_train.shape[1:]) == tuple(cfg.model.input_shape), (
+        f"data images are {tuple(x_train.shape[1:])} but model.input_shape is {tuple(cfg.model.input_shape)}; "
+        "set model.input_shape to match"
+    )
+    metrics: dict[str, float] = {}
+    bs = cfg.train.eval_batch_size
+
+    # Phase 1: the abstract network, supervised.
+    t0 = time.time()
+    base = FSAE(cfg.model).to(device)
+    T.train_abstract(base, x_train, y_train, cfg.train, gen, log)
+    for k, v in T.evaluate_abstract(base, x_test, y_test, bs).items():
+        metrics[f"abstract/{k}"] = v
+        writer.add_scalar(f"eval/abstract_{k}", v, 0)
+    metrics["time/abstract_seconds"] = time.time() - t0
+    base.freeze_abstract()
+    abstract_state = copy.deepcopy(base.abstract.state_dict())
+    pred_train, pred_test = T.predict(base, x_train, bs), T.predict(base, x_test, bs)
+    if cfg.model.head in ("softmax", "groups", "sigmoid"):
+        metrics["reference/class_mean_mse"] = class_mean_reference(pred_train, x_train, pred_test, x_test)
+
+    # Fig. 2 columns: the first test image of each class (or simply the first ten).
+    show = torch.arange(min(10, len(x_test)), device=device)
+    if cfg.model.head == "softmax":
+        firsts = [int((y_test == c).nonzero()[0]) for c in range(cfg.model.code_size) if (y_test == c).any()]
+        show = torch.tensor(firsts[:10], device=device)
+    fig_rows = {"input": x_test[show]}
+    writer.add_images("images/input", x_test[show], 0)
+
+    # Phase 2: one concrete network per variant on the frozen abstract network.
+    models: dict[str, FSAE] = {}
+    for v in cfg.variants:
+        t0 = time.time()
+        model = FSAE(variant_config(cfg.model, v, cfg.feedback_gain)).to(device)
+        model.abstract.load_state_dict(abstract_state)
+        T.train_concrete(model, x_train, cfg.train, gen, log, desc=f"concrete_{v.name}")
+        assert all(torch.equal(a, b) for a, b in zip(model.abstract.state_dict().values(), abstract_state.values()))
+        model.eval()
+        for k, val in T.evaluate_regeneration(model, x_test, bs).items():
+            metrics[f"concrete/{v.name}/{k}"] = val
+        steps = max(cfg.feedback_steps, default=0)
+        mse_t = torch.zeros(steps + 1)
+        with torch.no_grad():
+            for i in range(0, len(x_test), bs):
+                xb = x_test[i : i + bs]
+                for t, y in enumerate(model.regenerate(xb, steps=steps, trace=True)):
+                    mse_t[t] += (y - xb).pow(2).flatten(1).mean(1).sum().item()
+        for t in cfg.feedback_steps:
+            metrics[f"feedback/{v.name}/T{t}/test_mse"] = mse_t[t].item() / len(x_test)
+            writer.add_scalar(f"eval/feedback_mse/{v.name}", mse_t[t].item() / len(x_test), t)
+        writer.add_scalar(f"eval/concrete_mse/{v.name}", metrics[f"concrete/{v.name}/test_mse"], 0)
+        metrics[f"time/concrete_{v.name}_seconds"] = time.time() - t0
+        with torch.no_grad():
+            fig_rows[v.name] = model(x_test[show])
+            if steps:
+                fig_rows[f"{v.name}+fb{steps}"] = model.regenerate(x_test[show], steps=steps)
+        writer.add_images(f"images/{v.name}", fig_rows[v.name], 0)
+        save_fsae(run_dir / f"fsae_{v.name}.pt", model.cpu(), variant=v.name, name=cfg.name, seed=cfg.seed,
+                  test_mse=metrics[f"concrete/{v.name}/test_mse"])  # fmt: skip
+        models[v.name] = model.to(device)
+
+    # Prototypes: the concrete network's image of each label; "cycle accuracy" asks the abstract network to name it.
+    labels = label_grid(base)
+    if labels is not None and models:
+        gen_name = next((v.name for v in cfg.variants if v.round), cfg.variants[0].name)
+        with torch.no_grad():
+            protos = models[gen_name].eval().generate_labels(labels.to(device))
+            again = models[gen_name].classify(protos).view(len(labels), -1).cpu()
+        metrics["prototype/cycle_accuracy"] = (again == labels.view(len(labels), -1)).all(1).float().mean().item()
+        metrics["prototype/generator"] = gen_name  # type: ignore[assignment]
+        writer.add_images("images/prototypes", protos[:100], 0)
+        if cfg.model.head == "softmax":
+            fig_rows["prototype"] = protos[: len(show)] if len(protos) >= len(show) else protos
+
+    # The conventional-autoencoder peer.
+    if cfg.baseline_ae:
+        t0 = time.time()
+        ae = FSAE(baseline_config(cfg.model)).to(device)
+        T.train_autoencoder(ae, x_train, cfg.train, gen, log)
+        ae.eval()
+        for k, val in T.evaluate_regeneration(ae, x_test, bs).items():
+            metrics[f"baseline_ae/{k}"] = val
+        with torch.no_grad():
+            fig_rows["autoencoder"] = ae(x_test[show])
+        save_fsae(run_dir / "autoencoder.pt", ae.cpu(), variant="autoencoder", name=cfg.name, seed=cfg.seed,
+                  test_mse=metrics["baseline_ae/test_mse"])  # fmt: skip
+        metrics["time/baseline_ae_seconds"] = time.time() - t0
+
+    titles = _describe(pred_test[show].cpu())
+    save_fig2(run_dir / "fig2.png", {k: v[: len(show)] for k, v in fig_rows.items()}, titles)
+    metrics["time/total_seconds"] = time.time() - t_start
+    metrics["device"] = str(device)  # type: ignore[assignment]
+    for k, val in metrics.items():
+        if isinstance(val, float):
+            writer.add_scalar(f"final/{k}", val, 0)
+    writer.close()
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics

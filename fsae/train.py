@@ -1,0 +1,268 @@
+"""Training loops and metrics for the two halves, in the paper's order.
+
+Contents:
+    seed_everything      -- seed random, numpy and torch (optionally deterministic kernels).
+    resolve_device       -- 'auto' | 'cpu' | 'cuda' -> torch.device.
+    TrainConfig          -- optimiser settings shared by both phases.
+    abstract_loss        -- the supervised loss for each head (cross-entropy, per-group CE, BCE, MSE).
+    train_abstract       -- phase 1: supervised training of the abstract network.
+    train_concrete       -- phase 2: the abstract half frozen, the concrete network trained on MSE(xhat, x).
+    train_autoencoder    -- the conventional-autoencoder baseline: both halves end to end on MSE, no labels.
+    evaluate_abstract    -- accuracy (per group / attribute) or R^2 on a dataset.
+    evaluate_regeneration -- MSE, MAE, cosine similarity (per image) and PSNR of a regeneration function.
+
+The loops take in-memory tensors (MNIST is 188 MB as float32) and draw batches with ``torch.randperm`` from a seeded
+generator: no DataLoader workers, so the same seed gives the same result and nothing forks.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from fsae.model import FSAE
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
+    """Seed ``random``, ``numpy`` and ``torch``; return a CPU generator for batch order (SB3 ``set_random_seed``)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks CUDA when present; asking for 'cuda' without one is an error with a hint."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no GPU; use --device cpu or auto")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got '{device}'")
+    return torch.device(device)
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser settings for both phases (Adam, as in the paper)."""
+
+    abstract_epochs: int = 10
+    """Phase 1 epochs (supervised)."""
+    concrete_epochs: int = 10
+    """Phase 2 epochs per variant (self-supervised, abstract frozen)."""
+    baseline_epochs: int = 0
+    """Epochs of the conventional-autoencoder baseline (0 = the same as ``concrete_epochs``)."""
+    batch_size: int = 128
+    """Minibatch size of both phases."""
+    abstract_lr: float = 1e-3
+    """Adam learning rate, phase 1."""
+    concrete_lr: float = 1e-3
+    """Adam learning rate, phase 2 and the baseline."""
+    schedule: str = "cosine"
+    """'cosine' (decay to 0 over the phase) or 'constant'."""
+    eval_batch_size: int = 1000
+    """Batch size for evaluation and inference."""
+
+    def __post_init__(self):
+        assert self.abstract_epochs >= 0 and self.concrete_epochs >= 0, "epochs must be >= 0"
+        assert self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}"
+        assert self.abstract_lr > 0 and self.concrete_lr > 0, "learning rates must be > 0"
+        assert self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got '{self.schedule}'"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    perm = torch.randperm(n, generator=generator)
+    for i in range(0, n, batch_size):
+        yield perm[i : i + batch_size]
+
+
+def _optimizer(params, lr: float, steps: int, schedule: str):
+    opt = torch.optim.Adam(params, lr=lr)
+    lam = (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))) if schedule == "cosine" else None
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lam or (lambda s: 1.0))
+    return opt, sched
+
+
+def abstract_loss(model: FSAE, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The supervised loss of the configured head, on the logits z_L (numerically stable forms)."""
+    head = model.config.head
+    if head == "softmax":
+        return F.cross_entropy(logits, y)
+    if head == "groups":
+        return sum(F.cross_entropy(g, y[:, i]) for i, g in enumerate(logits.split(model.config.groups, -1)))
+    if head == "sigmoid":
+        return F.binary_cross_entropy_with_logits(logits, y.float())
+    return F.mse_loss(logits, y.float().view_as(logits))
+
+
+def _fit(
+    params: list[torch.nn.Parameter],
+    step_loss: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    cfg: TrainConfig,
+    epochs: int,
+    lr: float,
+    generator: torch.Generator,
+    desc: str,
+    log: Callable[[str, float, int], None] | None,
+) -> list[float]:
+    """Generic Adam loop over index batches; returns the mean training loss of each epoch."""
+    steps = epochs * math.ceil(n / cfg.batch_size)
+    opt, sched = _optimizer(params, lr, steps, cfg.schedule)
+    history, step = [], 0
+    for epoch in range(epochs):
+        total, count = 0.0, 0
+        bar = tqdm(_batches(n, cfg.batch_size, generator), total=math.ceil(n / cfg.batch_size), leave=False)
+        bar.set_description(f"{desc} {epoch + 1}/{epochs}")
+        for idx in bar:
+            loss = step_loss(idx)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}; lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total, count, step = total + loss.item() * len(idx), count + len(idx), step + 1
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                if log:
+                    log(f"train/{desc}_loss", loss.item(), step)
+        history.append(total / max(count, 1))
+    return history
+
+
+def train_abstract(
+    model: FSAE,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    log: Callable[[str, float, int], None] | None = None,
+) -> list[float]:
+    """Phase 1: supervised training of the abstract half on (x, y). Returns per-epoch mean losses."""
+    model.abstract.requires_grad_(True).train()
+
+    def step_loss(idx: torch.Tensor) -> torch.Tensor:
+        logits, _ = model.abstract(x[idx])
+        return abstract_loss(model, logits, y[idx])
+
+    params = list(model.abstract.parameters())
+    return _fit(params, step_loss, len(x), cfg, cfg.abstract_epochs, cfg.abstract_lr, generator, "abstract", log)
+
+
+def train_concrete(
+    model: FSAE,
+    x: torch.Tensor,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    log: Callable[[str, float, int], None] | None = None,
+    desc: str = "concrete",
+) -> list[float]:
+    """Phase 2: freeze the abstract half, init and train the concrete half on MSE(F(x), x) in the model's variant."""
+    model.freeze_abstract()
+    model.init_concrete(x[torch.randperm(len(x), generator=generator)[:1024]])
+    model.train()
+
+    def step_loss(idx: torch.Tensor) -> torch.Tensor:
+        xb = x[idx]
+        return F.mse_loss(model(xb), xb)
+
+    params = list(model.concrete.parameters())
+    return _fit(params, step_loss, len(x), cfg, cfg.concrete_epochs, cfg.concrete_lr, generator, desc, log)
+
+
+def train_autoencoder(
+    model: FSAE,
+    x: torch.Tensor,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    log: Callable[[str, float, int], None] | None = None,
+) -> list[float]:
+    """The conventional-autoencoder peer: the same two halves trained together on MSE, without labels.
+
+    ``model`` should have a 'linear' head (a plain bottleneck); its concrete half is the mirrored decoder.
+    """
+    model.abstract.requires_grad_(True)
+    model.init_concrete(x[torch.randperm(len(x), generator=generator)[:1024]])
+    model.train()
+
+    def step_loss(idx: torch.Tensor) -> torch.Tensor:
+        xb = x[idx]
+        return F.mse_loss(model(xb), xb)
+
+    epochs = cfg.baseline_epochs or cfg.concrete_epochs
+    return _fit(list(model.parameters()), step_loss, len(x), cfg, epochs, cfg.concrete_lr, generator, "baseline_ae", log)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def predict(model: FSAE, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """``model.classify`` over a dataset in batches, in eval mode."""
+    model.eval()
+    return torch.cat([model.classify(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def evaluate_abstract(model: FSAE, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
+    """Head-specific metrics: accuracy (softmax), per-group and joint accuracy (groups), per-attribute accuracy
+    (sigmoid), R^2 per target and overall (linear)."""
+    pred = predict(model, x, batch_size)
+    head = model.config.head
+    if head == "softmax":
+        return {"test_accuracy": (pred == y).float().mean().item()}
+    if head in ("groups", "sigmoid"):
+        kind = "group" if head == "groups" else "attr"
+        hit = (pred == y.long()).float()  # (N, G)
+        out = {f"test_accuracy_{kind}{i}": hit[:, i].mean().item() for i in range(hit.shape[1])}
+        out["test_accuracy"] = hit.mean().item()
+        out["test_exact_match"] = hit.min(1).values.mean().item()
+        return out
+    y = y.float().view_as(pred)
+    ss_res = (pred - y).pow(2).sum(0)
+    ss_tot = (y - y.mean(0)).pow(2).sum(0).clamp_min(1e-12)
+    r2 = 1 - ss_res / ss_tot
+    out = {f"test_r2_{i}": r2[i].item() for i in range(len(r2))}
+    out["test_r2"] = r2.mean().item()
+    out["test_mse"] = (pred - y).pow(2).mean().item()
+    return out
+
+
+def image_metrics(x: torch.Tensor, xhat: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image MSE, MAE, cosine similarity (over all pixels of an image, not per row) and PSNR; each (B,)."""
+    d = (xhat - x).flatten(1)
+    mse = d.pow(2).mean(1)
+    return {
+        "mse": mse,
+        "mae": d.abs().mean(1),
+        "cosine": F.cosine_similarity(xhat.flatten(1), x.flatten(1), dim=1, eps=1e-8),
+        "psnr": 10 * torch.log10(1.0 / mse.clamp_min(1e-10)),
+    }
+
+
+@torch.no_grad()
+def evaluate_regeneration(
+    regenerate: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 1000
+) -> dict[str, float]:
+    """Mean image metrics of ``regenerate`` over a dataset (``test_mse``, ``test_mae``, ``test_cosine``, ...)."""
+    sums: dict[str, float] = {}
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size]
+        for k, v in image_metrics(xb, regenerate(xb)).items():
+            sums[k] = sums.get(k, 0.0) + v.sum().item()
+    return {f"test_{k}": v / len(x) for k, v in sums.items()}
