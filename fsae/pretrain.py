@@ -156,7 +156,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor
         xte, yte = xte[: cfg.test_size], yte[: cfg.test_size]
 
     def targets(y: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(y))
+        return torch.from_numpy(np.array(y))  # a writable copy of the (read-only, cached) labels
 
     return to_float_images(xtr), targets(ytr), to_float_images(xte), targets(yte)
 

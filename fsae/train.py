@@ -33,7 +33,7 @@ from fsae.model import FSAE
 def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     """Seed ``random``, ``numpy`` and ``torch``; return a CPU generator for batch order (SB3 ``set_random_seed``)."""
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002  (seeds the legacy global RNG that libraries still use)
     torch.manual_seed(seed)
     if deterministic:
         torch.backends.cudnn.deterministic = True
@@ -204,7 +204,8 @@ def train_autoencoder(
         return F.mse_loss(model(xb), xb)
 
     epochs = cfg.baseline_epochs or cfg.concrete_epochs
-    return _fit(list(model.parameters()), step_loss, len(x), cfg, epochs, cfg.concrete_lr, generator, "baseline_ae", log)
+    params = list(model.parameters())
+    return _fit(params, step_loss, len(x), cfg, epochs, cfg.concrete_lr, generator, "baseline_ae", log)
 
 
 # --------------------------------------------------------------------------------------------------------------------
