@@ -207,8 +207,8 @@ def save_fig2(path: Path, rows: dict[str, torch.Tensor], titles: list[str]) -> N
     for r, (name, imgs) in enumerate(rows.items()):
         for c in range(n_cols):
             ax = axes[r][c]
-            img = imgs[c].cpu()
-            ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
+            img = imgs[c].cpu().numpy()
+            ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

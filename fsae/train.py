@@ -72,12 +72,15 @@ class TrainConfig:
     """'cosine' (decay to 0 over the phase) or 'constant'."""
     eval_batch_size: int = 1000
     """Batch size for evaluation and inference."""
+    augment_shift: int = 0
+    """Phase 1 only: shift each training image by up to this many pixels (random, per image; 0 = off)."""
 
     def __post_init__(self):
         assert self.abstract_epochs >= 0 and self.concrete_epochs >= 0, "epochs must be >= 0"
         assert self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}"
         assert self.abstract_lr > 0 and self.concrete_lr > 0, "learning rates must be > 0"
         assert self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got '{self.schedule}'"
+        assert self.augment_shift >= 0, f"augment_shift must be >= 0, got {self.augment_shift}"
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -94,6 +97,17 @@ def _optimizer(params, lr: float, steps: int, schedule: str):
     lam = (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))) if schedule == "cosine" else None
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lam or (lambda s: 1.0))
     return opt, sched
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image (B, C, H, W) by its own random integer offset in [-max_shift, max_shift], zero fill."""
+    b, _, h, w = x.shape
+    shifts = torch.randint(-max_shift, max_shift + 1, (2, b), generator=generator).to(x.device)
+    rows = (torch.arange(h, device=x.device).view(1, h) - shifts[0].view(b, 1)).clamp(-1, h)  # source row per output
+    cols = (torch.arange(w, device=x.device).view(1, w) - shifts[1].view(b, 1)).clamp(-1, w)
+    padded = F.pad(x, (1, 1, 1, 1))  # index -1 and h/w land on the zero border
+    bi = torch.arange(b, device=x.device).view(b, 1, 1)
+    return padded.permute(0, 2, 3, 1)[bi, rows.view(b, h, 1) + 1, cols.view(b, 1, w) + 1].permute(0, 3, 1, 2)
 
 
 def abstract_loss(model: FSAE, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -156,7 +170,8 @@ def train_abstract(
     model.abstract.requires_grad_(True).train()
 
     def step_loss(idx: torch.Tensor) -> torch.Tensor:
-        logits, _ = model.abstract(x[idx])
+        xb = random_shift(x[idx], cfg.augment_shift, generator) if cfg.augment_shift else x[idx]
+        logits, _ = model.abstract(xb)
         return abstract_loss(model, logits, y[idx])
 
     params = list(model.abstract.parameters())

@@ -1,0 +1,123 @@
+"""Pretraining: the script end to end on an MNIST slice, determinism, and the reference computations by hand."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fsae.checkpoint import load_fsae
+from fsae.config import from_dict, load_config
+from fsae.pretrain import PretrainConfig, class_mean_reference, mnist_targets, pretrain
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = ROOT / "configs" / "pretrain" / "mnist_fast.yaml"
+TINY = ["data.train_size=2000", "data.test_size=500", "train.abstract_epochs=1", "train.concrete_epochs=1"]
+VARIANTS = ("plain", "round", "jump", "jump_all")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain")
+    cmd = [sys.executable, str(ROOT / "scripts" / "pretrain.py"), "--config", str(FAST), "--out", str(out)]
+    proc = subprocess.run([*cmd, "--device", "cpu", "--set", *TINY], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def test_script_writes_every_artefact(run_dir):
+    for name in ["config.yaml", "command.txt", "metrics.json", "fig2.png", "autoencoder.pt"]:
+        assert (run_dir / name).is_file(), name
+    for v in VARIANTS:
+        assert (run_dir / f"fsae_{v}.pt").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*")), "no TensorBoard events"
+    assert "pretrain.py" in (run_dir / "command.txt").read_text()
+    # the resolved config round-trips through the typed loader
+    cfg = load_config(PretrainConfig, run_dir / "config.yaml")
+    assert cfg.data.train_size == 2000 and cfg.train.abstract_epochs == 1
+
+
+def test_metrics_keys_and_values(run_dir):
+    m = json.loads((run_dir / "metrics.json").read_text())
+    keys = ["abstract/test_accuracy", "prototype/cycle_accuracy", "reference/class_mean_mse", "baseline_ae/test_mse"]
+    keys += ["time/total_seconds"]
+    for v in VARIANTS:
+        keys += [f"concrete/{v}/test_{k}" for k in ("mse", "mae", "cosine")]
+        keys += [f"feedback/{v}/T{t}/test_mse" for t in range(6)]
+    missing = [k for k in keys if k not in m]
+    assert not missing, missing
+    assert m["abstract/test_accuracy"] > 0.7  # chance is 0.1; one epoch on 2,000 images gives ~0.9
+    for v in VARIANTS:
+        assert 0 < m[f"concrete/{v}/test_mse"] < 0.2
+        assert m[f"feedback/{v}/T0/test_mse"] == pytest.approx(m[f"concrete/{v}/test_mse"], rel=1e-4)
+        fb = [m[f"feedback/{v}/T{t}/test_mse"] for t in range(6)]
+        assert all(b <= a for a, b in zip(fb, fb[1:])), f"{v}: feedback is not monotone: {fb}"
+    # round without jumps: feedback cannot change anything
+    assert len({m[f"feedback/round/T{t}/test_mse"] for t in range(6)}) == 1
+    # jump connections carry detail: even after 16 steps jump_all regenerates better than plain
+    assert m["concrete/jump_all/test_mse"] < m["concrete/plain/test_mse"]
+
+
+def test_checkpoints_load_and_regenerate_as_measured(run_dir):
+    model = load_fsae(run_dir / "fsae_round.pt")
+    assert model.config.round and model.checkpoint_meta["variant"] == "round"
+    protos = model.generate_labels(torch.arange(10))
+    assert protos.shape == (10, 1, 28, 28) and protos.min() >= 0 and protos.max() <= 1
+    ae = load_fsae(run_dir / "autoencoder.pt")
+    assert ae.config.head == "linear" and ae.config.code_size == 10
+
+
+def _tiny_cfg(**over) -> PretrainConfig:
+    d = {
+        "model": {"layers": [{"type": "conv", "out": 8, "kernel": 4, "stride": 2}, {"type": "linear", "out": 10}]},
+        "data": {"train_size": 400, "test_size": 100},
+        "train": {"abstract_epochs": 1, "concrete_epochs": 1, "batch_size": 64},
+        "variants": [{"name": "plain"}, {"name": "jump_all", "jumps": "all"}],
+        "feedback_steps": [0, 2],
+        "baseline_ae": False,
+        "device": "cpu",
+    }
+    d.update(over)
+    return from_dict(PretrainConfig, d)
+
+
+def test_same_seed_same_metrics(tmp_path):
+    def run(name, seed):
+        m = pretrain(_tiny_cfg(seed=seed), tmp_path / name)
+        return {k: v for k, v in m.items() if not k.startswith("time/")}
+
+    a, b, c = run("a", 0), run("b", 0), run("c", 1)
+    assert a == b
+    assert a != c
+
+
+def test_class_mean_reference_by_hand():
+    x_train = torch.tensor([[0.0, 0.0], [2.0, 2.0], [4.0, 6.0]]).view(3, 1, 1, 2)
+    pred_train = torch.tensor([0, 0, 1])  # class 0 mean = (1, 1); class 1 mean = (4, 6)
+    x_test = torch.tensor([[1.0, 2.0], [4.0, 4.0]]).view(2, 1, 1, 2)
+    pred_test = torch.tensor([0, 1])
+    # errors: (0, 1) and (0, -2) -> MSE = (0 + 1 + 0 + 4) / 4
+    assert class_mean_reference(pred_train, x_train, pred_test, x_test) == pytest.approx(1.25)
+    # an unseen class falls back to the overall mean image (2, 8/3)
+    got = class_mean_reference(pred_train, x_train, torch.tensor([7]), x_test[:1])
+    assert got == pytest.approx(((1 - 2) ** 2 + (2 - 8 / 3) ** 2) / 2)
+
+
+def test_mnist_targets_by_hand():
+    labels = np.array([0, 5, 7, 8])
+    attrs = mnist_targets(np.zeros((4, 28, 28), np.uint8), labels, "attributes")
+    assert attrs.tolist() == [[1, 0, 1], [0, 1, 0], [0, 1, 0], [1, 1, 1]]
+    img = np.zeros((1, 28, 28), np.uint8)
+    img[0, 27, 0] = 255  # all ink in the bottom-left corner
+    assert mnist_targets(img, np.array([1]), "center_of_mass").tolist() == [[1.0, 0.0]]
+
+
+def test_bad_config_key_is_one_clear_line(tmp_path):
+    cmd = [sys.executable, str(ROOT / "scripts" / "pretrain.py"), "--config", str(FAST), "--out", str(tmp_path)]
+    proc = subprocess.run([*cmd, "--set", "train.lerning_rate=0.1"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "lerning_rate" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
