@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -64,7 +65,8 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dic
             f"checkpoint {path} holds objects other than tensors and plain values and was refused unread; "
             "only load files you trust, and re-create it with this project's tools"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    # Arbitrary bytes read as a legacy pickle also fail with KeyError/IndexError/struct.error (bad memo or opcode).
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, struct.error) as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise CheckpointError(
             f"checkpoint {path} is truncated or not a PyTorch file ({reason}); re-create it or restore a copy"

@@ -385,6 +385,8 @@ class FSAE(nn.Module):
         if steps == 0:
             return outputs if trace else y
         concept = self.round_code(code)
+        # A linear code without a grid has no discrete concept: requiring it unchanged would refuse every step.
+        keep_concept = self.config.head != "linear" or self.config.round_grid > 0
         residual = (x - y).pow(2).flatten(1).mean(1)  # (B,)
         k = torch.full_like(residual, gain)
         u = x
@@ -393,7 +395,9 @@ class FSAE(nn.Module):
             cand = u + k.view(expand) * (x - y)
             y_c, code_c = self._regenerate(cand)
             r_c = (x - y_c).pow(2).flatten(1).mean(1)
-            ok = (r_c < residual) & (self.round_code(code_c) == concept).all(-1)
+            ok = r_c < residual
+            if keep_concept:
+                ok = ok & (self.round_code(code_c) == concept).all(-1)
             u = torch.where(ok.view(expand), cand, u)
             y = torch.where(ok.view(expand), y_c, y)
             residual = torch.where(ok, r_c, residual)
