@@ -1,0 +1,69 @@
+"""Task data collected from each environment trains through the pretraining pipeline (issue: envs, point 5)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from envs.collect import collect
+from fsae.config import load_config
+from fsae.data import save_task_data
+from fsae.pretrain import PretrainConfig, pretrain
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = [
+    "train.abstract_epochs=1",
+    "train.concrete_epochs=1",
+    "train.batch_size=64",
+    "variants=[{name: round, round: true}, {name: jump_all, jumps: all}]",
+    "feedback_steps=[0, 2]",
+    "baseline_ae=false",
+    "device=cpu",
+]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("env", ["bandit", "sum", "lock"])
+def test_collected_data_pretrains_with_its_config(env, tmp_path):
+    env_id = {"bandit": "fsae/DigitBandit-v0", "sum": "fsae/DigitSum-v0", "lock": "fsae/DigitLock-v0"}[env]
+    obs, labels = collect(env_id, 600, seed=0, progress=False)
+    data = save_task_data(tmp_path / f"{env}.npz", obs, labels)
+    config_file = ROOT / "configs" / "pretrain" / f"digit_{env}.yaml"
+    cfg = load_config(PretrainConfig, config_file, [f"data.source={data}", *TINY])
+    m = pretrain(cfg, tmp_path / "run")
+    assert tuple(cfg.model.input_shape) == obs.shape[1:]
+    assert 0.0 <= m["abstract/test_accuracy"] <= 1.0
+    assert m["prototype/cycle_accuracy"] >= 0.0
+    assert m["concrete/jump_all/test_mse"] < m["concrete/round/test_mse"]
+    assert m["feedback/jump_all/T2/test_mse"] <= m["feedback/jump_all/T0/test_mse"]
+    if env != "bandit":  # two softmax groups: one accuracy per digit
+        assert {"abstract/test_accuracy_group0", "abstract/test_accuracy_group1", "abstract/test_exact_match"} <= set(m)
+    assert (tmp_path / "run" / "fsae_round.pt").is_file()
+
+
+def test_collect_then_pretrain_scripts(tmp_path):
+    data = tmp_path / "sum.npz"
+    collect_cmd = [sys.executable, str(ROOT / "scripts" / "collect.py"), "--env", "fsae/DigitSum-v0"]
+    proc = subprocess.run([*collect_cmd, "--steps", "400", "--out", str(data)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    pre = [sys.executable, str(ROOT / "scripts" / "pretrain.py"), "--config", "configs/pretrain/digit_sum.yaml"]
+    proc = subprocess.run(
+        [*pre, "--out", str(tmp_path / "run"), "--set", f"data.source={data}", *TINY],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "abstract/test_accuracy_group1" in metrics
