@@ -1,0 +1,136 @@
+"""One command that measures fsae-rl's speed and writes a table (stdout) and JSON.
+
+    python benchmarks/run.py --quick                       # < 2 minutes on a 2-core CPU
+    python benchmarks/run.py --device cuda --out bench.json
+
+Sections, each a median of repeated runs after warm-up with its spread (max/min time):
+    pretrain   -- training images/s of the abstract and the concrete phase, fast and paper architectures;
+    inference  -- regeneration images/s (jump-all variant) at batch 1, 8, 256, 4096; bf16 autocast on GPU; GFLOP/s and
+                  the fraction of the device's peak where known;
+    env        -- environment steps/s of each fsae/ environment;
+    wrapper    -- raw vs per-environment wrapper vs batched wrapper, 8 and 64 environments (ratios from one run);
+    ppo        -- PPO training steps/s, raw vs augmented (ratio from one run);
+each with the peak memory (CUDA allocator peak, or the process's peak RSS on CPU, which only grows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from env_steps import measure_env_steps  # noqa: E402
+from fsae_speed import measure_inference, measure_pretrain, peak_memory_mb  # noqa: E402
+
+from fsae.config import load_config  # noqa: E402
+from fsae.pretrain import PretrainConfig  # noqa: E402
+from fsae.train import resolve_device  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "pretrain"
+
+
+def model_config(name: str, jumps: str | list[int] = "all"):
+    return dataclasses.replace(load_config(PretrainConfig, CONFIGS / f"{name}.yaml").model, jumps=jumps)
+
+
+def machine(device: torch.device) -> dict[str, str | int]:
+    info: dict[str, str | int] = {
+        "date": datetime.date.today().isoformat(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count() or 0,
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def run(quick: bool, device: torch.device, sections: list[str]) -> dict:
+    results: dict = {"machine": machine(device), "quick": quick, "command": shlex.join([sys.executable, *sys.argv])}
+    gpu = device.type == "cuda"
+    if "pretrain" in sections:
+        results["pretrain"] = {}
+        for name in ("mnist_fast", "mnist"):
+            steps = 20 if (gpu or name == "mnist_fast") else 3
+            steps = steps if not quick else max(2, steps // 4)
+            results["pretrain"][name] = measure_pretrain(model_config(name, []), device, steps=steps, repeats=3)
+    if "inference" in sections:
+        results["inference"] = {}
+        for name in ("mnist_fast", "mnist"):
+            slow = name == "mnist" and not gpu  # the paper network does ~120 MFLOP per image
+            batches = (1, 8, 256) if slow and quick else (1, 8, 256, 4096)
+            images = 8192 if gpu else (256 if slow else 2048)
+            rows = measure_inference(model_config(name), device, batches, min_images=images, repeats=3 if quick else 5)
+            results["inference"][name] = {"rows": rows, "peak_memory_mb": peak_memory_mb(device)}
+    if "env" in sections:
+        results["env"] = measure_env_steps(n_steps=5000 if quick else 20000, repeats=3 if quick else 5)
+    if "wrapper" in sections or "ppo" in sections:
+        try:
+            import wrapper as wrapper_bench  # benchmarks/wrapper.py
+        except ImportError as e:
+            results["wrapper_error"] = f"benchmarks/wrapper.py unavailable: {e}"
+        else:
+            if "wrapper" in sections:
+                results["wrapper"] = wrapper_bench.measure_wrapper(quick=quick, device=str(device))
+            if "ppo" in sections:
+                results["ppo"] = wrapper_bench.measure_ppo(quick=quick, device=str(device))
+    return results
+
+
+def print_table(r: dict) -> None:
+    m = r["machine"]
+    print(f"# fsae-rl benchmarks  {m['date']}  device={m['device']} {m.get('gpu', '')}  cpus={m['cpu_count']}")
+    for name, p in r.get("pretrain", {}).items():
+        for phase in ("abstract", "concrete"):
+            q = p[phase]
+            spread = q["max_s"] / q["min_s"]
+            print(f"pretrain   {name:<11} {phase:<9} {q['images_per_s']:>12,.0f} img/s   spread x{spread:.2f}")
+        print(f"pretrain   {name:<11} peak memory {p['peak_memory_mb']:,.0f} MB")
+    for name, inf in r.get("inference", {}).items():
+        for row in inf["rows"]:
+            frac = f"  {100 * row['fraction_of_peak']:.2f}% of peak" if "fraction_of_peak" in row else ""
+            print(
+                f"inference  {name:<11} {row['precision']:<7} batch {row['batch']:>5} {row['images_per_s']:>12,.0f} "
+                f"img/s  {row['gflop_per_s']:>9,.1f} GFLOP/s  spread x{row['spread']:.2f}{frac}"
+            )
+    for env_id, sps in r.get("env", {}).items():
+        print(f"env        {env_id:<26} {sps:>12,.0f} steps/s")
+    for key in ("wrapper", "ppo"):
+        if key in r:
+            print(f"{key:<10} {json.dumps(r[key], default=float)}")
+    if "wrapper_error" in r:
+        print(r["wrapper_error"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small budgets: under 2 minutes on a 2-core CPU")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    all_sections = ["pretrain", "inference", "env", "wrapper", "ppo"]
+    p.add_argument("--only", nargs="*", default=all_sections, choices=all_sections, help="run only these sections")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    results = run(args.quick, device, args.only)
+    print_table(results)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
