@@ -1,7 +1,7 @@
 """Pretrain the FSAE: abstract network (supervised), then one concrete network per variant (abstract frozen).
 
-    python scripts/pretrain.py                                   # the paper's experiment (configs/pretrain/mnist.yaml)
-    python scripts/pretrain.py --config configs/pretrain/mnist_fast.yaml --set train.abstract_epochs=1
+python scripts/pretrain.py                                   # the paper's experiment (configs/pretrain/mnist.yaml)
+python scripts/pretrain.py --config configs/pretrain/mnist_fast.yaml --set train.abstract_epochs=1
 """
 
 from __future__ import annotations
