@@ -136,25 +136,30 @@ def _fit(
     """Generic Adam loop over index batches; returns the mean training loss of each epoch."""
     steps = epochs * math.ceil(n / cfg.batch_size)
     opt, sched = _optimizer(params, lr, steps, cfg.schedule)
-    history, step = [], 0
+    history, step, device = [], 0, params[0].device
     for epoch in range(epochs):
-        total, count = 0.0, 0
+        total = torch.zeros((), device=device)  # summed on the device: no host sync per step
         bar = tqdm(_batches(n, cfg.batch_size, generator), total=math.ceil(n / cfg.batch_size), leave=False)
         bar.set_description(f"{desc} {epoch + 1}/{epochs}")
         for idx in bar:
-            loss = step_loss(idx)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}; lower the learning rate")
+            loss = step_loss(idx.to(device, non_blocking=True))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total, count, step = total + loss.item() * len(idx), count + len(idx), step + 1
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+            total += loss.detach() * len(idx)
+            step += 1
+            if step % 50 == 0 or step == steps:
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"{desc}: the loss became {value} by step {step} (epoch {epoch + 1}); "
+                        "lower the learning rate or check the data for NaN"
+                    )
+                bar.set_postfix(loss=f"{value:.4f}")
                 if log:
-                    log(f"train/{desc}_loss", loss.item(), step)
-        history.append(total / max(count, 1))
+                    log(f"train/{desc}_loss", value, step)
+        history.append(total.item() / n)
     return history
 
 
