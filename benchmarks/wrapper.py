@@ -1,0 +1,199 @@
+"""Common-sense wrapper speed: vector-env steps/s raw vs per-env wrapper vs batched wrapper, and PPO steps/s raw vs
+augmented, each as ratios measured in the same run.
+
+Contents:
+    fast_fsae      -- an FSAE of the fast pretraining configuration (``configs/pretrain/mnist_fast.yaml``), or a
+                      checkpoint's; speed does not depend on the weights, so no pretraining is needed.
+    measure_wrapper -- steps/s of ``DummyVecEnv`` (raw), a ``DummyVecEnv`` of ``CommonSense`` envs (one forward pass
+                      per env per step) and ``VecCommonSense`` (one forward pass per vector step), per n_envs.
+    measure_ppo    -- PPO training steps/s (``learn`` only, the DigitBandit config's hyperparameters) with raw and with
+                      FSAE-augmented observations.
+
+Method: the conditions of one measurement alternate within each repeat (raw, per-env, batched, raw, ...), so that a
+change in the load of a shared machine hits all of them alike; each rate is the median over repeats, after an untimed
+warm-up. Targets (the issue's acceptance 2): augmented PPO >= 0.6x raw PPO, batched wrapper >= 1.8x the per-env
+wrapper with 8 environments. torch runs on ``threads`` threads (default 1: on a small shared CPU, torch's default
+pool makes these tiny forward passes up to 100x slower).
+
+    python benchmarks/wrapper.py --quick          # about 2 minutes on a 2-core CPU
+    python benchmarks/wrapper.py --checkpoint runs/pretrain/fast/fsae_round.pt --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+import envs  # noqa: F401  (registers the fsae/ ids)
+from fsae.checkpoint import load_fsae
+from fsae.config import load_config
+from fsae.model import FSAE
+from fsae.pretrain import PretrainConfig
+from rl.agent import AgentConfig, make_env, make_vec_env_for, policy_kwargs
+from rl.common_sense import CommonSense, Regenerator, VecCommonSense
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST_CONFIG = ROOT / "configs" / "pretrain" / "mnist_fast.yaml"
+AGENT_CONFIG = ROOT / "configs" / "agent" / "digit_bandit.yaml"
+ENV_ID = "fsae/DigitBandit-v0"
+TARGET_PPO_RATIO = 0.6
+TARGET_BATCHED_RATIO = 1.8
+
+
+def fast_fsae(checkpoint: str | None = None) -> FSAE:
+    """The model to time: a checkpoint, else a freshly initialised FSAE of the fast config (jump connection 'last')."""
+    if checkpoint:
+        return load_fsae(checkpoint)
+    cfg = load_config(PretrainConfig, FAST_CONFIG).model
+    cfg.jumps = "last"
+    torch.manual_seed(0)
+    return FSAE(cfg).eval()
+
+
+def _time_vec_steps(venv: VecEnv, actions: np.ndarray) -> float:
+    start = time.perf_counter()
+    for a in actions:
+        venv.step(a)
+    return time.perf_counter() - start
+
+
+def measure_wrapper(
+    n_envs_list: tuple[int, ...] = (8, 64),
+    steps: int = 4096,
+    repeats: int = 5,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    union: str = "stack",
+    dtype: str = "float64",
+) -> dict[str, float]:
+    """Environment steps/s of raw, per-env-wrapped and batch-wrapped vector envs of DigitBandit, per n_envs.
+
+    Args:
+        n_envs_list: numbers of environments to measure.
+        steps: environment steps (summed over envs) per timed run.
+        repeats: timed runs per condition (median reported).
+        checkpoint: FSAE to time (default: an untrained model of the fast config).
+        device, union, dtype: the regenerator's settings.
+
+    Returns:
+        ``{f"n{n}/{cond}_steps_per_s": ..., f"n{n}/batched_over_per_env": ..., f"n{n}/batched_over_raw": ...}``.
+    """
+    regen = Regenerator(fast_fsae(checkpoint), device, dtype=dtype)
+    out: dict[str, float] = {}
+    for n in n_envs_list:
+        venvs = {
+            "raw": DummyVecEnv([lambda: make_env(ENV_ID)] * n),
+            "per_env": DummyVecEnv([lambda: CommonSense(make_env(ENV_ID), regen, union)] * n),
+            "batched": VecCommonSense(DummyVecEnv([lambda: make_env(ENV_ID)] * n), regen, union),
+        }
+        vec_steps = max(steps // n, 10)
+        actions = np.random.default_rng(0).integers(0, 10, (vec_steps, n))
+        times: dict[str, list[float]] = {k: [] for k in venvs}
+        for venv in venvs.values():
+            venv.seed(0)
+            venv.reset()
+            _time_vec_steps(venv, actions[: max(vec_steps // 5, 5)])  # warm-up
+        for _ in range(repeats):
+            for k, venv in venvs.items():
+                times[k].append(_time_vec_steps(venv, actions))
+        rates = {k: vec_steps * n / statistics.median(t) for k, t in times.items()}
+        for k, r in rates.items():
+            out[f"n{n}/{k}_steps_per_s"] = r
+        out[f"n{n}/batched_over_per_env"] = rates["batched"] / rates["per_env"]
+        out[f"n{n}/batched_over_raw"] = rates["batched"] / rates["raw"]
+        for venv in venvs.values():
+            venv.close()
+    return out
+
+
+def measure_ppo(
+    steps: int = 8192,
+    repeats: int = 3,
+    n_envs: int = 8,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    union: str = "stack",
+    dtype: str = "float64",
+) -> dict[str, float]:
+    """PPO training steps/s on DigitBandit (the shipped config's hyperparameters): raw vs FSAE-augmented.
+
+    Each repeat runs ``learn(steps)`` on the same model again (setup and the first, warm-up call not timed).
+
+    Returns:
+        ``{"ppo/raw_steps_per_s", "ppo/augmented_steps_per_s", "ppo/augmented_over_raw"}``.
+    """
+    cfg = load_config(AgentConfig, AGENT_CONFIG, [f"n_envs={n_envs}", f"union={union}", "condition=fsae"])
+    hp = dict(cfg.hyperparams)
+    regen = Regenerator(fast_fsae(checkpoint), device, dtype=dtype)
+    models = {}
+    for name, r in (("raw", None), ("augmented", regen)):
+        venv = make_vec_env_for(cfg, r, n_envs, 0, {})
+        models[name] = PPO("CnnPolicy", venv, policy_kwargs=policy_kwargs(cfg), seed=0, device=device, **hp)
+        models[name].learn(hp["n_steps"] * n_envs)  # warm-up: one rollout and update
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(repeats):
+        for k, model in models.items():
+            t0 = time.perf_counter()
+            model.learn(steps, reset_num_timesteps=False)
+            times[k].append(time.perf_counter() - t0)
+    rates = {k: steps / statistics.median(t) for k, t in times.items()}
+    for model in models.values():
+        model.get_env().close()
+    return {
+        "ppo/raw_steps_per_s": rates["raw"],
+        "ppo/augmented_steps_per_s": rates["augmented"],
+        "ppo/augmented_over_raw": rates["augmented"] / rates["raw"],
+    }
+
+
+def _print_wrapper_table(w: dict[str, float], label: str) -> None:
+    print(f"vector env steps/s on {ENV_ID} ({label}, torch threads {torch.get_num_threads()}):")
+    print(f"{'n_envs':>6} {'raw':>10} {'per-env':>10} {'batched':>10} {'batched/per-env':>16} {'batched/raw':>12}")
+    for n in sorted({int(k.split("/")[0][1:]) for k in w}):
+        r = [w[f"n{n}/{c}_steps_per_s"] for c in ("raw", "per_env", "batched")]
+        print(f"{n:>6} {r[0]:>10,.0f} {r[1]:>10,.0f} {r[2]:>10,.0f} {w[f'n{n}/batched_over_per_env']:>15.2f}x "
+              f"{w[f'n{n}/batched_over_raw']:>11.2f}x")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small budgets (about 2 minutes on a 2-core CPU)")
+    p.add_argument("--checkpoint", default=None, help="FSAE checkpoint to time (default: untrained fast config)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument(
+        "--dtype", default="both", choices=["float64", "float32", "both"], help="regenerator precision of the "
+        "wrapper table (default: both; PPO uses float64, the agent configs' default)"
+    )  # fmt: skip
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    wrapper_steps, ppo_steps, repeats = (2048, 2048, 3) if args.quick else (8192, 8192, 5)
+    kw = {"checkpoint": args.checkpoint, "device": args.device}
+    results: dict[str, float] = {}
+    for dtype in ("float64", "float32") if args.dtype == "both" else (args.dtype,):
+        w = measure_wrapper(steps=wrapper_steps, repeats=repeats, dtype=dtype, **kw)
+        _print_wrapper_table(w, f"{args.device}, {dtype}")
+        results.update({f"{dtype}/{k}": v for k, v in w.items()})
+        if "n8/batched_over_per_env" in w:
+            ratio = w["n8/batched_over_per_env"]
+            verdict = "ok" if ratio >= TARGET_BATCHED_RATIO else "BELOW"
+            print(f"batched / per-env with 8 envs, {dtype}: {ratio:.2f}x ({verdict} target {TARGET_BATCHED_RATIO}x)")
+    ppo = measure_ppo(steps=ppo_steps, repeats=repeats, dtype="float64", **kw)
+    results.update(ppo)
+    verdict = "ok" if ppo["ppo/augmented_over_raw"] >= TARGET_PPO_RATIO else "BELOW"
+    print(f"PPO steps/s (8 envs, float64): raw {ppo['ppo/raw_steps_per_s']:,.0f}, augmented "
+          f"{ppo['ppo/augmented_steps_per_s']:,.0f}, ratio {ppo['ppo/augmented_over_raw']:.2f}x "
+          f"({verdict} target {TARGET_PPO_RATIO}x)")  # fmt: skip
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""Training an SB3 agent on an ``fsae/`` environment under one experimental condition (``DESIGN.md`` section 2).
+
+Contents:
+    PolicyConfig, AgentConfig -- typed configs (``configs/agent/*.yaml``); unknown keys and wrong types are refused.
+    ALGOS                     -- 'ppo', 'a2c', 'dqn' -> the SB3 classes.
+    resolve_checkpoint        -- which checkpoint a condition uses; says how to make one when there is none.
+    make_vec_env_for          -- the vector env of a split with the condition's wrapper stack (training and eval alike).
+    run_dir_for               -- ``logdir/<env>/<condition label>/seed<N>``.
+    train_agent               -- build everything, train with periodic test-split evaluation and checkpoints, and
+                                 return the final metrics (also written to ``metrics.json``).
+
+Conditions: 'none' (raw observations), 'fsae' (raw + the FSAE's regeneration, the paper's proposal), 'copy' (raw +
+raw: controls for the extra channels), 'autoencoder' (raw + the regeneration of the same-size conventional
+autoencoder that pretraining trains without labels). The run folder holds SB3's TensorBoard events and CSV log
+(written there directly, no ``PPO_1`` subfolder), ``config.yaml`` (resolved), ``command.txt``, ``fsae.json`` (which
+model: path, SHA-256, variant), ``metrics.json``, ``eval/evaluations.npz``, ``best_model.zip``, ``final_model.zip``
+and ``checkpoints/``. The frozen model is not inside SB3's zip files (it lives in the env wrapper); ``fsae.json``
+identifies it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import torch
+import yaml
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from torch import nn
+
+from fsae.config import ConfigError, to_dict
+from fsae.train import resolve_device, seed_everything
+from rl.common_sense import CONDITIONS, DTYPES, UNIONS, Regenerator, VecCommonSense, make_regenerator
+from rl.extractor import SmallCNN
+
+ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
+# Set by train_agent itself; a YAML may not pass them through ``hyperparams``.
+_RESERVED = {"policy", "env", "policy_kwargs", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model"}
+PRETRAIN_HINT = (
+    "python scripts/pretrain.py --config configs/pretrain/mnist_fast.yaml --out runs/pretrain/fast "
+    "(for a quick one, about 5 minutes on a 2-core CPU, add --set data.train_size=10000 train.abstract_epochs=2 "
+    "train.concrete_epochs=2 'feedback_steps=[0]'), then pass --fsae runs/pretrain/fast/fsae_round.pt"
+)
+
+
+@dataclass
+class PolicyConfig:
+    """SB3 ``policy_kwargs`` as typed values (no strings evaluated as code)."""
+
+    features_dim: int = 128
+    """Output size of the ``SmallCNN`` features extractor."""
+    cnn_channels: tuple[int, int, int] = (32, 64, 64)
+    """Channels of SmallCNN's three 3x3 convolutions."""
+    net_arch: list[int] = field(default_factory=lambda: [64])
+    """Hidden layers after the extractor: for both the policy and value heads (PPO, A2C), or the Q head (DQN)."""
+    activation: Literal["relu", "tanh"] = "relu"
+    """Activation of the ``net_arch`` layers."""
+
+
+@dataclass
+class AgentConfig:
+    """One agent training run: environment, algorithm, budget, evaluation and the common-sense condition."""
+
+    env_id: str = "fsae/DigitBandit-v0"
+    """A Gymnasium id; ``fsae/`` ids are registered by ``import envs``."""
+    env_kwargs: dict[str, bool | int | float | str] = field(default_factory=dict)
+    """Keyword arguments of the training environments (e.g. noise, occlusion)."""
+    eval_env_kwargs: dict[str, bool | int | float | str] = field(default_factory=lambda: {"split": "test"})
+    """Overrides of ``env_kwargs`` for the evaluation environment (default: the MNIST test split)."""
+    algo: Literal["ppo", "a2c", "dqn"] = "ppo"
+    """The SB3 algorithm."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """Features extractor and heads (``CnnPolicy`` with ``SmallCNN``, ``normalize_images=True``)."""
+    hyperparams: dict[str, bool | int | float | str] = field(default_factory=dict)
+    """Passed to the algorithm's constructor (e.g. learning_rate, n_steps, gamma); checked against its signature."""
+    total_steps: int = 50_000
+    """Environment steps, summed over all training environments."""
+    n_envs: int = 8
+    """Parallel training environments."""
+    vec_env: Literal["dummy", "subproc"] = "dummy"
+    """'dummy' (one process, best for cheap envs) or 'subproc' (one process per env)."""
+    eval_freq: int = 10_000
+    """Evaluate every this many environment steps (0 = only at the end)."""
+    eval_episodes: int = 20
+    """Episodes per evaluation, with the deterministic policy, on the eval split."""
+    checkpoint_freq: int = 25_000
+    """Save the agent every this many environment steps into ``checkpoints/`` (0 = only the final model)."""
+    condition: Literal["none", "fsae", "copy", "autoencoder"] = "none"
+    """What the agent sees besides the raw observation (see the module docstring)."""
+    fsae_checkpoint: str | None = None
+    """The FSAE checkpoint for 'fsae' (e.g. runs/pretrain/<run>/fsae_round.pt)."""
+    autoencoder_checkpoint: str | None = None
+    """The conventional autoencoder for 'autoencoder' (default: autoencoder.pt beside ``fsae_checkpoint``)."""
+    union: Literal["stack", "max", "mean"] = "stack"
+    """How raw and regenerated images are united: channel stack (2C channels), elementwise max, or mean."""
+    feedback_steps: int = 0
+    """Negative-feedback steps T of the regeneration (paper Fig. 2d); each costs one more forward pass."""
+    regen_dtype: Literal["float64", "float32"] = "float64"
+    """Precision of the regeneration (float64: batch-size invariant, see ``rl.common_sense``)."""
+    run_name: str = ""
+    """Folder name of the condition ('' = the condition, e.g. 'fsae-round', plus '-max'/'-fb2' when not default)."""
+    seed: int = 0
+    """Seeds torch, numpy, the algorithm and the environments (evaluation envs get seed + 10000)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Device of the agent and the regenerator."""
+    torch_threads: int = 0
+    """torch.set_num_threads (0 = torch's default). On a small shared CPU, 1 is often much faster."""
+    logdir: str = "runs/agents"
+    """Root of the run folders."""
+    overwrite: bool = False
+    """Allow writing into a run folder that already holds a run."""
+    progress_bar: bool = True
+    """Show SB3's progress bar (tqdm + rich)."""
+    verbose: int = 0
+    """SB3 verbosity: 1 also prints the logged tables to stdout."""
+
+    def __post_init__(self):
+        self.policy = PolicyConfig(**self.policy) if isinstance(self.policy, dict) else self.policy
+        assert self.total_steps > 0 and self.n_envs > 0, "total_steps and n_envs must be positive"
+        assert self.eval_freq >= 0 and self.checkpoint_freq >= 0, "eval_freq and checkpoint_freq must be >= 0"
+        assert self.eval_episodes > 0, f"eval_episodes must be positive, got {self.eval_episodes}"
+        assert self.feedback_steps >= 0, f"feedback_steps must be >= 0, got {self.feedback_steps}"
+        assert self.torch_threads >= 0, f"torch_threads must be >= 0, got {self.torch_threads}"
+        assert self.condition in CONDITIONS and self.union in UNIONS and self.regen_dtype in DTYPES
+        assert not (self.condition == "copy" and self.union != "stack"), (
+            f"condition 'copy' controls for the extra channels of union 'stack'; with union '{self.union}' "
+            "it would equal 'none'"
+        )
+        assert "/" not in self.run_name, f"run_name must be a plain folder name, got '{self.run_name}'"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pieces
+
+
+def resolve_checkpoint(cfg: AgentConfig) -> str | None:
+    """The checkpoint the condition uses (None for 'none' and 'copy'); a missing one is a ``ConfigError`` that names
+    the pretraining command which makes it."""
+    if cfg.condition == "fsae":
+        if not cfg.fsae_checkpoint:
+            raise ConfigError(
+                f"condition 'fsae' needs an FSAE checkpoint (--fsae PATH); make one with: {PRETRAIN_HINT}"
+            )
+        return cfg.fsae_checkpoint
+    if cfg.condition == "autoencoder":
+        if cfg.autoencoder_checkpoint:
+            return cfg.autoencoder_checkpoint
+        if cfg.fsae_checkpoint:
+            return str(Path(cfg.fsae_checkpoint).parent / "autoencoder.pt")
+        raise ConfigError(
+            "condition 'autoencoder' needs the pretraining run's autoencoder.pt (set autoencoder_checkpoint, or "
+            f"--fsae PATH to a checkpoint beside it); make one with: {PRETRAIN_HINT}"
+        )
+    return None
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """Module-level env factory, so ``SubprocVecEnv`` workers import ``envs`` (and register its ids) themselves."""
+    import envs  # noqa: F401
+
+    return gym.make(env_id, **kwargs)
+
+
+def make_vec_env_for(
+    cfg: AgentConfig, regen: Regenerator | None, n_envs: int, seed: int, env_kwargs: dict[str, Any]
+) -> VecEnv:
+    """``n_envs`` Monitor-wrapped envs in a Dummy/SubprocVecEnv, then ``VecCommonSense`` unless the condition is
+    'none'. Training and evaluation envs are built by this one function, so their wrapper stacks are the same."""
+    vec_cls = SubprocVecEnv if cfg.vec_env == "subproc" and n_envs > 1 else DummyVecEnv
+    venv = make_vec_env(
+        make_env, n_envs, seed=seed, vec_env_cls=vec_cls, env_kwargs={"env_id": cfg.env_id, **env_kwargs}
+    )
+    if regen is not None:
+        regen.check_space(venv.observation_space, cfg.env_id)
+        venv = VecCommonSense(venv, regen, cfg.union)
+    return venv
+
+
+def condition_label(cfg: AgentConfig, regen: Regenerator | None) -> str:
+    """Folder name of the condition: 'none', 'copy', 'autoencoder', 'fsae-<variant>'; '-<union>', '-fb<T>' appended
+    when not the defaults, so that variants and settings never share (and overwrite) a folder."""
+    if cfg.run_name:
+        return cfg.run_name
+    label = cfg.condition
+    if cfg.condition == "fsae" and regen is not None:
+        variant = regen.describe()["variant"] or Path(str(regen.checkpoint)).stem
+        label = f"fsae-{str(variant).removeprefix('fsae_')}"
+    if cfg.condition != "none" and cfg.union != "stack":
+        label += f"-{cfg.union}"
+    if cfg.condition in ("fsae", "autoencoder") and cfg.feedback_steps:
+        label += f"-fb{cfg.feedback_steps}"
+    return label
+
+
+def run_dir_for(cfg: AgentConfig, regen: Regenerator | None) -> Path:
+    """``logdir/<env>/<condition label>/seed<N>``, with <env> the id without namespace, e.g. DigitBandit-v0."""
+    return Path(cfg.logdir) / cfg.env_id.split("/")[-1] / condition_label(cfg, regen) / f"seed{cfg.seed}"
+
+
+def policy_kwargs(cfg: AgentConfig) -> dict[str, Any]:
+    """SB3 policy_kwargs: ``SmallCNN`` extractor, heads, activation, and image normalisation (uint8 / 255)."""
+    p = cfg.policy
+    heads: Any = list(p.net_arch) if cfg.algo == "dqn" else {"pi": list(p.net_arch), "vf": list(p.net_arch)}
+    return {
+        "features_extractor_class": SmallCNN,
+        "features_extractor_kwargs": {"features_dim": p.features_dim, "channels": tuple(p.cnn_channels)},
+        "net_arch": heads,
+        "activation_fn": {"relu": nn.ReLU, "tanh": nn.Tanh}[p.activation],
+        "normalize_images": True,
+    }
+
+
+def check_hyperparams(cfg: AgentConfig) -> None:
+    """Refuse hyperparameters the algorithm's constructor does not take, or that ``train_agent`` sets itself."""
+    valid = set(inspect.signature(ALGOS[cfg.algo].__init__).parameters) - _RESERVED - {"self"}
+    for key in cfg.hyperparams:
+        if key in _RESERVED:
+            raise ConfigError(f"hyperparams.{key} is set by train_agent; use the config's own field instead")
+        if key not in valid:
+            raise ConfigError(f"unknown {cfg.algo.upper()} hyperparameter '{key}'; valid: {sorted(valid)}")
+
+
+def _hparam_table(cfg: AgentConfig) -> str:
+    rows = [("key", "value"), ("---", "---")]
+    flat = {**{k: v for k, v in to_dict(cfg).items() if not isinstance(v, dict)}, **cfg.hyperparams}
+    rows += [(k, str(v)) for k, v in sorted(flat.items())]
+    return "\n".join(f"|{k}|{v}|" for k, v in rows)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The run
+
+
+def train_agent(cfg: AgentConfig, command: str | None = None) -> dict[str, Any]:
+    """Train one agent and return its final metrics (also written to ``run_dir/metrics.json``).
+
+    Raises ``ConfigError`` (bad config, missing checkpoint, occupied run folder) or ``CheckpointError`` (unreadable
+    checkpoint, or one whose input shape does not fit the environment) before any training starts.
+    """
+    check_hyperparams(cfg)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    try:  # check the id and kwargs (and the checkpoint's fit) before anything is written
+        probe = make_env(cfg.env_id, **cfg.env_kwargs)
+    except (gym.error.Error, TypeError, ValueError) as e:
+        raise ConfigError(f"cannot make environment '{cfg.env_id}' with {cfg.env_kwargs}: {e}") from None
+    obs_space = probe.observation_space
+    probe.close()
+    checkpoint = resolve_checkpoint(cfg)
+    regen = make_regenerator(
+        cfg.condition, checkpoint, device, obs_space, cfg.feedback_steps, cfg.regen_dtype, env_name=cfg.env_id
+    )
+    run_dir = run_dir_for(cfg, regen)
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not cfg.overwrite:
+        raise ConfigError(f"run folder {run_dir} already holds a run; remove it, change logdir/seed, or set overwrite")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    (run_dir / "command.txt").write_text((command or "(called from Python)") + "\n")
+    regen_info = regen.describe() if regen is not None else {"condition": "none", "checkpoint": None, "sha256": None}
+    regen_info["union"] = cfg.union if regen is not None else None
+    (run_dir / "fsae.json").write_text(json.dumps(regen_info, indent=2) + "\n")
+    frozen = {k: v.clone() for k, v in regen.model.state_dict().items()} if regen and regen.model else {}
+
+    venv = make_vec_env_for(cfg, regen, cfg.n_envs, cfg.seed, dict(cfg.env_kwargs))
+    eval_env = make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, {**cfg.env_kwargs, **cfg.eval_env_kwargs})
+    model = ALGOS[cfg.algo](
+        "CnnPolicy",
+        venv,
+        policy_kwargs=policy_kwargs(cfg),
+        seed=cfg.seed,
+        device=device,
+        verbose=cfg.verbose,
+        **cfg.hyperparams,
+    )
+    # A custom logger puts the TensorBoard events straight into run_dir (SB3's tensorboard_log would add PPO_1/).
+    logger = configure(str(run_dir), (["stdout"] if cfg.verbose else []) + ["csv", "tensorboard"])
+    model.set_logger(logger)
+    for fmt in logger.output_formats:
+        if isinstance(fmt, TensorBoardOutputFormat):
+            fmt.writer.add_text("hyperparameters", _hparam_table(cfg), 0)
+            fmt.writer.flush()
+
+    per_env = lambda steps: max(steps // cfg.n_envs, 1)  # noqa: E731  (callbacks count vector steps)
+    callbacks = [
+        EvalCallback(
+            eval_env,
+            n_eval_episodes=cfg.eval_episodes,
+            eval_freq=per_env(cfg.eval_freq) if cfg.eval_freq else cfg.total_steps + 1,
+            log_path=str(run_dir / "eval"),
+            best_model_save_path=str(run_dir),
+            deterministic=True,
+            verbose=0,
+        )
+    ]
+    if cfg.checkpoint_freq:
+        callbacks.append(CheckpointCallback(per_env(cfg.checkpoint_freq), str(run_dir / "checkpoints"), "agent"))
+
+    t0 = time.time()
+    model.learn(cfg.total_steps, callback=callbacks, progress_bar=cfg.progress_bar)
+    seconds = time.time() - t0
+    model.save(run_dir / "final_model.zip")
+
+    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=cfg.eval_episodes, deterministic=True)
+    logger.record("eval/final_mean_reward", float(mean))
+    logger.dump(model.num_timesteps)
+    metrics: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "condition": cfg.condition,
+        "timesteps": int(model.num_timesteps),
+        "seconds": seconds,
+        "steps_per_second": model.num_timesteps / max(seconds, 1e-9),
+        "final_eval/mean_reward": float(mean),
+        "final_eval/std_reward": float(std),
+        "best_eval/mean_reward": float(callbacks[0].best_mean_reward),
+    }
+    if frozen:
+        after = regen.model.state_dict()  # type: ignore[union-attr]
+        unchanged = all(torch.equal(v, after[k]) for k, v in frozen.items())
+        assert unchanged, "the frozen regenerator's weights changed during RL training; this is a bug"
+        metrics["fsae/weights_unchanged"] = unchanged
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    logger.close()
+    venv.close()
+    eval_env.close()
+    return metrics

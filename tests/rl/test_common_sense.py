@@ -1,0 +1,202 @@
+"""The common-sense wrappers: values by hand, declared spaces, batched == per-env bit for bit, terminal observations,
+frozen model, refused checkpoints."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import envs  # noqa: F401  (registers the fsae/ ids)
+from fsae.checkpoint import CheckpointError, save_fsae
+from fsae.model import FSAE, FSAEConfig, LayerSpec
+from rl.common_sense import (
+    CommonSense,
+    Regenerator,
+    VecCommonSense,
+    make_regenerator,
+    union,
+    union_space,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Two shared cores: torch's default thread pool makes these tiny forward passes 100x slower here."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_fsae(shape=(1, 28, 28), seed=0, **kw) -> FSAE:
+    torch.manual_seed(seed)
+    model = FSAE(FSAEConfig(input_shape=shape, layers=[LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)], **kw))
+    # Scale the concrete half up so the regeneration spans the whole [0, 1] range (and the clamp is exercised).
+    with torch.no_grad():
+        for p in model.concrete.parameters():
+            p.mul_(4.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "fsae_jump.pt"
+    save_fsae(path, tiny_fsae(jumps="last"), variant="jump")
+    return path
+
+
+class FakeImageEnv(gym.Env):
+    """Seeded random uint8 images (1, 28, 28); episodes end after a random 1..5 steps, terminated or truncated."""
+
+    observation_space = spaces.Box(0, 255, (1, 28, 28), np.uint8)
+    action_space = spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.left = int(self.np_random.integers(1, 6))
+        return self._obs(), {}
+
+    def _obs(self):
+        return self.np_random.integers(0, 256, (1, 28, 28), dtype=np.uint8)
+
+    def step(self, action):
+        self.left -= 1
+        end = self.left == 0
+        terminated = end and action == 0
+        return self._obs(), float(action), terminated, end and not terminated, {}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_union_values_by_hand(ckpt):
+    regen = make_regenerator("fsae", ckpt, "cpu")
+    obs = np.random.default_rng(0).integers(0, 256, (3, 1, 28, 28), dtype=np.uint8)
+    with torch.no_grad():
+        xhat = regen.model(torch.from_numpy(obs).double() / 255).numpy()
+    q = np.round(np.clip(xhat, 0, 1) * 255).astype(np.uint8)
+    assert 0 < (q == 0).mean() < 1 and (q == 255).any(), "the test model should cover the clamp on both sides"
+    stacked = union(obs, regen, "stack")
+    assert stacked.dtype == np.uint8 and stacked.shape == (3, 2, 28, 28)
+    np.testing.assert_array_equal(stacked[:, :1], obs)
+    np.testing.assert_array_equal(stacked[:, 1:], q)
+    np.testing.assert_array_equal(union(obs, regen, "max"), np.maximum(obs, q))
+    # Rounded half up, checked on single pixels with Python ints: (a + b + 1) // 2.
+    mean = union(obs, regen, "mean")
+    for idx in [(0, 0, 0, 0), (1, 0, 14, 14), (2, 0, 27, 3)]:
+        a, b = int(obs[idx]), int(q[idx])
+        assert mean[idx] == (a + b + 1) // 2
+    assert mean.shape == (3, 1, 28, 28) and mean.dtype == np.uint8
+    copy = union(obs, make_regenerator("copy"), "stack")
+    np.testing.assert_array_equal(copy, np.concatenate([obs, obs], 1))
+    assert make_regenerator("none") is None
+
+
+@pytest.mark.parametrize("mode", ["stack", "max", "mean"])
+def test_check_env_and_space(ckpt, mode):
+    env = CommonSense(gym.make("fsae/DigitBandit-v0"), make_regenerator("fsae", ckpt, "cpu"), union=mode)
+    assert env.observation_space == union_space(gym.make("fsae/DigitBandit-v0").observation_space, mode)
+    assert env.observation_space.shape == ((2, 28, 28) if mode == "stack" else (1, 28, 28))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "wrapped env" and "minimal resolution 36x36 for NatureCNN" notes
+        gym_check_env(env, skip_render_check=True)
+        sb3_check_env(env, warn=False)
+    obs, _ = env.reset(seed=0)
+    for _ in range(20):
+        assert env.observation_space.contains(obs)
+        obs, *_ = env.step(env.action_space.sample())
+
+
+def test_regenerator_is_frozen(ckpt):
+    regen = make_regenerator("fsae", ckpt, "cpu")
+    assert not regen.model.training
+    assert not any(p.requires_grad for p in regen.model.parameters())
+    assert all(p.dtype == torch.float64 for p in regen.model.parameters())
+    out = regen(np.zeros((2, 1, 28, 28), np.uint8))
+    assert out.dtype == np.uint8 and out.shape == (2, 1, 28, 28)
+
+
+@pytest.mark.parametrize("mode", ["stack", "mean"])
+def test_batched_equals_per_env_wrapper(ckpt, mode):
+    """VecCommonSense over raw envs == a DummyVecEnv of CommonSense envs, bit for bit, terminal observations too."""
+    regen = make_regenerator("fsae", ckpt, "cpu")
+    n = 6
+    per_env = DummyVecEnv([lambda: CommonSense(FakeImageEnv(), regen, mode)] * n)
+    batched = VecCommonSense(DummyVecEnv([FakeImageEnv] * n), regen, mode)
+    per_env.seed(7)
+    batched.seed(7)
+    np.testing.assert_array_equal(per_env.reset(), batched.reset())
+    actions = np.random.default_rng(1).integers(0, 3, (40, n))
+    n_terminal, staggered = 0, 0
+    for a in actions:
+        o1, r1, d1, i1 = per_env.step(a)
+        o2, r2, d2, i2 = batched.step(a)
+        np.testing.assert_array_equal(o1, o2)
+        np.testing.assert_array_equal(r1, r2)
+        np.testing.assert_array_equal(d1, d2)
+        for j in np.flatnonzero(d1):
+            np.testing.assert_array_equal(i1[j]["terminal_observation"], i2[j]["terminal_observation"])
+            n_terminal += 1
+        staggered += 0 < d1.sum() < n  # some envs end, others go on: the terminal gather picks a subset
+    assert n_terminal > 2 * n, "episodes of 1..5 steps: the loop must have crossed many episode ends"
+    assert staggered > 5
+
+
+def test_terminal_observation_transformed(ckpt):
+    """The terminal observation is the union of the raw terminal observation, not the raw one or the next reset's."""
+    regen = make_regenerator("fsae", ckpt, "cpu")
+    raw = DummyVecEnv([FakeImageEnv] * 3)
+    wrapped = VecCommonSense(DummyVecEnv([FakeImageEnv] * 3), regen, "stack")
+    raw.seed(3)
+    wrapped.seed(3)
+    raw.reset()
+    wrapped.reset()
+    seen = 0
+    for _ in range(12):
+        a = np.zeros(3, np.int64)
+        o_raw, _, d_raw, i_raw = raw.step(a)
+        o_w, _, _, i_w = wrapped.step(a)
+        np.testing.assert_array_equal(o_w, union(o_raw, regen, "stack"))
+        for j in np.flatnonzero(d_raw):
+            t_raw, t_w = i_raw[j]["terminal_observation"], i_w[j]["terminal_observation"]
+            assert t_w.shape == (2, 28, 28) and t_raw.shape == (1, 28, 28)
+            np.testing.assert_array_equal(t_w, union(t_raw[None], regen, "stack")[0])
+            np.testing.assert_array_equal(t_w[:1], t_raw)
+            seen += 1
+    assert seen >= 3
+
+
+def test_mismatched_checkpoint_refused(ckpt):
+    space = gym.make("fsae/DigitSum-v0").observation_space  # (1, 28, 56)
+    with pytest.raises(CheckpointError) as e:
+        make_regenerator("fsae", ckpt, "cpu", observation_space=space, env_name="fsae/DigitSum-v0")
+    msg = str(e.value)
+    assert "(1, 28, 28)" in msg and "(1, 28, 56)" in msg and "\n" not in msg
+    with pytest.raises(CheckpointError, match=r"\(1, 28, 56\)"):
+        CommonSense(gym.make("fsae/DigitSum-v0"), make_regenerator("fsae", ckpt, "cpu"))
+    # Channels too: a 3-channel model on 1-channel observations.
+    rgb = Regenerator(tiny_fsae(shape=(3, 28, 28)))
+    with pytest.raises(CheckpointError, match=r"\(3, 28, 28\).*\(1, 28, 28\)"):
+        VecCommonSense(DummyVecEnv([FakeImageEnv]), rgb)
+
+
+def test_condition_and_checkpoint_kind_must_agree(tmp_path):
+    ae = tmp_path / "autoencoder.pt"
+    save_fsae(ae, tiny_fsae(head="linear"), variant="autoencoder")
+    fsae = tmp_path / "fsae_round.pt"
+    save_fsae(fsae, tiny_fsae(round=True), variant="round")
+    with pytest.raises(CheckpointError, match="conventional autoencoder"):
+        make_regenerator("fsae", ae)
+    with pytest.raises(CheckpointError, match="variant 'round'"):
+        make_regenerator("autoencoder", fsae)
+    assert make_regenerator("autoencoder", ae).describe()["variant"] == "autoencoder"
+    with pytest.raises(CheckpointError, match="does not exist"):
+        make_regenerator("fsae", tmp_path / "missing.pt")

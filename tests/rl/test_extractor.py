@@ -1,0 +1,75 @@
+"""SmallCNN: shapes computed by hand for 28x28 and 28x56 with 1 and 2 channels, and use inside SB3's CnnPolicy."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.torch_layers import NatureCNN
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from rl.extractor import SmallCNN
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# conv 3x3 s1, 3x3 s2, 3x3 s2 (no padding): 28 -> 26 -> 12 -> 5 and 56 -> 54 -> 26 -> 12; 64 channels at the end.
+@pytest.mark.parametrize(
+    "shape, n_flatten",
+    [((1, 28, 28), 64 * 5 * 5), ((2, 28, 28), 64 * 5 * 5), ((1, 28, 56), 64 * 5 * 12), ((2, 28, 56), 64 * 5 * 12)],
+)
+def test_output_shape(shape, n_flatten):
+    space = spaces.Box(0, 255, shape, np.uint8)
+    net = SmallCNN(space, features_dim=128)
+    assert net.linear[0].in_features == n_flatten
+    assert net.features_dim == 128
+    out = net(torch.rand(5, *shape))
+    assert out.shape == (5, 128) and (out >= 0).all()  # final ReLU
+
+
+def test_nature_cnn_fails_on_28x28_and_small_images_are_refused():
+    space = spaces.Box(0, 255, (1, 28, 28), np.uint8)
+    with pytest.raises(RuntimeError):  # why SmallCNN exists: 28 -> 6 -> 2 -> (3x3 kernel does not fit)
+        NatureCNN(space)
+    with pytest.raises(AssertionError, match="at least 7x7"):
+        SmallCNN(spaces.Box(0, 255, (1, 6, 28), np.uint8))
+    with pytest.raises(AssertionError, match="channels-first image"):
+        SmallCNN(spaces.Box(0, 255, (28, 28), np.uint8))
+
+
+class TwoChannelEnv(gym.Env):
+    observation_space = spaces.Box(0, 255, (2, 28, 56), np.uint8)
+    action_space = spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, True, {}
+
+
+def test_cnn_policy_with_small_cnn():
+    model = PPO(
+        "CnnPolicy",
+        DummyVecEnv([TwoChannelEnv]),
+        policy_kwargs={"features_extractor_class": SmallCNN, "normalize_images": True},
+        n_steps=16,
+        batch_size=16,
+        n_epochs=1,
+        seed=0,
+        device="cpu",
+    )
+    assert isinstance(model.policy.features_extractor, SmallCNN)
+    model.learn(16)
+    action, _ = model.predict(TwoChannelEnv().observation_space.sample(), deterministic=True)
+    assert 0 <= int(action) < 3

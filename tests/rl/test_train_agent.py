@@ -1,0 +1,199 @@
+"""Agent training: configs, CLI errors, a frozen FSAE, each algorithm, and a tiny end-to-end run of the script."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import rl.agent
+from fsae.checkpoint import safe_load, save_fsae, sha256_file
+from fsae.config import ConfigError, apply_overrides, from_dict, load_config
+from fsae.model import FSAE, FSAEConfig, LayerSpec
+from rl.agent import AgentConfig, run_dir_for, train_agent
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "train_agent.py"
+BANDIT = ROOT / "configs" / "agent" / "digit_bandit.yaml"
+# A few hundred steps: 2 envs x 64 steps per rollout, an evaluation every 128 steps of 2 short episodes.
+TINY = [
+    "torch_threads=1",
+    "progress_bar=false",
+    "eval_freq=128",
+    "eval_episodes=2",
+    "checkpoint_freq=128",
+    "env_kwargs.episode_length=8",
+    "eval_env_kwargs.episode_length=8",
+    "hyperparams.n_steps=64",
+    "hyperparams.batch_size=64",
+    "hyperparams.n_epochs=1",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory) -> Path:
+    """A pretraining-like folder: fsae_round.pt and autoencoder.pt, tiny 1x28x28 models."""
+    folder = tmp_path_factory.mktemp("pretrain")
+    layers = [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)]
+    torch.manual_seed(0)
+    save_fsae(folder / "fsae_round.pt", FSAE(FSAEConfig((1, 28, 28), layers, round=True)), variant="round")
+    save_fsae(folder / "autoencoder.pt", FSAE(FSAEConfig((1, 28, 28), layers, head="linear")), variant="autoencoder")
+    return folder
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("train_agent_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_config(tmp_path: Path, **kw) -> AgentConfig:
+    d = apply_overrides(yaml.safe_load(BANDIT.read_text()), TINY)
+    d.update(total_steps=256, n_envs=2, logdir=str(tmp_path), **kw)
+    return from_dict(AgentConfig, d)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Configs and the CLI
+
+
+@pytest.mark.parametrize("name", ["digit_bandit", "digit_sum", "digit_lock"])
+def test_shipped_configs_load(name):
+    cfg = load_config(AgentConfig, ROOT / "configs" / "agent" / f"{name}.yaml")
+    rl.agent.check_hyperparams(cfg)
+    assert cfg.condition == "none" and cfg.algo == "ppo" and cfg.eval_env_kwargs["split"] == "test"
+    assert isinstance(cfg.hyperparams["n_steps"], int) and isinstance(cfg.hyperparams["learning_rate"], float)
+    if name != "digit_lock":
+        assert cfg.hyperparams["gamma"] == 0  # bandits: each step is independent
+
+
+def test_augment_flag():
+    script = _load_script()
+    assert script.parse_args([]).augment == "none"
+    assert script.parse_args(["--augment"]).augment == "fsae"
+    assert script.parse_args(["--augment", "copy"]).augment == "copy"
+    assert script.parse_args(["--augment", "--seed", "3"]).augment == "fsae"
+
+
+def _cli_error(capsys, argv: list[str]) -> str:
+    assert _load_script().main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_unknown_key_is_one_error_line(capsys, tmp_path):
+    err = _cli_error(capsys, ["--config", str(BANDIT), "--logdir", str(tmp_path), "--set", "lerning_rate=0.1"])
+    assert "unknown AgentConfig key 'lerning_rate'" in err
+    err = _cli_error(capsys, ["--config", str(BANDIT), "--logdir", str(tmp_path), "--set", "hyperparams.lr=0.1"])
+    assert "unknown PPO hyperparameter 'lr'" in err
+    assert not any(tmp_path.iterdir()), "nothing is written before the config is accepted"
+
+
+def test_mismatched_checkpoint_is_one_error_line(capsys, tmp_path, ckpts):
+    cfg = ROOT / "configs" / "agent" / "digit_sum.yaml"
+    err = _cli_error(
+        capsys, ["--config", str(cfg), "--augment", "--fsae", str(ckpts / "fsae_round.pt"), "--logdir", str(tmp_path)]
+    )
+    assert "(1, 28, 28)" in err and "(1, 28, 56)" in err
+
+
+def test_fsae_without_checkpoint_names_the_pretraining_command(capsys, tmp_path):
+    err = _cli_error(capsys, ["--config", str(BANDIT), "--augment", "--logdir", str(tmp_path)])
+    assert "scripts/pretrain.py --config configs/pretrain/mnist_fast.yaml" in err
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Training runs
+
+
+def test_fsae_weights_unchanged_after_training(tmp_path, ckpts, monkeypatch):
+    made = []
+    original = rl.agent.make_regenerator
+    monkeypatch.setattr(rl.agent, "make_regenerator", lambda *a, **k: made.append(original(*a, **k)) or made[-1])
+    path = ckpts / "fsae_round.pt"
+    before = sha256_file(path)
+    metrics = train_agent(tiny_config(tmp_path, condition="fsae", fsae_checkpoint=str(path)))
+    assert metrics["timesteps"] >= 256 and metrics["fsae/weights_unchanged"] is True
+    saved = safe_load(path)["state_dict"]
+    after = made[0].model.state_dict()
+    assert set(saved) == set(after)
+    for k, v in saved.items():
+        assert torch.equal(after[k].cpu(), v.to(after[k].dtype)), k  # bit-identical (float32 -> float64 is exact)
+        assert after[k].to(v.dtype).equal(v)
+    assert sha256_file(path) == before
+
+
+@pytest.mark.parametrize("algo, condition", [("a2c", "autoencoder"), ("dqn", "copy")])
+def test_other_algorithms_and_conditions(tmp_path, ckpts, algo, condition):
+    hp = {"a2c": {"n_steps": 8}, "dqn": {"learning_starts": 64, "buffer_size": 1000, "train_freq": 4}}[algo]
+    cfg = tiny_config(tmp_path, algo=algo, condition=condition, fsae_checkpoint=str(ckpts / "fsae_round.pt"))
+    cfg.hyperparams = hp
+    metrics = train_agent(cfg)
+    run = Path(metrics["run_dir"])
+    assert run == tmp_path / "DigitBandit-v0" / condition / "seed0"
+    info = json.loads((run / "fsae.json").read_text())
+    if condition == "autoencoder":
+        assert info["checkpoint"] == str((ckpts / "autoencoder.pt").resolve())
+        assert info["sha256"] == sha256_file(ckpts / "autoencoder.pt") and info["variant"] == "autoencoder"
+    else:
+        assert info["checkpoint"] is None and info["condition"] == "copy"
+    assert 0.0 <= metrics["final_eval/mean_reward"] <= 8.0  # 8-step episodes, reward 0 or 1 per step
+
+
+def test_occupied_run_folder_is_refused(tmp_path):
+    cfg = tiny_config(tmp_path)
+    run = run_dir_for(cfg, None)
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("x: 1\n")
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train_agent(cfg)
+
+
+def test_script_end_to_end(tmp_path, ckpts):
+    """The acceptance run: the script, a few hundred steps, TensorBoard tags, and the run folder's records."""
+    ckpt = ckpts / "fsae_round.pt"
+    argv = [sys.executable, str(SCRIPT), "--config", str(BANDIT), "--augment", "--fsae", str(ckpt)]
+    argv += ["--seed", "3", "--total-steps", "256", "--n-envs", "2", "--device", "cpu", "--logdir", str(tmp_path)]
+    argv += ["--set", *TINY]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = tmp_path / "DigitBandit-v0" / "fsae-round" / "seed3"
+    events = list(run.glob("events.out.tfevents.*"))
+    assert len(events) == 1, sorted(p.name for p in run.iterdir())
+    acc = EventAccumulator(str(run)).Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"rollout/ep_rew_mean", "eval/mean_reward", "eval/final_mean_reward"} <= set(tags), tags
+    assert len(acc.Scalars("eval/mean_reward")) == 2  # at 128 and 256 steps
+    assert all(0.0 <= e.value <= 8.0 for e in acc.Scalars("rollout/ep_rew_mean"))
+
+    cfg = load_config(AgentConfig, run / "config.yaml")
+    assert (cfg.condition, cfg.seed, cfg.total_steps, cfg.n_envs) == ("fsae", 3, 256, 2)
+    assert cfg.fsae_checkpoint == str(ckpt) and cfg.hyperparams["n_steps"] == 64
+    command = (run / "command.txt").read_text()
+    assert "--augment" in command and str(ckpt) in command
+    info = json.loads((run / "fsae.json").read_text())
+    assert info["sha256"] == sha256_file(ckpt) and info["checkpoint"] == str(ckpt.resolve())
+    assert info["variant"] == "round" and info["union"] == "stack" and info["input_shape"] == [1, 28, 28]
+    assert (run / "final_model.zip").is_file() and (run / "best_model.zip").is_file()
+    assert len(list((run / "checkpoints").glob("agent_*_steps.zip"))) == 2
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["timesteps"] == 256 and metrics["fsae/weights_unchanged"] is True
