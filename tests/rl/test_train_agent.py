@@ -136,8 +136,9 @@ def test_fsae_weights_unchanged_after_training(tmp_path, ckpts, monkeypatch):
     after = made[0].model.state_dict()
     assert set(saved) == set(after)
     for k, v in saved.items():
-        assert torch.equal(after[k].cpu(), v.to(after[k].dtype)), k  # bit-identical (float32 -> float64 is exact)
-        assert after[k].to(v.dtype).equal(v)
+        a = after[k].cpu()  # the regenerator runs on the config's device (auto: CUDA where there is one)
+        assert torch.equal(a, v.to(a.dtype)), k  # bit-identical (float32 -> float64 is exact)
+        assert torch.equal(a.to(v.dtype), v), k
     assert sha256_file(path) == before
 
 
