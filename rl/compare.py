@@ -1,0 +1,391 @@
+"""Comparing conditions across seeds from TensorBoard runs, with the statistics of Agarwal et al. (2021).
+
+Contents:
+    RunData, load_runs        -- every run folder <env>/<condition>/seed<N> under a logdir, with its scalar series.
+    iqm, bootstrap_ci         -- interquartile mean; percentile bootstrap confidence interval of any statistic.
+    auc, steps_to_threshold   -- the mean reward over training (normalised trapezoid); the first step at a threshold.
+    probability_of_improvement -- P(X > Y) + 0.5 P(X = Y) over all pairs of seeds (Mann-Whitney U / (n m)).
+    mean_curve                -- the mean over seeds on a common step grid, with a 95% bootstrap band.
+    compare                   -- all of the above per (env, condition): ``results.md``, ``results.csv``, ``<env>.png``.
+
+Series: the evaluation curve is ``eval/mean_reward`` (SB3's EvalCallback: deterministic policy, test split), with
+``eval/final_mean_reward`` (``rl.agent``'s evaluation after training) appended when it lies at a later step; the final
+evaluation reward of a run is the last point of that curve. The training curve is ``rollout/ep_rew_mean``. AUC and
+steps-to-threshold are computed per seed on one of them (``curve``, default the dense training curve). Runs that
+``rl.agent`` started but did not finish (``config.yaml`` without ``metrics.json``/``done.json``) are left out.
+``rliable`` 1.2 fails to import beside pandas 3, so the statistics use scipy (``stats.trim_mean``, ``stats.bootstrap``
+with the percentile method, as rliable does).
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from scipy import stats
+
+from rl.sweep import run_finished
+
+EVAL_TAG = "eval/mean_reward"
+FINAL_TAG = "eval/final_mean_reward"
+TRAIN_TAG = "rollout/ep_rew_mean"
+TAGS = (EVAL_TAG, FINAL_TAG, TRAIN_TAG)
+BASELINE = "none"
+_ORDER = ("none", "fsae", "copy", "autoencoder")  # table and legend order; other labels after these
+
+
+@dataclass
+class RunData:
+    """One run folder: where it sits in the <env>/<condition>/seed<N> layout, and its scalar series."""
+
+    env: str
+    condition: str
+    seed: int
+    path: Path
+    scalars: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """tag -> (steps, values), sorted by step; only the tags of ``TAGS`` that the run logged."""
+
+    def eval_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """``eval/mean_reward``, plus the after-training evaluation when it comes later (see the module docstring)."""
+        steps, values = self.scalars.get(EVAL_TAG, (np.zeros(0), np.zeros(0)))
+        if FINAL_TAG in self.scalars:
+            fs, fv = self.scalars[FINAL_TAG]
+            if len(fs) and (len(steps) == 0 or fs[-1] > steps[-1]):
+                steps, values = np.append(steps, fs[-1]), np.append(values, fv[-1])
+        return steps, values
+
+    def curve(self, which: Literal["train", "eval"]) -> tuple[np.ndarray, np.ndarray]:
+        return self.eval_curve() if which == "eval" else self.scalars.get(TRAIN_TAG, (np.zeros(0), np.zeros(0)))
+
+
+def _read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    acc = ea.EventAccumulator(str(run_dir), size_guidance={ea.SCALARS: 0})  # 0: keep every point
+    acc.Reload()
+    out = {}
+    for tag in set(acc.Tags().get("scalars", [])) & set(TAGS):
+        events = acc.Scalars(tag)
+        steps = np.array([e.step for e in events], dtype=np.int64)
+        values = np.array([e.value for e in events], dtype=np.float64)
+        order = np.argsort(steps, kind="stable")
+        out[tag] = (steps[order], values[order])
+    return out
+
+
+def load_runs(logdir: str | Path, warn: Callable[[str], None] = print) -> list[RunData]:
+    """Every folder under ``logdir`` holding TensorBoard event files, laid out as ``<env>/<condition>/seed<N>``.
+
+    Folders in another layout, and unfinished ``rl.agent`` runs, are skipped with a message through ``warn``.
+    """
+    logdir = Path(logdir)
+    folders = sorted({p.parent for p in logdir.rglob("events.out.tfevents.*") if p.is_file()})
+    runs = []
+    for folder in folders:
+        parts = folder.relative_to(logdir).parts
+        m = re.fullmatch(r"seed(-?\d+)", parts[-1]) if len(parts) >= 3 else None
+        if m is None:
+            warn(f"skipped {folder}: not laid out as <env>/<condition>/seed<N>")
+            continue
+        if (folder / "config.yaml").is_file() and not run_finished(folder):
+            warn(f"skipped {folder}: the run did not finish (no metrics.json or done.json)")
+            continue
+        runs.append(RunData(parts[-3], parts[-2], int(m.group(1)), folder, _read_scalars(folder)))
+    return runs
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Statistics
+
+
+def iqm(x: Any, axis: int | None = -1) -> Any:
+    """Interquartile mean: the mean of the middle 50% (``trim_mean(x, 0.25)``; 8 seeds -> the mean of the middle 4)."""
+    return stats.trim_mean(np.asarray(x, dtype=np.float64), 0.25, axis=axis)
+
+
+_RNG_KW = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"  # scipy < 1.15
+
+
+def bootstrap_ci(
+    x: Any,
+    stat: Callable[..., Any] = iqm,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    axis: int = 0,
+) -> tuple[Any, Any]:
+    """Percentile bootstrap confidence interval of ``stat`` over ``axis`` (the seeds) of ``x``.
+
+    ``stat(sample, axis=...)`` must reduce that axis (``iqm``, ``np.mean``). With fewer than 2 samples there is no
+    interval: (nan, nan). For several samples ``x`` is a tuple of arrays (resampled independently) and ``stat`` takes
+    them all, e.g. ``probability_of_improvement``.
+    """
+    samples = tuple(np.asarray(s, dtype=np.float64) for s in (x if isinstance(x, tuple) else (x,)))
+    if min(s.shape[axis] for s in samples) < 2:
+        shape = np.delete(np.array(samples[0].shape), axis)
+        nan = np.full(tuple(shape), np.nan) if len(shape) else math.nan
+        return nan, nan
+    res = stats.bootstrap(
+        samples,
+        stat,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        axis=axis,
+        **{_RNG_KW: np.random.default_rng(seed)},
+    )
+    return res.confidence_interval.low, res.confidence_interval.high
+
+
+def auc(steps: Any, values: Any) -> float:
+    """Area under the curve by the trapezoid rule, divided by the step range: the mean reward over training.
+
+    One point gives its value; none gives nan.
+    """
+    steps, values = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if len(steps) == 0:
+        return math.nan
+    if len(steps) == 1 or steps[-1] == steps[0]:
+        return float(values[-1])
+    area = np.sum((steps[1:] - steps[:-1]) * (values[1:] + values[:-1]) / 2)
+    return float(area / (steps[-1] - steps[0]))
+
+
+def steps_to_threshold(steps: Any, values: Any, threshold: float) -> float:
+    """The first logged step whose value is >= ``threshold`` (no interpolation); ``inf`` if the curve never gets
+    there."""
+    hits = np.flatnonzero(np.asarray(values, dtype=np.float64) >= threshold)
+    return float(np.asarray(steps)[hits[0]]) if len(hits) else math.inf
+
+
+def probability_of_improvement(x: Any, y: Any, axis: int = -1) -> Any:
+    """P(X > Y) + 0.5 P(X = Y) over all pairs of a seed of X and a seed of Y: the Mann-Whitney U statistic of X over
+    Y divided by n m (Agarwal et al. 2021, with one task). Vectorised over the other axes (for ``bootstrap_ci``)."""
+    x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)[..., :, None]  # (..., n, 1)
+    y = np.moveaxis(np.asarray(y, dtype=np.float64), axis, -1)[..., None, :]  # (..., 1, m)
+    return np.mean((x > y) + 0.5 * (x == y), axis=(-2, -1))
+
+
+def mean_curve(
+    curves: list[tuple[np.ndarray, np.ndarray]], n_points: int = 100, n_resamples: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(grid, mean, low, high): each seed's curve interpolated onto a common grid over the steps that all seeds cover,
+    their mean, and a 95% percentile bootstrap band of the mean (nan with a single seed)."""
+    curves = [(s, v) for s, v in curves if len(s)]
+    if not curves:
+        empty = np.zeros(0)
+        return empty, empty, empty, empty
+    lo_step = max(float(s[0]) for s, _ in curves)
+    hi_step = min(float(s[-1]) for s, _ in curves)
+    all_steps = np.unique(np.concatenate([s for s, _ in curves]))
+    grid = all_steps[(all_steps >= lo_step) & (all_steps <= hi_step)]
+    if len(grid) > n_points:
+        grid = np.linspace(lo_step, hi_step, n_points)
+    if len(grid) == 0:  # the seeds' step ranges do not overlap
+        grid = np.array([hi_step])
+    y = np.stack([np.interp(grid, s, v) for s, v in curves])  # (seeds, points)
+    low, high = bootstrap_ci(y, np.mean, n_resamples=n_resamples, seed=seed, axis=0)
+    return grid, y.mean(axis=0), np.asarray(low), np.asarray(high)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The report
+
+
+def _condition_key(label: str) -> tuple[int, str]:
+    base = label.split("-")[0]
+    return (_ORDER.index(base) if base in _ORDER else len(_ORDER), label)
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _fmt_ci(value: float, low: float, high: float) -> str:
+    return f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]" if math.isfinite(low) else _fmt(value)
+
+
+def _threshold_for(threshold: float | dict[str, float] | None, env: str) -> float | None:
+    if isinstance(threshold, dict):
+        return threshold.get(env)
+    return threshold
+
+
+def _plot(env: str, groups: dict[str, list[RunData]], threshold: float | None, path: Path, seed: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True, constrained_layout=True)
+    for ax, which, title in ((axes[0], "train", TRAIN_TAG), (axes[1], "eval", EVAL_TAG)):
+        for i, (condition, runs) in enumerate(groups.items()):
+            grid, mean, low, high = mean_curve([r.curve(which) for r in runs], seed=seed)
+            if len(grid) == 0:
+                continue
+            color = f"C{i}"
+            ax.plot(
+                grid, mean, color=color, marker="o" if len(grid) < 20 else None, label=f"{condition} (n={len(runs)})"
+            )
+            if np.isfinite(low).all():
+                ax.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
+        if threshold is not None:
+            ax.axhline(threshold, color="gray", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+        ax.set_title(f"{env}: {title}")
+        ax.set_xlabel("environment steps")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("episode return")
+    fig.suptitle("mean over seeds, 95% bootstrap band", fontsize=9)
+    axes[1].legend(loc="best", fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+COLUMNS = [
+    "env",
+    "condition",
+    "seeds",
+    "final_iqm",
+    "final_ci_low",
+    "final_ci_high",
+    "auc_iqm",
+    "auc_ci_low",
+    "auc_ci_high",
+    "threshold",
+    "steps_to_threshold_median",
+    "reached",
+    "p_improve",
+    "p_improve_ci_low",
+    "p_improve_ci_high",
+]
+
+
+def compare(
+    logdir: str | Path,
+    out: str | Path | None = None,
+    threshold: float | dict[str, float] | None = None,
+    curve: Literal["train", "eval"] = "train",
+    baseline: str = BASELINE,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    warn: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """One row per (env, condition) of the runs under ``logdir``; writes ``results.md``, ``results.csv`` and one
+    ``<env>.png`` per environment into ``out`` (default: ``logdir``).
+
+    Row: the final evaluation reward as IQM over seeds with a 95% bootstrap CI; the AUC of ``curve`` (IQM and CI);
+    the median over seeds of the steps to ``threshold`` (a number, or ``{env: number}``; inf for a seed that never
+    reaches it; a median of inf means most seeds never did) and how many seeds reached it; the probability that the
+    condition's final reward beats ``baseline``'s, with its CI. Raises ``FileNotFoundError`` when no run is found.
+    """
+    logdir = Path(logdir)
+    if not logdir.is_dir():
+        raise FileNotFoundError(f"{logdir} is not a folder")
+    runs = load_runs(logdir, warn)
+    if not runs:
+        raise FileNotFoundError(
+            f"no finished runs with TensorBoard event files under {logdir} (<env>/<condition>/seed<N>)"
+        )
+    out = Path(out) if out is not None else logdir
+    out.mkdir(parents=True, exist_ok=True)
+
+    by_env: dict[str, dict[str, list[RunData]]] = {}
+    for run in sorted(runs, key=lambda r: (r.env, _condition_key(r.condition), r.seed)):
+        by_env.setdefault(run.env, {}).setdefault(run.condition, []).append(run)
+
+    if isinstance(threshold, dict):
+        for env in sorted(set(threshold) - set(by_env)):
+            warn(f"threshold for '{env}': no such environment under {logdir} (there are {sorted(by_env)})")
+
+    rows: list[dict[str, Any]] = []
+    for env, groups in by_env.items():
+        thr = _threshold_for(threshold, env)
+        finals: dict[str, np.ndarray] = {}
+        for condition, group in groups.items():
+            evals = [r.eval_curve() for r in group]
+            missing = [r.path for r, (_, v) in zip(group, evals) if len(v) == 0]
+            for path in missing:
+                warn(f"{path}: no {EVAL_TAG} or {FINAL_TAG}; left out of the final reward")
+            finals[condition] = np.array([v[-1] for _, v in evals if len(v)])
+        for condition, group in groups.items():
+            final = finals[condition]
+            curves = [r.curve(curve) for r in group]
+            aucs = np.array([auc(s, v) for s, v in curves if len(s)])
+            row: dict[str, Any] = {"env": env, "condition": condition, "seeds": len(group)}
+            row["final_iqm"] = float(iqm(final)) if len(final) else math.nan
+            row["final_ci_low"], row["final_ci_high"] = map(float, bootstrap_ci(final, iqm, 0.95, n_resamples, seed))
+            row["auc_iqm"] = float(iqm(aucs)) if len(aucs) else math.nan
+            row["auc_ci_low"], row["auc_ci_high"] = map(float, bootstrap_ci(aucs, iqm, 0.95, n_resamples, seed))
+            row["threshold"] = thr
+            if thr is not None:
+                hits = np.array([steps_to_threshold(s, v, thr) for s, v in curves if len(s)])
+                row["steps_to_threshold_median"] = float(np.median(hits)) if len(hits) else math.nan
+                row["reached"] = int(np.isfinite(hits).sum())
+            else:
+                row["steps_to_threshold_median"], row["reached"] = math.nan, None
+            base = finals.get(baseline)
+            if condition != baseline and base is not None and len(base) and len(final):
+                row["p_improve"] = float(probability_of_improvement(final, base))
+                low, high = bootstrap_ci((final, base), probability_of_improvement, 0.95, n_resamples, seed, axis=-1)
+                row["p_improve_ci_low"], row["p_improve_ci_high"] = float(low), float(high)
+            else:
+                row["p_improve"] = row["p_improve_ci_low"] = row["p_improve_ci_high"] = math.nan
+            rows.append(row)
+        _plot(env, groups, thr, out / f"{env}.png", seed)
+
+    _write_csv(rows, out / "results.csv")
+    (out / "results.md").write_text(markdown_table(rows, curve, baseline, n_resamples))
+    return rows
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row[k] is None else row[k] for k in COLUMNS})
+
+
+def markdown_table(
+    rows: list[dict[str, Any]], curve: str = "train", baseline: str = BASELINE, n_resamples: int = 2000
+) -> str:
+    """The rows as a Markdown table, with a note on how each column is computed."""
+    tag = TRAIN_TAG if curve == "train" else EVAL_TAG
+    lines = [
+        f"| env | condition | seeds | final eval reward, IQM [95% CI] | AUC ({curve}), IQM [95% CI] "
+        f"| steps to threshold, median (seeds reached) | P(improve over {baseline}) [95% CI] |",
+        "|---|---|---:|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["threshold"] is None:
+            steps = "n/a"
+        else:
+            median = r["steps_to_threshold_median"]
+            steps = "never" if median == math.inf else _fmt(median, 6)
+            steps = f"{steps} ({r['reached']}/{r['seeds']} reached {r['threshold']:g})"
+        p = (
+            "—"
+            if r["condition"] == baseline
+            else _fmt_ci(r["p_improve"], r["p_improve_ci_low"], r["p_improve_ci_high"])
+        )
+        lines.append(
+            f"| {r['env']} | {r['condition']} | {r['seeds']} "
+            f"| {_fmt_ci(r['final_iqm'], r['final_ci_low'], r['final_ci_high'])} "
+            f"| {_fmt_ci(r['auc_iqm'], r['auc_ci_low'], r['auc_ci_high'])} | {steps} | {p} |"
+        )
+    lines += [
+        "",
+        f"Final eval reward: the last point of {EVAL_TAG} (or {FINAL_TAG} when later), deterministic policy on the "
+        f"test split. AUC: mean of {tag} over training (trapezoid / step range). IQM: mean of the middle 50% of seeds. "
+        f"CIs: percentile bootstrap over seeds, {n_resamples} resamples; none with fewer than 2 seeds. P(improve): "
+        f"P(X > Y) + 0.5 P(X = Y) over pairs of seeds, X this condition's final reward, Y {baseline}'s.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,251 @@
+"""rl.sweep: planning (commands, folders, config checks), restart after a kill without redoing finished runs, failed
+runs, the logdir lock, the CLI, Ray (when installed) and, marked slow, a real 2-run sweep."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fsae.config import ConfigError
+from rl import sweep
+from rl.sweep import Run, SweepConfig, SweepEnv, is_finished, load_sweep, plan, run_local
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "configs" / "sweeps" / "tiny.yaml"
+BANDIT = str(ROOT / "configs" / "agent" / "digit_bandit.yaml")
+
+# A stand-in for train_agent: notes its start in a counter file, sleeps, writes a file into its run folder.
+FAKE = textwrap.dedent(
+    """
+    import pathlib, sys, time
+    run_dir, counter, delay, code = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+    with open(counter, "a") as f:
+        f.write(run_dir + "\\n")
+    print("fake run starts", flush=True)
+    time.sleep(delay)
+    (pathlib.Path(run_dir) / "fake_output.txt").write_text("ok")
+    if code:
+        print("something went wrong", file=sys.stderr)
+    sys.exit(code)
+    """
+)
+
+
+def _fake_runs(logdir: Path, counter: Path, delays: list[float], codes: list[int] | None = None) -> list[Run]:
+    runs = []
+    for i, delay in enumerate(delays):
+        run_dir = logdir / "Env-v0" / "none" / f"seed{i}"
+        code = codes[i] if codes else 0
+        command = [sys.executable, "-c", FAKE, str(run_dir), str(counter), str(delay), str(code)]
+        runs.append(Run("Env-v0", "none", i, run_dir, command, logdir))
+    return runs
+
+
+def _starts(counter: Path) -> dict[str, int]:
+    lines = counter.read_text().splitlines() if counter.exists() else []
+    return {Path(line).name: lines.count(line) for line in set(lines)}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Planning
+
+
+def test_plan_tiny_config():
+    cfg = load_sweep(TINY, ["logdir=/tmp/somewhere"])
+    runs = plan(cfg)
+    assert [(r.env, r.condition, r.seed) for r in runs] == [("DigitBandit", "none", 0), ("DigitBandit", "copy", 0)]
+    assert [r.run_dir for r in runs] == [Path("/tmp/somewhere/DigitBandit-v0") / c / "seed0" for c in ("none", "copy")]
+    cmd = runs[1].command
+    assert cmd[:2] == [sys.executable, str(ROOT / "scripts" / "train_agent.py")]
+    assert cmd[cmd.index("--augment") + 1] == "copy" and cmd[cmd.index("--total-steps") + 1] == "256"
+    assert cmd[cmd.index("--logdir") + 1] == "/tmp/somewhere"
+    sets = cmd[cmd.index("--set") + 1 :]
+    assert sets[0] == "progress_bar=false" and "hyperparams.n_steps=64" in sets
+    assert sets[-2:] == ["overwrite=true", "run_name=copy"]
+    assert all(Path(a).is_absolute() for a in (cmd[cmd.index("--config") + 1], cmd[1]))
+
+
+def test_plan_checkpoints_and_labels(tmp_path):
+    ckpt = tmp_path / "fsae_round.pt"
+    ckpt.write_bytes(b"")  # plan checks that it exists; reading it is train_agent's job
+    env = SweepEnv(config=BANDIT, fsae_checkpoint=str(ckpt))
+    cfg = SweepConfig(envs=[env], conditions=["fsae", "autoencoder"], seeds=[3], logdir=str(tmp_path / "logs"))
+    with pytest.raises(ConfigError, match="autoencoder.pt does not exist"):  # beside the FSAE by default
+        plan(cfg)
+    (tmp_path / "autoencoder.pt").write_bytes(b"")
+    fsae_run, ae_run = plan(cfg)
+    assert fsae_run.run_dir == tmp_path / "logs" / "DigitBandit-v0" / "fsae-round" / "seed3"
+    assert ae_run.run_dir.parent.name == "autoencoder"
+    assert fsae_run.command[fsae_run.command.index("--fsae") + 1] == str(ckpt)
+    # Non-default union and feedback keep their suffixes, as rl.agent.condition_label names them.
+    cfg.set = ["union=max", "feedback_steps=2"]
+    assert plan(cfg)[0].run_dir.parent.name == "fsae-round-max-fb2"
+    cfg.set = []
+    cfg.envs = [SweepEnv(config=BANDIT)]
+    with pytest.raises(ConfigError, match="needs an FSAE checkpoint"):
+        plan(cfg)
+
+
+def test_plan_refuses_bad_configs(tmp_path):
+    with pytest.raises(ConfigError, match="unknown SweepConfig key 'sed'"):
+        load_sweep(TINY, ["sed=[1]"])
+    with pytest.raises(ConfigError, match="'nope' is not one of"):
+        load_sweep(TINY, ["conditions=[none,nope]"])
+    with pytest.raises(ConfigError, match="seeds repeat"):
+        load_sweep(TINY, ["seeds=[1,1]"])
+    with pytest.raises(ConfigError, match=r"DigitBandit / none / seed 0: .*unknown AgentConfig key 'lerning_rate'"):
+        plan(load_sweep(TINY, ["set=[lerning_rate=1]"]))
+    with pytest.raises(ConfigError, match="unknown PPO hyperparameter"):
+        plan(load_sweep(TINY, ["set=[hyperparams.gama=0.9]"]))
+    two = SweepConfig(envs=[SweepEnv(config=BANDIT), SweepEnv(config=BANDIT)], conditions=["none"], seeds=[0])
+    with pytest.raises(ConfigError, match="would share the folder"):
+        plan(two)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Running
+
+
+def test_run_local_failures_and_lock(tmp_path, capsys):
+    counter = tmp_path / "counter.txt"
+    runs = _fake_runs(tmp_path / "logs", counter, [0.0, 0.0, 0.0], codes=[0, 3, 0])
+    (runs[1].run_dir).mkdir(parents=True)
+    (runs[1].run_dir / "events.out.tfevents.stale").write_text("from a killed try")
+    results = run_local(runs, workers=2, log=print)
+    assert [r.status for r in sorted(results, key=lambda r: r.run.seed)] == ["done", "failed", "done"]
+    assert [is_finished(r) for r in runs] == [True, False, True]
+    assert not (runs[1].run_dir / "events.out.tfevents.stale").exists()  # an unfinished folder starts afresh
+    assert "something went wrong" in (runs[1].run_dir / "train.log").read_text()
+    out = capsys.readouterr().out
+    assert "FAILED  Env-v0/none/seed1 (exit 3)" in out and "something went wrong" in out
+    done = json.loads((runs[0].run_dir / "done.json").read_text())
+    assert done["returncode"] == 0 and done["command"] == runs[0].command
+    # Again: the two finished runs are skipped, the failed one is tried again.
+    results = run_local(runs, workers=1, log=print)
+    assert sorted(r.status for r in results) == ["failed", "skipped", "skipped"]
+    assert _starts(counter) == {"seed0": 1, "seed1": 2, "seed2": 1}
+    # A second sweep on the same logdir at the same time is refused.
+    with sweep._lock({tmp_path / "logs"}):
+        with pytest.raises(ConfigError, match="another sweep is running"):
+            run_local(runs, workers=1, log=print)
+
+
+def test_killed_sweep_restarts_without_redoing_finished_runs(tmp_path):
+    counter = tmp_path / "counter.txt"
+    logdir = tmp_path / "logs"
+    # seed0 finishes quickly; seed1 and seed2 (started next) are still running when the sweep is killed; seed3 waits.
+    delays = [0.1, 1.5, 1.5, 0.1]
+    driver = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pathlib import Path
+        from test_sweep import _fake_runs
+        from rl.sweep import run_local
+        runs = _fake_runs(Path({str(logdir)!r}), Path({str(counter)!r}), {delays!r})
+        results = run_local(runs, workers=2)
+        sys.exit(int(any(r.status == "failed" for r in results)))
+        """
+    )
+    runs = _fake_runs(logdir, counter, delays)
+    proc = subprocess.Popen([sys.executable, "-c", driver], start_new_session=True, cwd=ROOT)
+    deadline = time.time() + 30
+    while not is_finished(runs[0]):
+        assert proc.poll() is None and time.time() < deadline, "the first run did not finish"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its running children, as a crash or kill -9 would
+    proc.wait()
+    finished_before = [r.seed for r in runs if is_finished(r)]
+    assert 0 in finished_before and 1 not in finished_before
+    assert _starts(counter)["seed0"] == 1
+    (runs[1].run_dir / "stale.txt").write_text("left by the killed try")
+
+    restart = subprocess.run([sys.executable, "-c", driver], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert restart.returncode == 0, restart.stdout + restart.stderr
+    assert f"{len(finished_before)} already finished (skipped)" in restart.stdout
+    assert all(is_finished(r) for r in runs)
+    starts = _starts(counter)
+    for seed in finished_before:
+        assert starts[f"seed{seed}"] == 1, starts  # not redone
+    assert starts["seed1"] == 2 and starts["seed3"] == 1, starts  # killed once, then finished
+    assert not (runs[1].run_dir / "stale.txt").exists()
+
+
+def test_ray_backend(tmp_path):
+    ray = pytest.importorskip("ray")  # an optional extra (pip install -e '.[ray]'); CI does not install it
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        counter = tmp_path / "counter.txt"
+        runs = _fake_runs(tmp_path / "logs", counter, [0.1, 0.1])
+        results = sweep.run_ray(runs, cpus_per_run=1)
+        assert [r.status for r in results] == ["done", "done"] and all(is_finished(r) for r in runs)
+        assert sorted(r.status for r in sweep.run_ray(runs)) == ["skipped", "skipped"]
+        assert _starts(counter) == {"seed0": 1, "seed1": 1}
+    finally:
+        ray.shutdown()
+
+
+def test_ray_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[ray\]'"):
+        sweep.run_ray([])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The CLI
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("sweep_script", ROOT / "scripts" / "sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_errors_and_dry_run(tmp_path, capsys):
+    script = _load_script()
+    assert script.main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not exist" in err and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"envs": [{"config": BANDIT}], "seeds": [0], "conditions": ["fsae"]}))
+    assert script.main(["--config", str(bad)]) == 2
+    assert "needs an FSAE checkpoint" in capsys.readouterr().err
+    assert script.main(["--config", str(TINY), "--workers", "0"]) == 2
+    assert script.main(["--config", str(TINY), "--set", f"logdir={tmp_path}", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in out] == [
+        ["to", "run", "DigitBandit/none/seed0"],
+        ["to", "run", "DigitBandit/copy/seed0"],
+    ]
+
+
+@pytest.mark.slow
+def test_real_tiny_sweep_then_compare(tmp_path):
+    """configs/sweeps/tiny.yaml end to end: two real train_agent runs, a restart that skips both, a comparison."""
+    args = [sys.executable, str(ROOT / "scripts" / "sweep.py"), "--config", str(TINY), "--workers", "2"]
+    args += ["--set", f"logdir={tmp_path}"]
+    first = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    for condition in ("none", "copy"):
+        run_dir = tmp_path / "DigitBandit-v0" / condition / "seed0"
+        assert {"done.json", "metrics.json", "final_model.zip", "train.log", "config.yaml"} <= {
+            p.name for p in run_dir.iterdir()
+        }
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "2 already finished (skipped), 0 to run" in again.stdout
+    compare = [sys.executable, str(ROOT / "scripts" / "compare.py"), str(tmp_path), "--threshold", "1"]
+    result = subprocess.run(compare, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "| DigitBandit-v0 | none | 1 |" in result.stdout and "| DigitBandit-v0 | copy | 1 |" in result.stdout
+    assert (tmp_path / "DigitBandit-v0.png").is_file()
