@@ -83,10 +83,16 @@ def run(quick: bool, device: torch.device, sections: list[str]) -> dict:
         except ImportError as e:
             results["wrapper_error"] = f"benchmarks/wrapper.py unavailable: {e}"
         else:
+            steps, repeats = (2048, 3) if quick else (8192, 5)
             if "wrapper" in sections:
-                results["wrapper"] = wrapper_bench.measure_wrapper(quick=quick, device=str(device))
+                results["wrapper"] = {
+                    dtype: wrapper_bench.measure_wrapper(steps=steps, repeats=repeats, device=device.type, dtype=dtype)
+                    for dtype in ("float32", "float64")
+                }
+                results["wrapper"]["peak_memory_mb"] = peak_memory_mb(device)
             if "ppo" in sections:
-                results["ppo"] = wrapper_bench.measure_ppo(quick=quick, device=str(device))
+                results["ppo"] = wrapper_bench.measure_ppo(steps=steps, repeats=repeats, device=device.type)
+                results["ppo"]["peak_memory_mb"] = peak_memory_mb(device)
     return results
 
 
@@ -108,9 +114,22 @@ def print_table(r: dict) -> None:
             )
     for env_id, sps in r.get("env", {}).items():
         print(f"env        {env_id:<26} {sps:>12,.0f} steps/s")
-    for key in ("wrapper", "ppo"):
-        if key in r:
-            print(f"{key:<10} {json.dumps(r[key], default=float)}")
+    for dtype, w in r.get("wrapper", {}).items():
+        if dtype == "peak_memory_mb":
+            continue
+        for n in (8, 64):
+            if f"n{n}/raw_steps_per_s" in w:
+                rates = "  ".join(f"{c} {w[f'n{n}/{c}_steps_per_s']:>9,.0f}" for c in ("raw", "per_env", "batched"))
+                print(
+                    f"wrapper    {dtype:<7} n_envs {n:>3}  steps/s: {rates}  batched/per-env "
+                    f"{w[f'n{n}/batched_over_per_env']:.2f}x  batched/raw {w[f'n{n}/batched_over_raw']:.2f}x"
+                )
+    if "ppo" in r:
+        q = r["ppo"]
+        print(
+            f"ppo        DigitBandit 8 envs  raw {q['ppo/raw_steps_per_s']:,.0f} steps/s  augmented "
+            f"{q['ppo/augmented_steps_per_s']:,.0f} steps/s  ratio {q['ppo/augmented_over_raw']:.2f}x"
+        )
     if "wrapper_error" in r:
         print(r["wrapper_error"])
 
@@ -120,9 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small budgets: under 2 minutes on a 2-core CPU")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     all_sections = ["pretrain", "inference", "env", "wrapper", "ppo"]
     p.add_argument("--only", nargs="*", default=all_sections, choices=all_sections, help="run only these sections")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     results = run(args.quick, device, args.only)
     print_table(results)
