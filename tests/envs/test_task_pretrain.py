@@ -1,6 +1,7 @@
 """Task data collected from each environment trains through the pretraining pipeline (issue: envs, point 5)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,7 @@ def test_collect_then_pretrain_scripts(tmp_path):
         text=True,
         cwd=ROOT,
         timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-1500:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

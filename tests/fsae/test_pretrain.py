@@ -1,6 +1,7 @@
 """Pretraining: the script end to end on an MNIST slice, determinism, and the reference computations by hand."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +18,24 @@ ROOT = Path(__file__).resolve().parents[2]
 FAST = ROOT / "configs" / "pretrain" / "mnist_fast.yaml"
 TINY = ["data.train_size=2000", "data.test_size=500", "train.abstract_epochs=1", "train.concrete_epochs=1"]
 VARIANTS = ("plain", "round", "jump", "jump_all")
+# One torch thread: these runs are tiny, and on a small shared CPU torch's thread pool makes them many times slower.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pretrain")
     cmd = [sys.executable, str(ROOT / "scripts" / "pretrain.py"), "--config", str(FAST), "--out", str(out)]
-    proc = subprocess.run([*cmd, "--device", "cpu", "--set", *TINY], capture_output=True, text=True, timeout=300)
+    args = [*cmd, "--device", "cpu", "--set", *TINY]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, env=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
 
