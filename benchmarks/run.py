@@ -58,41 +58,45 @@ def machine(device: torch.device) -> dict[str, str | int]:
     return info
 
 
-def run(quick: bool, device: torch.device, sections: list[str]) -> dict:
-    results: dict = {"machine": machine(device), "quick": quick, "command": shlex.join([sys.executable, *sys.argv])}
+def run(quick: bool, device: torch.device, sections: list[str], smoke: bool = False) -> dict:
+    """Measure ``sections``; ``quick`` shrinks budgets, ``smoke`` runs the smallest case of each (proves it works)."""
+    results: dict = {"machine": machine(device), "quick": quick, "smoke": smoke}
+    results["command"] = shlex.join([sys.executable, *sys.argv])
     gpu = device.type == "cuda"
+    archs = ("mnist_fast",) if smoke else ("mnist_fast", "mnist")
     if "pretrain" in sections:
         results["pretrain"] = {}
-        for name in ("mnist_fast", "mnist"):
+        for name in archs:
             steps = 20 if (gpu or name == "mnist_fast") else 3
-            steps = steps if not quick else max(2, steps // 4)
-            results["pretrain"][name] = measure_pretrain(model_config(name, []), device, steps=steps, repeats=3)
+            steps = 1 if smoke else (max(2, steps // 4) if quick else steps)
+            reps = 1 if smoke else 3
+            results["pretrain"][name] = measure_pretrain(model_config(name, []), device, steps=steps, repeats=reps)
     if "inference" in sections:
         results["inference"] = {}
-        for name in ("mnist_fast", "mnist"):
+        for name in archs:
             slow = name == "mnist" and not gpu  # the paper network does ~120 MFLOP per image
-            batches = (1, 8, 256) if slow and quick else (1, 8, 256, 4096)
-            images = 8192 if gpu else (256 if slow else 2048)
-            rows = measure_inference(model_config(name), device, batches, min_images=images, repeats=3 if quick else 5)
+            batches = (1, 8) if smoke else (1, 8, 256) if slow and quick else (1, 8, 256, 4096)
+            images = 16 if smoke else 8192 if gpu else (256 if slow else 2048)
+            reps = 1 if smoke else 3 if quick else 5
+            rows = measure_inference(model_config(name), device, batches, min_images=images, repeats=reps)
             results["inference"][name] = {"rows": rows, "peak_memory_mb": peak_memory_mb(device)}
     if "env" in sections:
-        results["env"] = measure_env_steps(n_steps=5000 if quick else 20000, repeats=3 if quick else 5)
+        n, reps = (200, 1) if smoke else (5000, 3) if quick else (20000, 5)
+        results["env"] = measure_env_steps(n_steps=n, repeats=reps)
     if "wrapper" in sections or "ppo" in sections:
-        try:
-            import wrapper as wrapper_bench  # benchmarks/wrapper.py
-        except ImportError as e:
-            results["wrapper_error"] = f"benchmarks/wrapper.py unavailable: {e}"
-        else:
-            steps, repeats = (2048, 3) if quick else (8192, 5)
-            if "wrapper" in sections:
-                results["wrapper"] = {
-                    dtype: wrapper_bench.measure_wrapper(steps=steps, repeats=repeats, device=device.type, dtype=dtype)
-                    for dtype in ("float32", "float64")
-                }
-                results["wrapper"]["peak_memory_mb"] = peak_memory_mb(device)
-            if "ppo" in sections:
-                results["ppo"] = wrapper_bench.measure_ppo(steps=steps, repeats=repeats, device=device.type)
-                results["ppo"]["peak_memory_mb"] = peak_memory_mb(device)
+        import wrapper as wrapper_bench  # benchmarks/wrapper.py
+
+        steps, repeats = (256, 1) if smoke else (2048, 3) if quick else (8192, 5)
+        n_envs = (2,) if smoke else (8, 64)
+        if "wrapper" in sections:
+            results["wrapper"] = {
+                dtype: wrapper_bench.measure_wrapper(n_envs, steps, repeats, device=device.type, dtype=dtype)
+                for dtype in ("float32", "float64")
+            }
+            results["wrapper"]["peak_memory_mb"] = peak_memory_mb(device)
+        if "ppo" in sections:
+            results["ppo"] = wrapper_bench.measure_ppo(steps, repeats, n_envs=n_envs[0], device=device.type)
+            results["ppo"]["peak_memory_mb"] = peak_memory_mb(device)
     return results
 
 
@@ -117,7 +121,7 @@ def print_table(r: dict) -> None:
     for dtype, w in r.get("wrapper", {}).items():
         if dtype == "peak_memory_mb":
             continue
-        for n in (8, 64):
+        for n in sorted({int(k.split("/")[0][1:]) for k in w}):
             if f"n{n}/raw_steps_per_s" in w:
                 rates = "  ".join(f"{c} {w[f'n{n}/{c}_steps_per_s']:>9,.0f}" for c in ("raw", "per_env", "batched"))
                 print(
@@ -137,6 +141,7 @@ def print_table(r: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small budgets: under 2 minutes on a 2-core CPU")
+    p.add_argument("--smoke", action="store_true", help="the smallest case of every section (seconds; not a speed)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
@@ -146,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    results = run(args.quick, device, args.only)
+    results = run(args.quick, device, args.only, smoke=args.smoke)
     print_table(results)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
