@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
+import numpy as np
 import torch
 import yaml
 from stable_baselines3 import A2C, DQN, PPO
@@ -231,6 +232,45 @@ def check_hyperparams(cfg: AgentConfig) -> None:
             raise ConfigError(f"unknown {cfg.algo.upper()} hyperparameter '{key}'; valid: {sorted(valid)}")
 
 
+class SplitEvalCallback(EvalCallback):
+    """SB3's ``EvalCallback`` with an ``evaluations.npz`` and success rate that stay well formed when only some
+    episodes report ``info["is_success"]``.
+
+    DigitLock reports it when the agent submits, not when an episode is truncated; SB3's own writer then stacks
+    success lists of different lengths and ``np.savez`` fails ("inhomogeneous shape"), and its success rate averages
+    over the submits alone. Here, when any episode of an evaluation reports success, those that do not count as
+    failures (``eval/success_rate``); the file holds ``timesteps``, ``results`` and ``ep_lengths`` (n_evals,
+    n_episodes) as SB3's does, and ``success_rate`` (n_evals,), NaN where no episode reported success.
+    """
+
+    def __init__(self, eval_env: VecEnv, npz_path: Path, **kwargs: Any):
+        super().__init__(eval_env, log_path=None, **kwargs)
+        self.npz_path = npz_path
+        self._episodes: list[tuple[float, int, bool | None]] = []
+        self._history: dict[str, list[Any]] = {"timesteps": [], "results": [], "ep_lengths": [], "success_rate": []}
+
+    def _log_success_callback(self, locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
+        info = locals_["info"]
+        if not (locals_["done"] and "episode" in info):  # Monitor's record: the whole episode
+            return
+        success = info.get("is_success")
+        self._episodes.append((info["episode"]["r"], info["episode"]["l"], None if success is None else bool(success)))
+        if len(self._episodes) == self.n_eval_episodes:  # evaluate_policy counts exactly this many episodes
+            rewards, lengths, successes = zip(*self._episodes)
+            reported = [s for s in successes if s is not None]
+            rate = sum(reported) / len(successes) if reported else float("nan")
+            if reported:  # recorded before EvalCallback dumps its eval/ values, so they share one step
+                self.logger.record("eval/success_rate", rate)
+            for key, value in zip(self._history, (self.num_timesteps, rewards, lengths, rate)):
+                self._history[key].append(value)
+            self.npz_path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(self.npz_path, **{k: np.asarray(v) for k, v in self._history.items()})
+
+    def _on_step(self) -> bool:
+        self._episodes = []
+        return super()._on_step()
+
+
 def _hparam_table(cfg: AgentConfig) -> str:
     rows = [("key", "value"), ("---", "---")]
     flat = {**{k: v for k, v in to_dict(cfg).items() if not isinstance(v, dict)}, **cfg.hyperparams}
@@ -295,11 +335,11 @@ def train_agent(cfg: AgentConfig, command: str | None = None) -> dict[str, Any]:
 
     per_env = lambda steps: max(steps // cfg.n_envs, 1)  # noqa: E731  (callbacks count vector steps)
     callbacks = [
-        EvalCallback(
+        SplitEvalCallback(
             eval_env,
+            run_dir / "eval" / "evaluations.npz",
             n_eval_episodes=cfg.eval_episodes,
             eval_freq=per_env(cfg.eval_freq) if cfg.eval_freq else cfg.total_steps + 1,
-            log_path=str(run_dir / "eval"),
             best_model_save_path=str(run_dir),
             deterministic=True,
             verbose=0,

@@ -2,7 +2,7 @@
 
 Contents:
     SmallCNN -- conv 3x3 s1 -> conv 3x3 s2 -> conv 3x3 s2 -> flatten -> linear, for any channel count and any image
-                of at least 7x7 pixels (28x28 and 28x56 here).
+                of at least 9x9 pixels (28x28 and 28x56 here).
 
 SB3's default ``NatureCNN`` (8x8 stride 4, 4x4 stride 2, 3x3 stride 1) needs images of at least 36x36 and fails on
 28x28 with a shape error. This one keeps the same idea (a few strided convs, ReLU, one linear layer) at a scale that
@@ -23,7 +23,7 @@ class SmallCNN(BaseFeaturesExtractor):
     """Three 3x3 convolutions (stride 1, 2, 2; 32, 64, 64 channels; ReLU), flatten, linear to ``features_dim``, ReLU.
 
     The input is channels-first (C, H, W); SB3 has already divided uint8 images by 255 when the policy's
-    ``normalize_images`` is on. The flattened size is computed with a dummy forward pass, so any C and any H, W >= 7
+    ``normalize_images`` is on. The flattened size is computed with a dummy forward pass, so any C and any H, W >= 9
     work: the union wrappers of ``rl.common_sense`` double the channels, and two-digit envs are 28x56.
 
     Example:
@@ -44,7 +44,8 @@ class SmallCNN(BaseFeaturesExtractor):
             f"SmallCNN needs an image observation space, got {observation_space}"
         )
         c, h, w = observation_space.shape
-        assert h >= 7 and w >= 7, f"SmallCNN needs images of at least 7x7 pixels, got {h}x{w}; upscale the observation"
+        # 9 -> 7 -> 3 -> 1: the smallest side that leaves the third convolution one output pixel
+        assert h >= 9 and w >= 9, f"SmallCNN needs images of at least 9x9 pixels, got {h}x{w}; upscale the observation"
         super().__init__(observation_space, features_dim)
         c1, c2, c3 = channels
         self.cnn = nn.Sequential(

@@ -40,8 +40,9 @@ def test_nature_cnn_fails_on_28x28_and_small_images_are_refused():
     space = spaces.Box(0, 255, (1, 28, 28), np.uint8)
     with pytest.raises(RuntimeError):  # why SmallCNN exists: 28 -> 6 -> 2 -> (3x3 kernel does not fit)
         NatureCNN(space)
-    with pytest.raises(AssertionError, match="at least 7x7"):
-        SmallCNN(spaces.Box(0, 255, (1, 6, 28), np.uint8))
+    assert SmallCNN(spaces.Box(0, 255, (3, 9, 9), np.uint8)).linear[0].in_features == 64  # 9 -> 7 -> 3 -> 1
+    with pytest.raises(AssertionError, match="at least 9x9"):
+        SmallCNN(spaces.Box(0, 255, (1, 8, 28), np.uint8))
     with pytest.raises(AssertionError, match="channels-first image"):
         SmallCNN(spaces.Box(0, 255, (28, 28), np.uint8))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import os
@@ -9,16 +10,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 import yaml
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import rl.agent
 from fsae.checkpoint import safe_load, save_fsae, sha256_file
 from fsae.config import ConfigError, apply_overrides, from_dict, load_config
 from fsae.model import FSAE, FSAEConfig, LayerSpec
-from rl.agent import AgentConfig, run_dir_for, train_agent
+from rl.agent import AgentConfig, SplitEvalCallback, run_dir_for, train_agent
+from rl.extractor import SmallCNN
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_agent.py"
@@ -198,3 +207,41 @@ def test_script_end_to_end(tmp_path, ckpts):
     assert len(list((run / "checkpoints").glob("agent_*_steps.zip"))) == 2
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["timesteps"] == 256 and metrics["fsae/weights_unchanged"] is True
+
+
+class HalfSuccessEnv(gym.Env):
+    """Episodes of 2 steps that alternate: terminated with is_success=True, then truncated without is_success."""
+
+    observation_space = spaces.Box(0, 255, (1, 12, 12), np.uint8)
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.episode = 0, getattr(self, "episode", -1) + 1
+        return np.zeros((1, 12, 12), np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.t < 2:
+            return np.zeros((1, 12, 12), np.uint8), 0.0, False, False, {}
+        if self.episode % 2 == 0:
+            return np.zeros((1, 12, 12), np.uint8), 1.0, True, False, {"is_success": True}
+        return np.zeros((1, 12, 12), np.uint8), 0.0, False, True, {}
+
+
+def test_eval_with_success_on_some_episodes_only(tmp_path):
+    """SB3's EvalCallback crashes writing evaluations.npz here (ragged success lists); SplitEvalCallback does not, and
+    counts the truncated episodes as failures: success rate 2 of 4."""
+    eval_env = DummyVecEnv([lambda: Monitor(HalfSuccessEnv())])
+    model = PPO("CnnPolicy", DummyVecEnv([HalfSuccessEnv]), n_steps=8, batch_size=8, n_epochs=1, device="cpu",
+                policy_kwargs={"features_extractor_class": SmallCNN, "normalize_images": True})  # fmt: skip
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    callback = SplitEvalCallback(eval_env, tmp_path / "eval" / "evaluations.npz", n_eval_episodes=4, eval_freq=8)
+    model.learn(24, callback=callback)
+    data = np.load(tmp_path / "eval" / "evaluations.npz")
+    assert data["results"].shape == (3, 4) and data["ep_lengths"].shape == (3, 4)
+    np.testing.assert_array_equal(np.sort(data["results"], axis=1), [[0.0, 0.0, 1.0, 1.0]] * 3)
+    np.testing.assert_array_equal(data["success_rate"], [0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(data["timesteps"], [8, 16, 24])
+    rows = list(csv.DictReader((tmp_path / "progress.csv").open()))
+    assert [float(r["eval/success_rate"]) for r in rows if r.get("eval/success_rate")] == [0.5, 0.5, 0.5]
