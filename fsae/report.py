@@ -21,7 +21,7 @@ ROWS = [
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.4f}" if abs(v) >= 1e-3 else f"{v:.2e}"
+    return f"{v:.5g}"
 
 
 def pretrain_table(runs: dict[str, dict]) -> str:
