@@ -30,9 +30,23 @@ class ConfigError(ValueError):
     """A configuration value or key is wrong; the message says which and what is allowed."""
 
 
+_SPELLED_OUT = {"lr": "learning_rate"}
+
+
 def _suggest(key: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(key, valid, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    # No whole-key match: compare with the spelled-out tails of the keys, so that 'lerning_rate' (or 'learning_rate')
+    # finds 'abstract_lr' and 'concrete_lr'.
+    tails: dict[str, list[str]] = {}
+    for name in valid:
+        for words in (name.split("_"), [_SPELLED_OUT.get(w, w) for w in name.split("_")]):
+            for i in range(1, len(words)):
+                names = tails.setdefault("_".join(words[i:]), [])
+                names += [name] if name not in names else []
+    close = difflib.get_close_matches(key, list(tails), n=1, cutoff=0.8)
+    return " (did you mean " + " or ".join(f"'{n}'" for n in tails[close[0]]) + "?)" if close else ""
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

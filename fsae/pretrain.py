@@ -117,6 +117,11 @@ class PretrainConfig:
         assert all(t >= 0 for t in self.feedback_steps), "feedback_steps must be >= 0"
         assert self.feedback_gain > 0, f"feedback_gain must be > 0, got {self.feedback_gain}"
         assert self.torch_threads >= 0, f"torch_threads must be >= 0, got {self.torch_threads}"
+        for v in self.variants:  # a bad variant (e.g. jumps: foo) fails here, not after the abstract phase
+            try:
+                variant_config(self.model, v, self.feedback_gain)
+            except AssertionError as e:
+                raise AssertionError(f"variant '{v.name}': {e}") from None
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -293,12 +293,14 @@ def train_agent(cfg: AgentConfig, command: str | None = None) -> dict[str, Any]:
         torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    try:  # check the id and kwargs (and the checkpoint's fit) before anything is written
-        probe = make_env(cfg.env_id, **cfg.env_kwargs)
-    except (gym.error.Error, TypeError, ValueError) as e:
-        raise ConfigError(f"cannot make environment '{cfg.env_id}' with {cfg.env_kwargs}: {e}") from None
-    obs_space = probe.observation_space
-    probe.close()
+    obs_space = None  # check the id, the training and the evaluation kwargs (and the checkpoint's fit) before writing
+    for kwargs in (cfg.env_kwargs, {**cfg.env_kwargs, **cfg.eval_env_kwargs}):
+        try:
+            probe = make_env(cfg.env_id, **kwargs)
+        except (gym.error.Error, TypeError, ValueError) as e:
+            raise ConfigError(f"cannot make environment '{cfg.env_id}' with {kwargs}: {e}") from None
+        obs_space = probe.observation_space if obs_space is None else obs_space  # the training env's
+        probe.close()
     checkpoint = resolve_checkpoint(cfg)
     regen = make_regenerator(
         cfg.condition, checkpoint, device, obs_space, cfg.feedback_steps, cfg.regen_dtype, env_name=cfg.env_id
@@ -306,6 +308,24 @@ def train_agent(cfg: AgentConfig, command: str | None = None) -> dict[str, Any]:
     run_dir = run_dir_for(cfg, regen)
     if run_dir.is_dir() and any(run_dir.iterdir()) and not cfg.overwrite:
         raise ConfigError(f"run folder {run_dir} already holds a run; remove it, change logdir/seed, or set overwrite")
+    venv = make_vec_env_for(cfg, regen, cfg.n_envs, cfg.seed, dict(cfg.env_kwargs))
+    eval_env = make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, {**cfg.env_kwargs, **cfg.eval_env_kwargs})
+    try:  # SB3 and torch check the hyperparameters' values (e.g. a negative learning rate) here
+        model = ALGOS[cfg.algo](
+            "CnnPolicy",
+            venv,
+            policy_kwargs=policy_kwargs(cfg),
+            seed=cfg.seed,
+            device=device,
+            verbose=cfg.verbose,
+            **cfg.hyperparams,
+        )
+    except (ValueError, TypeError, AssertionError) as e:
+        venv.close()
+        eval_env.close()
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{cfg.algo.upper()} refused the hyperparameters: {reason}; fix hyperparams.<key>") from None
+
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     (run_dir / "command.txt").write_text((command or "(called from Python)") + "\n")
@@ -313,18 +333,6 @@ def train_agent(cfg: AgentConfig, command: str | None = None) -> dict[str, Any]:
     regen_info["union"] = cfg.union if regen is not None else None
     (run_dir / "fsae.json").write_text(json.dumps(regen_info, indent=2) + "\n")
     frozen = {k: v.clone() for k, v in regen.model.state_dict().items()} if regen and regen.model else {}
-
-    venv = make_vec_env_for(cfg, regen, cfg.n_envs, cfg.seed, dict(cfg.env_kwargs))
-    eval_env = make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, {**cfg.env_kwargs, **cfg.eval_env_kwargs})
-    model = ALGOS[cfg.algo](
-        "CnnPolicy",
-        venv,
-        policy_kwargs=policy_kwargs(cfg),
-        seed=cfg.seed,
-        device=device,
-        verbose=cfg.verbose,
-        **cfg.hyperparams,
-    )
     # A custom logger puts the TensorBoard events straight into run_dir (SB3's tensorboard_log would add PPO_1/).
     logger = configure(str(run_dir), (["stdout"] if cfg.verbose else []) + ["csv", "tensorboard"])
     model.set_logger(logger)

@@ -1,0 +1,158 @@
+"""Bad input at the command line: each case exits non-zero with one clear ``error: ...`` line, never a traceback.
+
+One table, one test. Each case runs a script in a subprocess (torch on one thread), with the files it needs made in
+``tmp_path`` first (tiny checkpoints, ``.npz`` task data, a copy of MNIST with a truncated file), and asserts: the
+exit status, the expected words in stderr, no "Traceback", and that stderr's last non-empty line starts with
+"error:". Exit status 2 means bad arguments or config (and a checkpoint that cannot be used); 1 means the data or the
+training failed (``DatasetError``, a non-finite loss), as each script's docstring says.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+import torch
+
+from fsae.checkpoint import save_fsae
+from fsae.model import FSAE, FSAEConfig, LayerSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A run of a few steps, should a case get that far: 256 images, one epoch, one variant, no baseline.
+PRETRAIN = ["scripts/pretrain.py", "--config", "configs/pretrain/mnist_fast.yaml", "--device", "cpu", "--out",
+            "{tmp}/pretrain", "--set", "torch_threads=1", "data.train_size=256", "data.test_size=64",
+            "train.abstract_epochs=1", "train.concrete_epochs=1", "variants=[{name: plain}]", "feedback_steps=[0]",
+            "baseline_ae=false"]  # fmt: skip
+AGENT = ["--device", "cpu", "--logdir", "{tmp}/agents", "--total-steps", "64", "--n-envs", "2"]
+AGENT_SET = ["--set", "torch_threads=1", "progress_bar=false", "eval_freq=0", "checkpoint_freq=0"]
+COLLECT = ["scripts/collect.py", "--steps", "4", "--out", "{tmp}/task.npz", "--no-progress"]
+
+
+def pretrain(*overrides: str) -> list[str]:
+    return [*PRETRAIN, *overrides]
+
+
+def agent(*overrides: str, flags: tuple[str, ...] = (), config: str = "digit_bandit") -> list[str]:
+    """A train_agent command; ``overrides`` continue its one ``--set`` list (a second ``--set`` would replace it)."""
+    return [
+        "scripts/train_agent.py",
+        "--config",
+        f"configs/agent/{config}.yaml",
+        *AGENT,
+        *flags,
+        *AGENT_SET,
+        *overrides,
+    ]
+
+
+# Files a case can ask for, made in tmp_path by the test (never in the repository).
+def _fsae(path: Path) -> None:
+    torch.manual_seed(0)
+    model = FSAE(FSAEConfig((1, 28, 28), [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)], round=True))
+    save_fsae(path, model, variant="round")
+
+
+def _truncated(path: Path) -> None:
+    _fsae(path.with_name("full.pt"))
+    data = path.with_name("full.pt").read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _mnist_truncated(path: Path) -> None:
+    source = Path(os.environ.get("FSAE_MNIST_DIR", "/nonexistent"))
+    if not source.is_dir():
+        pytest.skip(f"no local MNIST in {source} (set FSAE_MNIST_DIR)")
+    path.mkdir()
+    for f in sorted(source.iterdir()):
+        shutil.copyfile(f, path / f.name)
+    images = next(path.glob("train-images-idx3-ubyte*"))  # the first file read
+    images.write_bytes(images.read_bytes()[:5000])
+
+
+PREPARE: dict[str, Callable[[Path], None]] = {
+    "fsae.pt": _fsae,
+    "truncated.pt": _truncated,
+    "foreign.pt": lambda p: torch.save({"state_dict": {"weight": torch.zeros(3)}, "step": 1}, p),
+    "no_obs.npz": lambda p: np.savez(p, labels=np.zeros(4, np.int64)),
+    "no_labels.npz": lambda p: np.savez(p, obs=np.zeros((4, 1, 28, 28), np.uint8)),
+    "digits.npz": lambda p: np.savez(p, obs=np.full((256, 1, 28, 28), 128, np.uint8), labels=np.arange(256) % 10),
+    "mismatch.npz": lambda p: np.savez(p, obs=np.zeros((4, 1, 28, 28), np.uint8), labels=np.zeros(3, np.int64)),
+    "empty": lambda p: p.mkdir(),
+    "mnist": _mnist_truncated,
+}
+
+
+class Case(NamedTuple):
+    id: str
+    argv: list[str]
+    code: int
+    expect: str
+    env: dict[str, str] = {}
+    files: tuple[str, ...] = ()
+
+
+SWEEP = ["scripts/sweep.py", "--config", "configs/sweeps/tiny.yaml", "--dry-run"]
+MNIST_EMPTY, MNIST_CUT = {"FSAE_MNIST_DIR": "{tmp}/empty"}, {"FSAE_MNIST_DIR": "{tmp}/mnist"}
+FSAE_FLAGS = ("--augment", "--fsae")
+
+# fmt: off
+CASES = [
+    # Config keys and values
+    Case("pretrain-unknown-key", pretrain("train.lerning_rate=1"), 2, "did you mean 'abstract_lr' or 'concrete_lr'?"),
+    Case("agent-unknown-key", agent("n_env=2"), 2, "unknown AgentConfig key 'n_env' (did you mean 'n_envs'?)"),
+    Case("sweep-unknown-key", [*SWEEP, "--set", "sedes=[1]"], 2, "unknown SweepConfig key 'sedes' (did you mean"),
+    Case("pretrain-wrong-type", pretrain("train.batch_size=abc"), 2, "batch_size: expected an integer, got 'abc'"),
+    Case("agent-negative-lr", agent("hyperparams.learning_rate=-0.1"), 2, "PPO refused the hyperparameters: Invalid"),
+    Case("agent-noise", agent("env_kwargs.noise=2"), 2, "noise must be in [0, 1], got 2"),
+    Case("agent-eval-noise", agent("eval_env_kwargs.noise=2"), 2, "'noise': 2}: noise must be in [0, 1], got 2"),
+    Case("collect-unknown-env", [*COLLECT, "--env", "fsae/DigitBandid-v0"], 2, "DigitBandid` doesn't exist"),
+    Case("agent-unknown-env", agent("env_id=fsae/Nope-v0"), 2, "cannot make environment 'fsae/Nope-v0'"),
+    Case("agent-unknown-union", agent("union=foo"), 2, "union: 'foo' is not one of ['stack', 'max', 'mean']"),
+    Case("pretrain-unknown-jumps", pretrain("variants=[{name: x, jumps: foo}]"), 2, "variant 'x': jumps must be"),
+    Case("compare-no-folder", ["scripts/compare.py", "{tmp}/nothing"], 2, "nothing is not a folder"),
+    # Data
+    Case("mnist-missing", pretrain("data.download=false"), 1, "MNIST not found in", MNIST_EMPTY, ("empty",)),
+    Case("mnist-truncated", pretrain("data.download=false"), 1, "is unreadable or corrupt", MNIST_CUT, ("mnist",)),
+    Case("npz-no-obs", pretrain("data.source={tmp}/no_obs.npz"), 1, "lacks key(s) ['obs']", files=("no_obs.npz",)),
+    Case("npz-no-labels", pretrain("data.source={tmp}/no_labels.npz"), 1, "lacks key(s) ['labels']",
+         files=("no_labels.npz",)),
+    Case("npz-mismatch", pretrain("data.source={tmp}/mismatch.npz"), 1, "obs has 4 samples but labels has 3",
+         files=("mismatch.npz",)),
+    # Checkpoints for --augment --fsae
+    Case("ckpt-truncated", agent(flags=(*FSAE_FLAGS, "{tmp}/truncated.pt")), 2, "is truncated or not a PyTorch file",
+         files=("truncated.pt",)),
+    Case("ckpt-foreign", agent(flags=(*FSAE_FLAGS, "{tmp}/foreign.pt")), 2,
+         "is not an FSAE checkpoint ('no format tag')", files=("foreign.pt",)),
+    Case("ckpt-shape", agent(flags=(*FSAE_FLAGS, "{tmp}/fsae.pt"), config="digit_sum"), 2,
+         "(C, H, W) = (1, 28, 28), but fsae/DigitSum-v0 observes (1, 28, 56)", files=("fsae.pt",)),
+    # Training. Adam's first step at this rate sends the weights to ~1e30; 230 training images in batches of 128 give
+    # 2 steps, and the loss is checked at the last step of a phase. Task data rather than MNIST: less to load.
+    Case("pretrain-nonfinite", pretrain("data.source={tmp}/digits.npz", "train.abstract_lr=1.0e+30"), 1,
+         "by step 2 (epoch 1); lower the learning rate", files=("digits.npz",)),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_error_line(case: Case, tmp_path: Path):
+    for name in case.files:
+        PREPARE[name](tmp_path / name)
+    fill = lambda s: s.replace("{tmp}", str(tmp_path))  # noqa: E731
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **{k: fill(v) for k, v in case.env.items()}}
+    proc = subprocess.run(
+        [sys.executable, *map(fill, case.argv)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    err = proc.stderr
+    lines = [line.strip() for line in err.splitlines() if line.strip()]  # splitlines also splits tqdm's \r
+    assert proc.returncode == case.code, f"exit {proc.returncode}, expected {case.code}; stderr:\n{err}"
+    assert "Traceback" not in err, err
+    assert lines and lines[-1].startswith("error: "), err
+    assert case.expect in lines[-1], f"{case.expect!r} not in {lines[-1]!r}"
