@@ -204,8 +204,8 @@ def _plot_familiarity(path: Path, scores: dict[tuple[str, str], torch.Tensor], i
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.4), squeeze=False)
     for ax, (name, s) in zip(axes[0], panels):
         lim = (s.min().item(), s.max().item())  # the same bins for both groups
-        ax.hist(s[is_seen].cpu().numpy(), 40, lim, alpha=0.6, density=True, label="seen")
-        ax.hist(s[~is_seen].cpu().numpy(), 40, lim, alpha=0.6, density=True, label="unseen")
+        ax.hist(s[is_seen].cpu().numpy(), 40, range=lim, alpha=0.6, density=True, label="seen")
+        ax.hist(s[~is_seen].cpu().numpy(), 40, range=lim, alpha=0.6, density=True, label="unseen")
         ax.set_title(f"{name}: AUC {roc_auc(s[is_seen], s[~is_seen]):.3f}", fontsize=8)
         ax.set_xlabel(f"familiarity ({kind})", fontsize=7)
         ax.tick_params(labelsize=6)
@@ -445,9 +445,22 @@ def mixture(model: FSAE, labels: Sequence[Any], weights: Sequence[float]) -> tor
     return (torch.as_tensor(weights, dtype=codes.dtype).view(-1, 1) * codes).sum(0, keepdim=True)
 
 
-def interpolation_codes(model: FSAE, a: Any, b: Any, steps: int) -> torch.Tensor:
-    """Codes (steps, K) from label a to label b: (1 - alpha) code(a) + alpha code(b), alpha = 0..1."""
-    return torch.cat([mixture(model, [a, b], [1 - t, t]) for t in torch.linspace(0, 1, steps).tolist()])
+def interpolation_codes(model: FSAE, a: Any, b: Any, steps: int, space: str = "code") -> torch.Tensor:
+    """Codes (steps, K) from label a to label b, alpha = 0..1.
+
+    ``space='code'``: (1 - alpha) code(a) + alpha code(b), the paper's mixture of labels. ``space='log'`` (softmax and
+    groups heads): exp((1 - alpha) ln code(a) + alpha ln code(b)), codes clipped at eps first, so the concrete
+    network's input f^{-1}(code) = ln(max(code, eps)) moves linearly from one label to the other. In code space it
+    does not: ln maps every weight in [0.1, 1] to [-2.3, 0] but a weight of 0 to ln(eps) = -13.8, so any nonzero
+    share of b already draws most of the way to the blend.
+    """
+    assert space in ("code", "log"), f"space must be 'code' or 'log', got '{space}'"
+    alphas = torch.linspace(0, 1, steps).view(-1, 1)  # (steps, 1)
+    if space == "code":
+        return torch.cat([mixture(model, [a, b], [1 - t, t]) for t in alphas.view(-1).tolist()])
+    assert model.config.head in ("softmax", "groups"), "space='log' interpolates softmax codes; use 'code'"
+    za, zb = (mixture(model, [lab], [1.0]).clamp_min(model.config.eps).log() for lab in (a, b))  # (1, K) each
+    return ((1 - alphas) * za + alphas * zb).exp()  # unnormalised on purpose: ln of it is exactly the blend
 
 
 def all_attribute_codes(k: int) -> torch.Tensor:
@@ -472,7 +485,8 @@ class ConceptOptions:
 @torch.no_grad()
 def _softmax_concepts(model: FSAE, name: str, run_dir: Path, opts: ConceptOptions) -> dict[str, float]:
     """Prototypes, 50/50 mixtures of every pair (``mixtures_<name>.png``, a K x K matrix whose diagonal holds the
-    prototypes) and interpolations between every pair (``concept_grid_<name>.png``), each classified back."""
+    prototypes) and interpolations between every pair in code space (``concept_grid_<name>.png``) and in log space
+    (``concept_grid_log_<name>.png``, see ``interpolation_codes``), each classified back."""
     k = model.config.code_size
     protos = model.generate_labels(torch.arange(k))
     pairs = list(itertools.combinations(range(k), 2))
@@ -493,36 +507,45 @@ def _softmax_concepts(model: FSAE, name: str, run_dir: Path, opts: ConceptOption
     labels = [str(c) for c in range(k)]
     save_image_grid(run_dir / f"mixtures_{name}.png", matrix, labels, labels, f"0.5 x row + 0.5 x column ({name})")
     alphas = torch.linspace(0, 1, opts.steps)
-    grid = torch.stack([model.generate(interpolation_codes(model, i, j, opts.steps)) for i, j in pairs])
-    flips = model.classify(grid.flatten(0, 1)).view(len(pairs), opts.steps)
-    # where along alpha the abstract network's answer first turns from i to j: 0.5 for a symmetric blend
-    first_j = [(f == j).nonzero()[0].item() if (f == j).any() else opts.steps for f, (_, j) in zip(flips, pairs)]
-    metrics["interp_switch_alpha_mean"] = sum(alphas[min(s, opts.steps - 1)].item() for s in first_j) / len(pairs)
-    metrics["interp_endpoint_ok"] = (
-        ((flips[:, 0] == parents[:, 0]) & (flips[:, -1] == parents[:, 1])).float().mean().item()
-    )
     cols = [f"{a:.2f}" for a in alphas.tolist()]
-    save_image_grid(run_dir / f"concept_grid_{name}.png", grid, [f"{i}->{j}" for i, j in pairs], cols,
-                    f"(1 - alpha) x row[0] + alpha x row[-1] ({name})")  # fmt: skip
+    for space, suffix in (("code", ""), ("log", "_log")):
+        grid = torch.stack([model.generate(interpolation_codes(model, i, j, opts.steps, space)) for i, j in pairs])
+        flips = model.classify(grid.flatten(0, 1)).view(len(pairs), opts.steps)  # (P, steps)
+        # where along alpha the abstract network's answer first turns from i to j (0.5-0.625 for a symmetric blend)
+        first_j = [
+            (f == j).nonzero()[0].item() if (f == j).any() else opts.steps - 1 for f, (_, j) in zip(flips, pairs)
+        ]
+        metrics[f"interp{suffix}_switch_alpha_mean"] = sum(alphas[s].item() for s in first_j) / len(pairs)
+        ends = (flips[:, 0] == parents[:, 0]) & (flips[:, -1] == parents[:, 1])
+        metrics[f"interp{suffix}_endpoint_ok"] = ends.float().mean().item()
+        ln = "ln " if suffix else ""
+        title = f"{name}: (1 - alpha) x {ln}code(row[0]) + alpha x {ln}code(row[-1])"
+        save_image_grid(
+            run_dir / f"concept_grid{suffix}_{name}.png", grid, [f"{i}->{j}" for i, j in pairs], cols, title
+        )
     return metrics
 
 
 @torch.no_grad()
-def _sigmoid_concepts(model: FSAE, name: str, run_dir: Path) -> dict[str, float]:
+def _sigmoid_concepts(model: FSAE, name: str, run_dir: Path) -> dict[str, Any]:
     """Every attribute combination (``attributes_<name>.png``), classified back attribute by attribute."""
     codes = all_attribute_codes(model.config.code_size)
     imgs = model.generate(codes)
     back = model.classify(imgs).float()
     cols = ["".join(str(int(v)) for v in c.tolist()) for c in codes]
     save_image_grid(run_dir / f"attributes_{name}.png", imgs.unsqueeze(0), [], cols, "attribute codes")
-    return {"attribute_cycle_accuracy": (back == codes).float().mean().item(),
-            "attribute_cycle_exact": (back == codes).all(-1).float().mean().item()}  # fmt: skip
+    metrics: dict[str, Any] = {"attribute_cycle_accuracy": (back == codes).float().mean().item(),
+                               "attribute_cycle_exact": (back == codes).all(-1).float().mean().item()}  # fmt: skip
+    for name_in, b in zip(cols, back):  # what the abstract network reads back, code by code
+        metrics[f"attribute_back_{name_in}"] = "".join(str(int(v)) for v in b.tolist())
+    return metrics
 
 
 @torch.no_grad()
 def _groups_concepts(model: FSAE, name: str, run_dir: Path, opts: ConceptOptions) -> dict[str, float]:
     """Two-group codes: every (left, right) digit pair (``digit_pairs_<name>.png``, 10 x 10), and for each of
-    ``opts.pairs`` the pair, its swap and their 50/50 mixture (``digit_mixtures_<name>.png``)."""
+    ``opts.pairs`` the pair, its swap and their 50/50 mixture (``digit_mixtures_<name>.png``). ``mix_parent_rate``:
+    the share of groups in which the abstract network reads the mixture as one of its two digits."""
     sizes = model.config.groups
     labels = torch.cartesian_prod(*[torch.arange(n) for n in sizes])  # (N, G)
     imgs = model.generate_labels(labels)
@@ -532,12 +555,15 @@ def _groups_concepts(model: FSAE, name: str, run_dir: Path, opts: ConceptOptions
         grid = imgs.view(sizes[0], sizes[1], *imgs.shape[1:])
         rows = [f"L{i}" for i in range(sizes[0])]
         save_image_grid(run_dir / f"digit_pairs_{name}.png", grid, rows, [f"R{j}" for j in range(sizes[1])])
-    rows_imgs, row_names = [], []
+    rows_imgs, row_names, parent_hits = [], [], []
     for a, b in opts.pairs:
         ab, ba = model.code_from_labels(torch.tensor([[a, b]])), model.code_from_labels(torch.tensor([[b, a]]))
         codes = torch.cat([ab, ba, 0.5 * ab + 0.5 * ba])  # (3, K)
         rows_imgs.append(model.generate(codes))
         row_names.append(f"{a}|{b}")
+        mixed_back = model.classify(rows_imgs[-1][2:]).view(-1)  # (G,) per-group reading of the 50/50 mixture
+        parent_hits.append(torch.isin(mixed_back, torch.tensor([a, b])).float().mean())
+    metrics["mix_parent_rate"] = torch.stack(parent_hits).mean().item() if parent_hits else float("nan")
     cols = ["a|b", "b|a", "0.5 a|b + 0.5 b|a"]
     save_image_grid(run_dir / f"digit_mixtures_{name}.png", torch.stack(rows_imgs), row_names, cols)
     return metrics

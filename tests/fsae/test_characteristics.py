@@ -142,6 +142,11 @@ def test_mixture_codes_shape_and_sum():
     assert path.shape == (5, 10) and torch.allclose(path.sum(1), torch.ones(5))
     assert torch.equal(path[0], torch.eye(10)[1]) and torch.equal(path[-1], torch.eye(10)[7])
     assert path[2, 1] == pytest.approx(0.5)
+    # log space: the concrete network's input ln(max(code, eps)) moves linearly between the two labels
+    z = interpolation_codes(softmax, 1, 7, steps=5, space="log").clamp_min(1e-6).log()
+    assert torch.allclose(z[0], torch.eye(10)[1].clamp_min(1e-6).log(), atol=1e-4)
+    assert torch.allclose(z[1], 0.75 * z[0] + 0.25 * z[4], atol=1e-4)
+    assert z[2, 1] == pytest.approx(0.5 * torch.tensor(1e-6).log().item(), abs=1e-4)  # ln of a geometric mean
 
     groups = FSAE(FSAEConfig(input_shape=(1, 28, 56), layers=[LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 20)],
                              head="groups", groups=[10, 10]))  # fmt: skip
