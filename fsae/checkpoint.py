@@ -4,8 +4,9 @@ Contents:
     CheckpointError -- one-line error for a missing, truncated, foreign or unsafe file.
     atomic_save     -- ``torch.save`` to a temporary file in the same folder, then ``os.replace``.
     safe_load       -- ``torch.load(weights_only=True)`` with clear errors.
-    sha256_file     -- a file's SHA-256, recorded by runs that depend on a checkpoint.
-    save_fsae, load_fsae -- an FSAE as {format, config, state_dict, meta}; loading rebuilds it from the config alone.
+    sha256_file     -- a file's SHA-256, recorded by runs that depend on a checkpoint (from ``fsae.provenance``).
+    save_fsae, load_fsae -- an FSAE as {format, config, state_dict, meta}; loading rebuilds it from the config alone,
+                       and warns when the ``run_info.json`` beside the file records another SHA-256 for it.
 
 A checkpoint holds only tensors and plain Python values (dicts, lists, str, int, float, bool), so the restricted
 unpickler of ``weights_only=True`` loads it; a file that needs anything else (e.g. a planted malicious pickle) is
@@ -14,7 +15,6 @@ refused before any of its code runs.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import struct
@@ -27,6 +27,9 @@ import torch
 
 from fsae.config import ConfigError, from_dict, to_dict
 from fsae.model import FSAE, FSAEConfig
+from fsae.provenance import check_file, sha256_file
+
+__all__ = ["CheckpointError", "atomic_save", "load_fsae", "safe_load", "save_fsae", "sha256_file"]
 
 FSAE_FORMAT = "fsae-rl/fsae"
 FORMAT_VERSION = 1
@@ -76,15 +79,6 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dic
     return obj
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_fsae(path: str | Path, model: FSAE, **meta: Any) -> Path:
     """Write ``model`` (weights + full config + plain ``meta`` values) atomically to ``path``."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -103,9 +97,11 @@ def save_fsae(path: str | Path, model: FSAE, **meta: Any) -> Path:
 def load_fsae(path: str | Path, map_location: str | torch.device = "cpu") -> FSAE:
     """Rebuild an FSAE from a checkpoint's saved config, load its weights, and return it in eval mode.
 
-    ``model.checkpoint_meta`` holds the saved ``meta`` dict (e.g. which variant, training metrics).
+    ``model.checkpoint_meta`` holds the saved ``meta`` dict (e.g. which variant, training metrics). A file that differs
+    from the SHA-256 recorded in the ``run_info.json`` beside it is loaded with a ``ProvenanceWarning``.
     """
     ckpt = safe_load(path, map_location)
+    check_file(path)
     if ckpt.get("format") != FSAE_FORMAT:
         found = ckpt.get("format", "no format tag")
         raise CheckpointError(f"checkpoint {path} is not an FSAE checkpoint ({found!r}); pass a file from pretrain.py")

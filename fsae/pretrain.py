@@ -4,7 +4,8 @@ Contents:
     DataConfig, VariantConfig, PretrainConfig -- what to train on, which variants, and how.
     load_dataset      -- MNIST or task data (``.npz``) as float tensors (N, C, H, W) in [0, 1] and targets.
     class_mean_reference -- MSE of outputting the mean training image of the predicted class (the round optimum).
-    pretrain          -- the whole run: checkpoints, TensorBoard, ``fig2.png``, ``metrics.json``; returns the metrics.
+    pretrain          -- the whole run: checkpoints, TensorBoard, ``fig2.png``, ``metrics.json``, ``run_info.json``
+                         (provenance and the checkpoints' SHA-256); returns the metrics.
 
 Metric keys (``metrics.json``): ``abstract/test_accuracy`` (or ``abstract/test_r2``), ``concrete/<variant>/test_mse``
 (``_mae``, ``_cosine``, ``_psnr``), ``feedback/<variant>/T<t>/test_mse``, ``prototype/cycle_accuracy``,
@@ -31,6 +32,7 @@ from fsae.checkpoint import save_fsae
 from fsae.config import to_dict
 from fsae.data import load_mnist, load_task_data, to_float_images
 from fsae.model import FSAE, FSAEConfig
+from fsae.provenance import write_run_info
 
 TARGETS = ("class", "attributes", "center_of_mass")
 
@@ -352,6 +354,8 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, command: str | None = Non
 
     titles = _describe(pred_test[show].cpu())
     save_fig2(run_dir / "fig2.png", {k: v[: len(show)] for k, v in fig_rows.items()}, titles)
+    checkpoints = [run_dir / f"fsae_{v.name}.pt" for v in cfg.variants] + [run_dir / "autoencoder.pt"] * cfg.baseline_ae
+    write_run_info(run_dir, produced={p.name: p for p in checkpoints})  # after writing them: it records their SHA-256
     metrics["time/total_seconds"] = time.time() - t_start
     metrics["device"] = str(device)  # type: ignore[assignment]
     for k, val in metrics.items():

@@ -13,9 +13,9 @@ Conditions: 'none' (raw observations), 'fsae' (raw + the FSAE's regeneration, th
 raw: controls for the extra channels), 'autoencoder' (raw + the regeneration of the same-size conventional
 autoencoder that pretraining trains without labels). The run folder holds SB3's TensorBoard events and CSV log
 (written there directly, no ``PPO_1`` subfolder), ``config.yaml`` (resolved), ``command.txt``, ``fsae.json`` (which
-model: path, SHA-256, variant), ``metrics.json``, ``eval/evaluations.npz``, ``best_model.zip``, ``final_model.zip``
-and ``checkpoints/``. The frozen model is not inside SB3's zip files (it lives in the env wrapper); ``fsae.json``
-identifies it.
+model: path, SHA-256, variant), ``run_info.json`` (code version, machine, the checkpoint's SHA-256), ``metrics.json``,
+``eval/evaluations.npz``, ``best_model.zip``, ``final_model.zip`` and ``checkpoints/``. The frozen model is not
+inside SB3's zip files (it lives in the env wrapper); ``fsae.json`` identifies it.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from torch import nn
 
 from fsae.config import ConfigError, to_dict
+from fsae.provenance import write_run_info
 from fsae.train import resolve_device, seed_everything
 from rl.common_sense import CONDITIONS, DTYPES, UNIONS, Regenerator, VecCommonSense, make_regenerator
 from rl.extractor import SmallCNN
@@ -332,6 +333,7 @@ def train_agent(cfg: AgentConfig, command: str | None = None) -> dict[str, Any]:
     regen_info = regen.describe() if regen is not None else {"condition": "none", "checkpoint": None, "sha256": None}
     regen_info["union"] = cfg.union if regen is not None else None
     (run_dir / "fsae.json").write_text(json.dumps(regen_info, indent=2) + "\n")
+    write_run_info(run_dir, depends_on={cfg.condition: checkpoint} if checkpoint else {})
     frozen = {k: v.clone() for k, v in regen.model.state_dict().items()} if regen and regen.model else {}
     # A custom logger puts the TensorBoard events straight into run_dir (SB3's tensorboard_log would add PPO_1/).
     logger = configure(str(run_dir), (["stdout"] if cfg.verbose else []) + ["csv", "tensorboard"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from fsae.checkpoint import load_fsae
+from fsae.checkpoint import load_fsae, sha256_file
 from fsae.config import from_dict, load_config
 from fsae.pretrain import PretrainConfig, class_mean_reference, mnist_targets, pretrain
 
@@ -47,6 +47,10 @@ def test_script_writes_every_artefact(run_dir):
         assert (run_dir / f"fsae_{v}.pt").is_file()
     assert list(run_dir.glob("events.out.tfevents.*")), "no TensorBoard events"
     assert "pretrain.py" in (run_dir / "command.txt").read_text()
+    info = json.loads((run_dir / "run_info.json").read_text())  # provenance: every checkpoint written, by SHA-256
+    names = [f"fsae_{v}.pt" for v in VARIANTS] + ["autoencoder.pt"]
+    assert info["produced"] == {n: {"path": n, "sha256": sha256_file(run_dir / n)} for n in names}
+    assert info["depends_on"] == {} and info["version"] and info["torch"] == torch.__version__
     # the resolved config round-trips through the typed loader
     cfg = load_config(PretrainConfig, run_dir / "config.yaml")
     assert cfg.data.train_size == 2000 and cfg.train.abstract_epochs == 1

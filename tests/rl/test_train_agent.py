@@ -203,6 +203,8 @@ def test_script_end_to_end(tmp_path, ckpts):
     info = json.loads((run / "fsae.json").read_text())
     assert info["sha256"] == sha256_file(ckpt) and info["checkpoint"] == str(ckpt.resolve())
     assert info["variant"] == "round" and info["union"] == "stack" and info["input_shape"] == [1, 28, 28]
+    provenance = json.loads((run / "run_info.json").read_text())
+    assert provenance["depends_on"] == {"fsae": {"path": str(ckpt.resolve()), "sha256": sha256_file(ckpt)}}
     assert (run / "final_model.zip").is_file() and (run / "best_model.zip").is_file()
     assert len(list((run / "checkpoints").glob("agent_*_steps.zip"))) == 2
     metrics = json.loads((run / "metrics.json").read_text())
