@@ -32,6 +32,7 @@ from pathlib import Path
 
 from fsae.checkpoint import CheckpointError
 from fsae.config import ConfigError, apply_overrides, from_dict, load_yaml
+from fsae.data import DatasetError
 from rl.agent import AgentConfig, train_agent
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "agent" / "digit_bandit.yaml"
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except DatasetError as e:  # MNIST missing or corrupt: the environments draw their digits from it
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     width = max(len(k) for k in metrics)
     for k, v in metrics.items():
         print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")

@@ -121,6 +121,7 @@ CASES = [
     # Data
     Case("mnist-missing", pretrain("data.download=false"), 1, "MNIST not found in", MNIST_EMPTY, ("empty",)),
     Case("mnist-truncated", pretrain("data.download=false"), 1, "is unreadable or corrupt", MNIST_CUT, ("mnist",)),
+    Case("agent-mnist-truncated", agent(), 1, "is unreadable or corrupt", MNIST_CUT, ("mnist",)),
     Case("npz-no-obs", pretrain("data.source={tmp}/no_obs.npz"), 1, "lacks key(s) ['obs']", files=("no_obs.npz",)),
     Case("npz-no-labels", pretrain("data.source={tmp}/no_labels.npz"), 1, "lacks key(s) ['labels']",
          files=("no_labels.npz",)),
