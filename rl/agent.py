@@ -41,8 +41,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from torch import nn
 
 from fsae.config import ConfigError, to_dict
-from fsae.provenance import write_run_info
+from fsae.provenance import check_dependencies, write_run_info
 from fsae.train import resolve_device, seed_everything
+from rl import resume as resume_lib
 from rl.common_sense import CONDITIONS, DTYPES, UNIONS, Regenerator, VecCommonSense, make_regenerator
 from rl.extractor import SmallCNN
 
@@ -283,11 +284,12 @@ def _hparam_table(cfg: AgentConfig) -> str:
 # The run
 
 
-def train_agent(cfg: AgentConfig, command: str | None = None) -> dict[str, Any]:
+def train_agent(cfg: AgentConfig, command: str | None = None, resume: bool = False) -> dict[str, Any]:
     """Train one agent and return its final metrics (also written to ``run_dir/metrics.json``).
 
     Raises ``ConfigError`` (bad config, missing checkpoint, occupied run folder) or ``CheckpointError`` (unreadable
-    checkpoint, or one whose input shape does not fit the environment) before any training starts.
+    checkpoint, or one whose input shape does not fit the environment) before any training starts. ``resume``
+    continues the unfinished run of the same config in its folder from its newest checkpoint (see ``rl.resume``).
     """
     check_hyperparams(cfg)
     if cfg.torch_threads:
@@ -307,39 +309,56 @@ def train_agent(cfg: AgentConfig, command: str | None = None) -> dict[str, Any]:
         cfg.condition, checkpoint, device, obs_space, cfg.feedback_steps, cfg.regen_dtype, env_name=cfg.env_id
     )
     run_dir = run_dir_for(cfg, regen)
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not cfg.overwrite:
+    if resume:
+        resume_lib.check_resumable(run_dir, yaml.safe_load(yaml.safe_dump(to_dict(cfg))))
+    elif run_dir.is_dir() and any(run_dir.iterdir()) and not cfg.overwrite:
         raise ConfigError(f"run folder {run_dir} already holds a run; remove it, change logdir/seed, or set overwrite")
     venv = make_vec_env_for(cfg, regen, cfg.n_envs, cfg.seed, dict(cfg.env_kwargs))
     eval_env = make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, {**cfg.env_kwargs, **cfg.eval_env_kwargs})
-    try:  # SB3 and torch check the hyperparameters' values (e.g. a negative learning rate) here
-        model = ALGOS[cfg.algo](
-            "CnnPolicy",
-            venv,
-            policy_kwargs=policy_kwargs(cfg),
-            seed=cfg.seed,
-            device=device,
-            verbose=cfg.verbose,
-            **cfg.hyperparams,
-        )
-    except (ValueError, TypeError, AssertionError) as e:
-        venv.close()
-        eval_env.close()
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"{cfg.algo.upper()} refused the hyperparameters: {reason}; fix hyperparams.<key>") from None
+    if resume:
+        model = resume_lib.load_latest(ALGOS[cfg.algo], run_dir, venv, device)
+        model.set_random_seed(cfg.seed + model.num_timesteps)  # not the first run's episodes again
+    else:
+        try:  # SB3 and torch check the hyperparameters' values (e.g. a negative learning rate) here
+            model = ALGOS[cfg.algo](
+                "CnnPolicy",
+                venv,
+                policy_kwargs=policy_kwargs(cfg),
+                seed=cfg.seed,
+                device=device,
+                verbose=cfg.verbose,
+                **cfg.hyperparams,
+            )
+        except (ValueError, TypeError, AssertionError) as e:
+            venv.close()
+            eval_env.close()
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ConfigError(
+                f"{cfg.algo.upper()} refused the hyperparameters: {reason}; fix hyperparams.<key>"
+            ) from None
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    (run_dir / "command.txt").write_text((command or "(called from Python)") + "\n")
-    regen_info = regen.describe() if regen is not None else {"condition": "none", "checkpoint": None, "sha256": None}
-    regen_info["union"] = cfg.union if regen is not None else None
-    (run_dir / "fsae.json").write_text(json.dumps(regen_info, indent=2) + "\n")
-    write_run_info(run_dir, depends_on={cfg.condition: checkpoint} if checkpoint else {})
+    start = model.num_timesteps  # 0, or the checkpoint's step when resuming
+    if resume:
+        with (run_dir / "command.txt").open("a") as f:
+            f.write(f"# resumed at step {start}:\n{command or '(called from Python)'}\n")
+        check_dependencies(run_dir)  # warns if the FSAE checkpoint changed since the run started
+        old_progress = resume_lib.read_progress(run_dir)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        (run_dir / "command.txt").write_text((command or "(called from Python)") + "\n")
+        regen_info = regen.describe() if regen else {"condition": "none", "checkpoint": None, "sha256": None}
+        regen_info["union"] = cfg.union if regen is not None else None
+        (run_dir / "fsae.json").write_text(json.dumps(regen_info, indent=2) + "\n")
+        write_run_info(run_dir, depends_on={cfg.condition: checkpoint} if checkpoint else {})
     frozen = {k: v.clone() for k, v in regen.model.state_dict().items()} if regen and regen.model else {}
     # A custom logger puts the TensorBoard events straight into run_dir (SB3's tensorboard_log would add PPO_1/).
     logger = configure(str(run_dir), (["stdout"] if cfg.verbose else []) + ["csv", "tensorboard"])
     model.set_logger(logger)
+    if resume:
+        resume_lib.restore_progress(run_dir, logger, start, old_progress)
     for fmt in logger.output_formats:
-        if isinstance(fmt, TensorBoardOutputFormat):
+        if isinstance(fmt, TensorBoardOutputFormat) and not resume:
             fmt.writer.add_text("hyperparameters", _hparam_table(cfg), 0)
             fmt.writer.flush()
 
@@ -357,9 +376,12 @@ def train_agent(cfg: AgentConfig, command: str | None = None) -> dict[str, Any]:
     ]
     if cfg.checkpoint_freq:
         callbacks.append(CheckpointCallback(per_env(cfg.checkpoint_freq), str(run_dir / "checkpoints"), "agent"))
+    if resume:
+        resume_lib.restore_evaluations(callbacks[0], run_dir / "eval" / "evaluations.npz", start)
 
     t0 = time.time()
-    model.learn(cfg.total_steps, callback=callbacks, progress_bar=cfg.progress_bar)
+    remaining = max(cfg.total_steps - start, 0)
+    model.learn(remaining, callback=callbacks, progress_bar=cfg.progress_bar, reset_num_timesteps=not resume)
     seconds = time.time() - t0
     model.save(run_dir / "final_model.zip")
 
@@ -371,11 +393,13 @@ def train_agent(cfg: AgentConfig, command: str | None = None) -> dict[str, Any]:
         "condition": cfg.condition,
         "timesteps": int(model.num_timesteps),
         "seconds": seconds,
-        "steps_per_second": model.num_timesteps / max(seconds, 1e-9),
+        "steps_per_second": (model.num_timesteps - start) / max(seconds, 1e-9),
         "final_eval/mean_reward": float(mean),
         "final_eval/std_reward": float(std),
         "best_eval/mean_reward": float(callbacks[0].best_mean_reward),
     }
+    if resume:
+        metrics["resumed_from"] = start
     if frozen:
         after = regen.model.state_dict()  # type: ignore[union-attr]
         unchanged = all(torch.equal(v, after[k]) for k, v in frozen.items())

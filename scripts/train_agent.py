@@ -19,6 +19,8 @@ minutes, then 1 minute of agent training, which reaches a test reward of about 1
         --set data.train_size=10000 train.abstract_epochs=2 train.concrete_epochs=2 'feedback_steps=[0]'
     python scripts/train_agent.py --config configs/agent/digit_bandit.yaml --augment \\
         --fsae runs/pretrain/fast/fsae_round.pt --total-steps 20000 --set torch_threads=1
+After a crash or kill, the same command with --resume continues the run from the newest agent_<step>_steps.zip in its
+checkpoints/ folder (written every checkpoint_freq steps), keeping its curves up to that step.
 The two-digit environments (28 x 56) need an FSAE with input_shape [1, 28, 56], pretrained on task data collected with
 scripts/collect.py (data.source: <file>.npz); the 28 x 28 MNIST checkpoints are refused there.
 """
@@ -56,6 +58,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="overrides the config's device")
     p.add_argument("--logdir", default=None, help="root of the run folders (default: the config's, runs/agents)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys, e.g. union=max")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run of these same arguments from the newest checkpoint in its checkpoints/",
+    )
     return p.parse_args(argv)
 
 
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         d = load_yaml(args.config)
         d.update({k: v for k, v in flags.items() if v is not None})  # typed values, not re-parsed as YAML
         cfg = from_dict(AgentConfig, apply_overrides(d, args.set))  # --set comes last and wins
-        metrics = train_agent(cfg, command=command)
+        metrics = train_agent(cfg, command=command, resume=args.resume)
     except (ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,117 @@
+"""Resuming an interrupted agent run (``scripts/train_agent.py --resume``) from its newest checkpoint.
+
+Contents:
+    check_resumable   -- the run folder holds an unfinished run of the same config; refuses anything else.
+    load_latest       -- the newest checkpoint in ``checkpoints/`` that loads (a file cut short by ``kill -9`` is
+                         skipped with a warning), as an SB3 model on the given env.
+    restore_progress  -- put back ``progress.csv``'s rows up to the checkpoint (SB3's CSV logger truncates the file),
+                         and mark the restart in TensorBoard so that points logged after the checkpoint are dropped.
+    restore_evaluations -- the evaluation history (``eval/evaluations.npz``) up to the checkpoint, and the best mean
+                         reward, into a ``SplitEvalCallback``, so that neither starts again from nothing.
+
+The resumed run continues the step count (``learn(remaining, reset_num_timesteps=False)``). It is not bit-identical to
+an uninterrupted run: SB3 checkpoints hold no RNG or environment state, so the environments restart from a reset,
+seeded with seed + the checkpoint's step.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import time
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
+from stable_baselines3.common.vec_env import VecEnv
+
+from fsae.config import ConfigError
+
+_CHECKPOINT = re.compile(r"agent_(\d+)_steps\.zip")
+_MAY_DIFFER = {"overwrite", "progress_bar", "verbose"}  # settings that do not change what is trained
+
+
+def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of each ``checkpoints/agent_<step>_steps.zip``, newest first."""
+    matches = ((_CHECKPOINT.fullmatch(p.name), p) for p in (run_dir / "checkpoints").glob("agent_*_steps.zip"))
+    return sorted(((int(m.group(1)), p) for m, p in matches if m), reverse=True)
+
+
+def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:
+    """Refuse (``ConfigError``) a folder without a run, a finished run, no checkpoint, or another config."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise ConfigError(f"--resume: {run_dir} holds no run (no config.yaml); start it without --resume")
+    if (run_dir / "metrics.json").is_file():
+        raise ConfigError(f"--resume: the run in {run_dir} has finished (metrics.json); nothing to resume")
+    if not checkpoints(run_dir):
+        raise ConfigError(
+            f"--resume: no checkpoint in {run_dir / 'checkpoints'} (checkpoint_freq decides how often one is written); "
+            "start the run again with overwrite=true"
+        )
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    differ = sorted(k for k in set(saved) | set(config) if k not in _MAY_DIFFER and saved.get(k) != config.get(k))
+    if differ:
+        pairs = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in differ)
+        raise ConfigError(f"--resume: the config differs from the run's config.yaml in {pairs}; resume with the same")
+
+
+def load_latest(algo: type[BaseAlgorithm], run_dir: Path, env: VecEnv, device: Any) -> BaseAlgorithm:
+    """The newest checkpoint that loads, on ``env``; older ones are tried when a newer one is unreadable (a kill
+    during ``model.save`` leaves a partial zip, which SB3 refuses with one of these errors)."""
+    for _, path in checkpoints(run_dir):
+        try:
+            return algo.load(path, env=env, device=device)
+        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError, AssertionError) as e:
+            reason = (str(e).strip().splitlines() or [""])[0]
+            warnings.warn(
+                f"checkpoint {path} is unreadable ({type(e).__name__}: {reason}); trying an older one", stacklevel=2
+            )
+    raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'} could be loaded")
+
+
+def restore_progress(run_dir: Path, logger: Logger, step: int, old_rows: list[dict[str, str]]) -> None:
+    """Rewrite ``old_rows`` logged at steps <= ``step`` into the (just truncated) ``progress.csv``, and write a
+    TensorBoard ``SessionLog.START`` at ``step + 1``, which makes TensorBoard drop the older files' later points."""
+    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+    kept = [r for r in old_rows if r.get("time/total_timesteps") and float(r["time/total_timesteps"]) <= step]
+    for fmt in logger.output_formats:
+        if isinstance(fmt, CSVOutputFormat) and kept:
+            fmt.keys = list(kept[0])
+            writer = csv.DictWriter(fmt.file, fieldnames=fmt.keys, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(kept)
+            fmt.file.flush()
+        if isinstance(fmt, TensorBoardOutputFormat):
+            start = Event(wall_time=time.time(), step=step + 1, session_log=SessionLog(status=SessionLog.START))
+            fmt.writer._get_file_writer().add_event(start)
+            fmt.writer.flush()
+
+
+def read_progress(run_dir: Path) -> list[dict[str, str]]:
+    """``progress.csv``'s rows ([] when there is none)."""
+    path = run_dir / "progress.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def restore_evaluations(callback: Any, npz_path: Path, step: int) -> None:
+    """Load the evaluations up to ``step`` into ``callback`` (a ``SplitEvalCallback``): its history (so that
+    ``evaluations.npz`` keeps them) and its best mean reward (so that ``best_model.zip`` is only replaced by a better
+    model)."""
+    if not npz_path.is_file():
+        return
+    data = np.load(npz_path)
+    keep = data["timesteps"] <= step
+    for key in callback._history:
+        callback._history[key] = list(data[key][keep]) if key in data else []
+    if keep.any():
+        callback.best_mean_reward = float(np.max(np.mean(data["results"][keep], axis=1)))

@@ -1,0 +1,124 @@
+"""``train_agent.py --resume``: a run killed (SIGKILL) after its first checkpoint finishes from that checkpoint, with
+its step count, curves and evaluations continued, not restarted; and what cannot be resumed is refused in one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from stable_baselines3.common.logger import configure
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rl.resume import restore_evaluations, restore_progress
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "train_agent.py"
+# 2 envs x 64 steps per rollout; a checkpoint and an evaluation every 128 steps.
+TINY = ["torch_threads=1", "progress_bar=false", "eval_freq=128", "eval_episodes=2", "checkpoint_freq=128",
+        "env_kwargs.episode_length=8", "eval_env_kwargs.episode_length=8", "hyperparams.n_steps=64",
+        "hyperparams.batch_size=64", "hyperparams.n_epochs=1"]  # fmt: skip
+TOTAL = 1024
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _argv(logdir: Path, *extra: str) -> list[str]:
+    argv = [sys.executable, str(SCRIPT), "--config", str(ROOT / "configs" / "agent" / "digit_bandit.yaml")]
+    return [*argv, "--total-steps", str(TOTAL), "--n-envs", "2", "--device", "cpu", "--logdir", str(logdir),
+            *extra, "--set", *TINY]  # fmt: skip
+
+
+def _kill_after_first_checkpoint(logdir: Path, run: Path) -> None:
+    proc = subprocess.Popen(_argv(logdir), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = run / "checkpoints" / "agent_128_steps.zip"
+    deadline = time.monotonic() + 120
+    while not (first.is_file() and zipfile.is_zipfile(first)):  # complete: the zip directory is written last
+        assert proc.poll() is None, f"the run ended before its first checkpoint: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, "no checkpoint within 2 minutes"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "metrics.json").exists(), "the run finished before it was killed; make TOTAL larger"
+
+
+def test_killed_run_resumes_from_its_checkpoint(tmp_path):
+    run = tmp_path / "DigitBandit-v0" / "none" / "seed0"
+    _kill_after_first_checkpoint(tmp_path, run)
+    newest = max(int(p.name.split("_")[1]) for p in (run / "checkpoints").glob("agent_*_steps.zip"))
+
+    # Without --resume the folder is refused, and so is --resume with another config; with the same, the run finishes.
+    proc = subprocess.run(_argv(tmp_path), env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr
+    other = [*_argv(tmp_path, "--resume"), "hyperparams.n_epochs=2"]
+    proc = subprocess.run(other, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "differs from the run's config.yaml in hyperparams" in proc.stderr, proc.stderr
+    proc = subprocess.run(_argv(tmp_path, "--resume"), env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    # The newest checkpoint, or the one before when the kill cut the newest short (it is skipped with a warning).
+    assert metrics["timesteps"] == TOTAL and metrics["resumed_from"] in (newest, newest - 128)
+    newest = metrics["resumed_from"]
+    steps = sorted(int(p.name.split("_")[1]) for p in (run / "checkpoints").glob("agent_*_steps.zip"))
+    assert steps == list(range(128, TOTAL + 1, 128))
+    # Curves: the first run's points up to the checkpoint, then the resumed run's, none twice. progress.csv has two
+    # rows per 128 steps (the evaluation's and the rollout's) as an uninterrupted run has, except that the kill may
+    # have come between the two rows of the checkpoint's step.
+    rows = list(csv.DictReader((run / "progress.csv").open()))
+    logged = [int(float(r["time/total_timesteps"])) for r in rows if r.get("time/total_timesteps")]
+    resumed = [step for step in range(newest + 128, TOTAL + 1, 128) for _ in range(2)]
+    assert logged[-len(resumed) :] == resumed and logged == sorted(logged), logged
+    assert set(logged[: -len(resumed)]) == set(range(128, newest + 1, 128)) and max(Counter(logged).values()) == 2
+    curve = EventAccumulator(str(run)).Reload().Scalars("rollout/ep_rew_mean")  # TensorBoard drops points after the
+    curve_steps = [e.step for e in curve]  # checkpoint logged before the kill
+    assert curve_steps == sorted(set(curve_steps)) and curve_steps[-len(resumed) // 2 :] == resumed[::2], curve_steps
+    evals = np.load(run / "eval" / "evaluations.npz")
+    np.testing.assert_array_equal(evals["timesteps"], range(128, TOTAL + 1, 128))
+    assert evals["results"].shape == (TOTAL // 128, 2)
+    command = (run / "command.txt").read_text()
+    assert f"# resumed at step {newest}:" in command and "--resume" in command
+
+    # A finished run is not resumed again.
+    proc = subprocess.run(_argv(tmp_path, "--resume"), env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --resume: the run in")
+
+
+def test_restore_drops_what_was_logged_after_the_checkpoint(tmp_path):
+    """Rows, TensorBoard points and evaluations logged between the checkpoint and the kill are not kept."""
+    old = [{"time/total_timesteps": str(t), "rollout/ep_rew_mean": str(t / 100)} for t in (128, 256, 384)]
+    logger = configure(str(tmp_path), ["csv", "tensorboard"])
+    for row in old:  # the first run: steps 128, 256, 384
+        logger.record("rollout/ep_rew_mean", float(row["rollout/ep_rew_mean"]))
+        logger.record("time/total_timesteps", int(row["time/total_timesteps"]), exclude="tensorboard")
+        logger.dump(int(row["time/total_timesteps"]))
+    logger.close()
+    logger = configure(str(tmp_path), ["csv", "tensorboard"])  # resumed from the checkpoint at 256
+    restore_progress(tmp_path, logger, 256, old)
+    logger.record("rollout/ep_rew_mean", 9.0)
+    logger.record("time/total_timesteps", 384, exclude="tensorboard")
+    logger.dump(384)
+    logger.close()
+    rows = list(csv.DictReader((tmp_path / "progress.csv").open()))
+    assert [(r["time/total_timesteps"], r["rollout/ep_rew_mean"]) for r in rows] == [
+        ("128", "1.28"), ("256", "2.56"), ("384", "9.0")
+    ]  # fmt: skip
+    curve = EventAccumulator(str(tmp_path)).Reload().Scalars("rollout/ep_rew_mean")
+    assert [e.step for e in curve] == [128, 256, 384]  # the first run's point at 384 is purged
+    np.testing.assert_allclose([e.value for e in curve], [1.28, 2.56, 9.0], rtol=1e-6)  # float32 in the events
+
+    np.savez(tmp_path / "evaluations.npz", timesteps=[128, 256, 384], results=[[1.0, 3.0], [5.0, 5.0], [9.0, 9.0]],
+             ep_lengths=[[8, 8]] * 3, success_rate=[np.nan] * 3)  # fmt: skip
+    callback = SimpleNamespace(_history={"timesteps": [], "results": [], "ep_lengths": [], "success_rate": []})
+    restore_evaluations(callback, tmp_path / "evaluations.npz", 256)
+    assert callback._history["timesteps"] == [128, 256] and callback.best_mean_reward == 5.0
