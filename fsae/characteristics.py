@@ -18,7 +18,8 @@ intersection of the old scene and the new scene" is large, i.e. when the regener
 that when new knowledge input, the training process makes the parameters change."
 
 Each ``run_*`` writes into its run folder ``config.yaml`` (the ``PretrainConfig``, loadable again), ``options.yaml``,
-``command.txt``, TensorBoard events, PNGs and ``metrics.json``, and returns the metrics.
+``command.txt``, ``run_info.json`` (provenance), TensorBoard events, PNGs and ``metrics.json``, and returns the
+metrics.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from fsae.checkpoint import load_fsae
 from fsae.config import to_dict
 from fsae.model import FSAE
 from fsae.pretrain import PretrainConfig, baseline_config, load_dataset, variant_config
+from fsae.provenance import write_run_info
 
 Log = Callable[[str, float, int], None]
 
@@ -132,6 +134,8 @@ def _start(cfg: PretrainConfig, run_dir: Path, options: Any, command: str | None
     (run_dir / "options.yaml").write_text(yaml.safe_dump(to_dict(options), sort_keys=False))
     (run_dir / "command.txt").write_text((command or " ".join(sys.argv)) + "\n")
     device = T.resolve_device(cfg.device)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
     gen = T.seed_everything(cfg.seed, cfg.deterministic)
     writer = SummaryWriter(str(run_dir))
     text = yaml.safe_dump({"config": to_dict(cfg), "options": to_dict(options)}, sort_keys=False)
@@ -139,7 +143,14 @@ def _start(cfg: PretrainConfig, run_dir: Path, options: Any, command: str | None
     return device, gen, writer
 
 
-def _finish(run_dir: Path, metrics: dict[str, Any], writer: SummaryWriter, t_start: float) -> dict[str, Any]:
+def _finish(
+    run_dir: Path,
+    metrics: dict[str, Any],
+    writer: SummaryWriter,
+    t_start: float,
+    depends_on: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    write_run_info(run_dir, depends_on=depends_on)  # code version, machine, and the SHA-256 of a checkpoint used
     metrics["time/total_seconds"] = time.time() - t_start
     for k, v in metrics.items():
         if isinstance(v, float):
@@ -607,4 +618,5 @@ def run_concepts(
                 f"concepts: head '{head}' has no labels to draw from; use a softmax, sigmoid or groups model"
             )
         metrics.update({f"concepts/{name}/{k}": v for k, v in found.items()})
-    return _finish(run_dir, metrics, writer, t_start)
+    depends_on = {"checkpoint": opts.checkpoint} if opts.checkpoint else None
+    return _finish(run_dir, metrics, writer, t_start, depends_on)

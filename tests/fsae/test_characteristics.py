@@ -28,6 +28,7 @@ from fsae.config import from_dict
 from fsae.data import load_mnist, to_float_images
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from fsae.pretrain import PretrainConfig
+from fsae.provenance import sha256_file
 from fsae.train import TrainConfig, seed_everything, train_abstract, train_concrete
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,7 +171,7 @@ def test_run_familiarity_tiny(tmp_path):
             assert f"familiarity/{det}/class9_mean_{kind}" in m
     assert 0.0 <= m["familiarity/abstract_msp/auc_prob"] <= 1.0
     assert m["familiarity/n_seen"] + m["familiarity/n_unseen"] == 200
-    for name in ("metrics.json", "familiarity.png", "config.yaml", "options.yaml", "command.txt"):
+    for name in ("metrics.json", "familiarity.png", "config.yaml", "options.yaml", "command.txt", "run_info.json"):
         assert (tmp_path / name).is_file(), name
     assert json.loads((tmp_path / "metrics.json").read_text())["familiarity/n_train"] == m["familiarity/n_train"]
 
@@ -200,6 +201,8 @@ def test_run_concepts_from_config_and_checkpoints(tmp_path):
     sig = FSAE(FSAEConfig(layers=[LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 3)], head="sigmoid"))
     save_fsae(tmp_path / "sig.pt", sig, variant="round")
     m = run_concepts(_tiny_cfg(), tmp_path / "sig", ConceptOptions(checkpoint=str(tmp_path / "sig.pt")))
+    info = json.loads((tmp_path / "sig" / "run_info.json").read_text())
+    assert info["depends_on"]["checkpoint"]["sha256"] == sha256_file(tmp_path / "sig.pt")
     assert 0.0 <= m["concepts/round/attribute_cycle_accuracy"] <= 1.0
     assert (tmp_path / "sig" / "attributes_round.png").is_file()
     grp = FSAE(FSAEConfig(input_shape=(1, 28, 56), layers=[LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 20)],
