@@ -5,11 +5,14 @@ Contents:
     roc_auc            -- ROC AUC of two score sets from the Mann-Whitney U statistic (ties count half).
     select_classes     -- the images and targets of some classes.
     train_variants     -- one abstract network and a concrete network per variant, with ``fsae.train``'s loops.
+    save_image_grid    -- a PNG of an (R, C) grid of images with row and column labels, tiled into one picture.
     FamiliarityOptions, run_familiarity -- train on seen classes only; how well familiarity separates seen from unseen
                           test classes (AUC) per variant, against the conventional autoencoder's reconstruction error.
     LetheOptions, run_lethe -- the concrete network trained on old classes, then on new ones only (or with a replay of
                           a little old data); the old classes' regeneration MSE as a curve over the second phase.
-    mixture, interpolation_codes, all_attribute_codes -- code vectors built from labels (generation from a concept).
+    continue_concrete  -- keep training a trained concrete network, measuring probe sets every N steps (lethe's loop).
+    mixture, interpolation_codes, all_attribute_codes -- code vectors built from labels (generation from a concept);
+                          interpolation in code space (the paper's mixture) or log space (linear in f^{-1}(code)).
     ConceptOptions, run_concepts -- prototypes, mixtures of two labels, interpolation between every pair of classes,
                           attribute combinations (sigmoid head) and two-digit codes (groups head), each classified back.
 
