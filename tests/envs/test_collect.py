@@ -67,17 +67,8 @@ def test_parse_env_kwargs():
             parse_env_kwargs(bad)
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Tiny models train fastest on one thread, and far faster than on two when other processes share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("env_id", list(SHAPES))
-def test_pretraining_trains_on_collected_data(env_id, tmp_path, one_torch_thread):
+def test_pretraining_trains_on_collected_data(env_id, tmp_path):
     path = tmp_path / "task.npz"
     obs, labels = collect(env_id, 256, seed=0, progress=False)
     save_task_data(path, obs, labels)

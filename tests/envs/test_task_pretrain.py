@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from envs.collect import collect
 from fsae.config import load_config
@@ -24,14 +23,6 @@ TINY = [
     "baseline_ae=false",
     "device=cpu",
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("env", ["bandit", "sum", "lock"])

@@ -34,15 +34,6 @@ from fsae.train import TrainConfig, seed_everything, train_abstract, train_concr
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription (3x faster under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 TINY_LAYERS = [LayerSpec("conv", 8, 4, 2), LayerSpec("linear", 10)]
 
 
@@ -219,7 +210,7 @@ def test_lethe_script_smoke(tmp_path):
     cfg.write_text(json.dumps({**_tiny_dict(), "variants": [{"name": "plain"}]}))
     out = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "scripts" / "lethe.py"), "--config", str(cfg), "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny model, shared cores: see one_thread
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny model, shared cores: see the root conftest.py
     proc = subprocess.run(
         [*cmd, "--eval-every", "3", "--eval-size", "50"], capture_output=True, text=True, timeout=120, env=env
     )

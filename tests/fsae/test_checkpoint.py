@@ -25,14 +25,6 @@ from fsae.config import to_dict
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _model() -> FSAE:
     """A non-default FSAE: groups head, a jump list, round on, feedback fields set, strided conv on 1x12x12."""
     torch.manual_seed(0)

@@ -21,15 +21,6 @@ HYPOTHESIS = settings(max_examples=40, deadline=None)
 EPS = 1e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run ~100x faster on one thread than on two contended ones; restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _floats(lo: float, hi: float, dtype=np.float32, max_rows: int = 4, max_cols: int = 12):
     """Strategy for (rows, cols) arrays of finite floats in [lo, hi]."""
     width = 32 if dtype == np.float32 else 64

@@ -18,16 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FAST = ROOT / "configs" / "pretrain" / "mnist_fast.yaml"
 TINY = ["data.train_size=2000", "data.test_size=500", "train.abstract_epochs=1", "train.concrete_epochs=1"]
 VARIANTS = ("plain", "round", "jump", "jump_all")
-# One torch thread: these runs are tiny, and on a small shared CPU torch's thread pool makes them many times slower.
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,6 @@ from fsae.model import FSAE, FSAEConfig, LayerSpec
 from fsae.provenance import ProvenanceWarning, check_dependencies, run_info, sha256_file, write_run_info
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _model(seed: int) -> FSAE:
     torch.manual_seed(seed)
     return FSAE(FSAEConfig((1, 8, 8), [LayerSpec("conv", 2, 3, 2), LayerSpec("linear", 3)]))

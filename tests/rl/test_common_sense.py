@@ -27,15 +27,6 @@ from rl.common_sense import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two shared cores: torch's default thread pool makes these tiny forward passes 100x slower here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_fsae(shape=(1, 28, 28), seed=0, **kw) -> FSAE:
     torch.manual_seed(seed)
     model = FSAE(FSAEConfig(input_shape=shape, layers=[LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)], **kw))

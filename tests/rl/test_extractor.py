@@ -14,14 +14,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from rl.extractor import SmallCNN
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # conv 3x3 s1, 3x3 s2, 3x3 s2 (no padding): 28 -> 26 -> 12 -> 5 and 56 -> 54 -> 26 -> 12; 64 channels at the end.
 @pytest.mark.parametrize(
     "shape, n_flatten",

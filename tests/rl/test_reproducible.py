@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 import yaml
 
 from fsae.config import apply_overrides, from_dict
@@ -22,14 +20,6 @@ TINY = ["torch_threads=1", "progress_bar=false", "device=cpu", "condition=none",
         "eval_env_kwargs.episode_length=8", "hyperparams.n_steps=64", "hyperparams.batch_size=64",
         "hyperparams.n_epochs=1"]  # fmt: skip
 WALL_CLOCK = ("time/", "seconds", "steps_per_second", "run_dir")  # differ between identical runs
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _run(logdir: Path, seed: int) -> dict:

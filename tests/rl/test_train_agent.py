@@ -47,14 +47,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory) -> Path:
     """A pretraining-like folder: fsae_round.pt and autoencoder.pt, tiny 1x28x28 models."""
