@@ -31,7 +31,6 @@ import copy
 import itertools
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,14 +39,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from fsae import train as T
 from fsae.checkpoint import load_fsae
 from fsae.config import to_dict
 from fsae.model import FSAE
-from fsae.pretrain import PretrainConfig, baseline_config, load_dataset, variant_config
+from fsae.pretrain import PretrainConfig, baseline_config, load_dataset, start_run, variant_config
 from fsae.provenance import write_run_info
 
 Log = Callable[[str, float, int], None]
@@ -128,22 +126,6 @@ def train_variants(
         )
         models[v.name] = model.eval()
     return models
-
-
-def _start(cfg: PretrainConfig, run_dir: Path, options: Any, command: str | None):
-    """Create the run folder with its config, options and command; seed; open TensorBoard; return what runs need."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    (run_dir / "options.yaml").write_text(yaml.safe_dump(to_dict(options), sort_keys=False))
-    (run_dir / "command.txt").write_text((command or " ".join(sys.argv)) + "\n")
-    device = T.resolve_device(cfg.device)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
-    gen = T.seed_everything(cfg.seed, cfg.deterministic)
-    writer = SummaryWriter(str(run_dir))
-    text = yaml.safe_dump({"config": to_dict(cfg), "options": to_dict(options)}, sort_keys=False)
-    writer.add_text("hyperparameters", "```yaml\n" + text + "\n```")
-    return device, gen, writer
 
 
 def _finish(
@@ -243,7 +225,7 @@ def run_familiarity(
     opts = options or FamiliarityOptions()
     assert cfg.model.head == "softmax" and cfg.data.target == "class", "familiarity needs a class (softmax) config"
     t_start, run_dir = time.time(), Path(run_dir)
-    device, gen, writer = _start(cfg, run_dir, opts, command)
+    device, gen, writer = start_run(cfg, run_dir, command, to_dict(opts))
     x_train, y_train, x_test, y_test = (t.to(device) for t in load_dataset(cfg.data, cfg.seed))
     x_seen, y_seen = select_classes(x_train, y_train, opts.seen)
     is_seen = torch.isin(y_test, torch.tensor(opts.seen, device=device))
@@ -384,7 +366,7 @@ def run_lethe(
     opts = options or LetheOptions()
     assert cfg.model.head == "softmax" and cfg.data.target == "class", "lethe needs a class (softmax) config"
     t_start, run_dir = time.time(), Path(run_dir)
-    device, gen, writer = _start(cfg, run_dir, opts, command)
+    device, gen, writer = start_run(cfg, run_dir, command, to_dict(opts))
     x_train, y_train, x_test, y_test = (t.to(device) for t in load_dataset(cfg.data, cfg.seed))
     x_old, _ = select_classes(x_train, y_train, opts.old)
     x_new, _ = select_classes(x_train, y_train, opts.new)
@@ -595,7 +577,7 @@ def run_concepts(
     """
     opts = options or ConceptOptions()
     t_start, run_dir = time.time(), Path(run_dir)
-    device, gen, writer = _start(cfg, run_dir, opts, command)
+    device, gen, writer = start_run(cfg, run_dir, command, to_dict(opts))
     if opts.checkpoint:
         model = load_fsae(opts.checkpoint)
         models = {str(model.checkpoint_meta.get("variant", "checkpoint")): model}

@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -246,19 +247,32 @@ def _describe(pred: torch.Tensor) -> list[str]:
     return [str(p.tolist()) if p.dim() else str(p.item()) for p in pred]
 
 
-def pretrain(cfg: PretrainConfig, run_dir: str | Path, command: str | None = None) -> dict[str, float]:
-    """Run the whole experiment into ``run_dir``; return (and write) ``metrics.json``'s dict."""
-    t_start = time.time()
-    run_dir = Path(run_dir)
+def start_run(
+    cfg: PretrainConfig, run_dir: Path, command: str | None, options: dict[str, Any] | None = None
+) -> tuple[torch.device, torch.Generator, SummaryWriter]:
+    """Open a run folder: write config.yaml (and options.yaml), command.txt; pick the device; seed; open TensorBoard
+    with the hyperparameters as text. Shared by ``pretrain`` and the experiments of ``fsae.characteristics``."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    resolved = {"config": to_dict(cfg)} | ({"options": options} if options is not None else {})
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved["config"], sort_keys=False))
+    if options is not None:
+        (run_dir / "options.yaml").write_text(yaml.safe_dump(options, sort_keys=False))
     (run_dir / "command.txt").write_text((command or " ".join(sys.argv)) + "\n")
     device = T.resolve_device(cfg.device)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     gen = T.seed_everything(cfg.seed, cfg.deterministic)
     writer = SummaryWriter(str(run_dir))
-    writer.add_text("hyperparameters", "```yaml\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False) + "\n```")
+    text = yaml.safe_dump(resolved if options is not None else resolved["config"], sort_keys=False)
+    writer.add_text("hyperparameters", "```yaml\n" + text + "\n```")
+    return device, gen, writer
+
+
+def pretrain(cfg: PretrainConfig, run_dir: str | Path, command: str | None = None) -> dict[str, float]:
+    """Run the whole experiment into ``run_dir``; return (and write) ``metrics.json``'s dict."""
+    t_start = time.time()
+    run_dir = Path(run_dir)
+    device, gen, writer = start_run(cfg, run_dir, command)
 
     def log(tag: str, value: float, step: int) -> None:
         writer.add_scalar(tag, value, step)
