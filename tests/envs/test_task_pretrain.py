@@ -34,8 +34,7 @@ def test_collected_data_pretrains_with_its_config(env, tmp_path):
     cfg = load_config(PretrainConfig, config_file, [f"data.source={data}", *TINY])
     m = pretrain(cfg, tmp_path / "run")
     assert tuple(cfg.model.input_shape) == obs.shape[1:]
-    assert 0.0 <= m["abstract/test_accuracy"] <= 1.0
-    assert m["prototype/cycle_accuracy"] >= 0.0
+    assert {"abstract/test_accuracy", "prototype/cycle_accuracy", "reference/class_mean_mse"} <= set(m)
     assert m["concrete/jump_all/test_mse"] < m["concrete/round/test_mse"]
     assert m["feedback/jump_all/T2/test_mse"] <= m["feedback/jump_all/T0/test_mse"]
     if env != "bandit":  # two softmax groups: one accuracy per digit
