@@ -58,7 +58,7 @@ def measure(
     checkpoints: list[int],
     n_envs: int = 64,
     device: str = "cpu",
-    dtype: str = "float64",
+    dtype: str = "float32",
     union: str = "stack",
     seed: int = 0,
 ) -> list[dict[str, Any]]:
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, nargs="+", default=[10_000, 100_000], help="checkpoints, total env steps")
     p.add_argument("--n-envs", type=int, default=64, help="environments in the vector env (default: %(default)s)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="the regenerator's device")
-    p.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="the regenerator's precision")
+    p.add_argument("--dtype", default="float32", choices=["float64", "float32"], help="the regenerator's precision")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
     p.add_argument("--out", default="runs/benchmarks/memory.json", help="JSON output (default: %(default)s)")
     args = p.parse_args(argv)

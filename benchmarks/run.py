@@ -33,6 +33,7 @@ from env_steps import measure_env_steps  # noqa: E402
 from fsae_speed import measure_inference, measure_pretrain, peak_memory_mb  # noqa: E402
 
 from fsae.config import load_config  # noqa: E402
+from fsae.data import DatasetError  # noqa: E402
 from fsae.pretrain import PretrainConfig  # noqa: E402
 from fsae.train import resolve_device  # noqa: E402
 
@@ -96,6 +97,7 @@ def run(quick: bool, device: torch.device, sections: list[str], smoke: bool = Fa
             results["wrapper"]["peak_memory_mb"] = peak_memory_mb(device)
         if "ppo" in sections:
             results["ppo"] = wrapper_bench.measure_ppo(steps, repeats, n_envs=n_envs[0], device=device.type)
+            results["ppo"]["regen_dtype"] = "float32"  # measure_ppo's default, as the agents'
             results["ppo"]["peak_memory_mb"] = peak_memory_mb(device)
     return results
 
@@ -131,8 +133,8 @@ def print_table(r: dict) -> None:
     if "ppo" in r:
         q = r["ppo"]
         print(
-            f"ppo        DigitBandit 8 envs  raw {q['ppo/raw_steps_per_s']:,.0f} steps/s  augmented "
-            f"{q['ppo/augmented_steps_per_s']:,.0f} steps/s  ratio {q['ppo/augmented_over_raw']:.2f}x"
+            f"ppo        DigitBandit {q.get('regen_dtype', '')} 8 envs  raw {q['ppo/raw_steps_per_s']:,.0f} steps/s  "
+            f"augmented {q['ppo/augmented_steps_per_s']:,.0f} steps/s  ratio {q['ppo/augmented_over_raw']:.2f}x"
         )
     if "wrapper_error" in r:
         print(r["wrapper_error"])
@@ -151,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    results = run(args.quick, device, args.only, smoke=args.smoke)
+    try:
+        results = run(args.quick, device, args.only, smoke=args.smoke)
+    except DatasetError as e:  # the environments need MNIST: one line, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print_table(results)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

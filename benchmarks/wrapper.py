@@ -71,7 +71,7 @@ def measure_wrapper(
     checkpoint: str | None = None,
     device: str = "cpu",
     union: str = "stack",
-    dtype: str = "float64",
+    dtype: str = "float32",
 ) -> dict[str, float]:
     """Environment steps/s of raw, per-env-wrapped and batch-wrapped vector envs of DigitBandit, per n_envs.
 
@@ -120,7 +120,7 @@ def measure_ppo(
     checkpoint: str | None = None,
     device: str = "cpu",
     union: str = "stack",
-    dtype: str = "float64",
+    dtype: str = "float32",
 ) -> dict[str, float]:
     """PPO training steps/s on DigitBandit (the shipped config's hyperparameters): raw vs FSAE-augmented.
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument(
         "--dtype", default="both", choices=["float64", "float32", "both"], help="regenerator precision of the "
-        "wrapper table (default: both; PPO uses float64, the agent configs' default)"
+        "wrapper table (default: both; PPO uses float32, the agents' default)"
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
     args = p.parse_args(argv)
@@ -186,10 +186,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             ratio = w["n8/batched_over_per_env"]
             verdict = "ok" if ratio >= TARGET_BATCHED_RATIO else "BELOW"
             print(f"batched / per-env with 8 envs, {dtype}: {ratio:.2f}x ({verdict} target {TARGET_BATCHED_RATIO}x)")
-    ppo = measure_ppo(steps=ppo_steps, repeats=repeats, dtype="float64", **kw)
+    ppo = measure_ppo(steps=ppo_steps, repeats=repeats, dtype="float32", **kw)
     results.update(ppo)
     verdict = "ok" if ppo["ppo/augmented_over_raw"] >= TARGET_PPO_RATIO else "BELOW"
-    print(f"PPO steps/s (8 envs, float64): raw {ppo['ppo/raw_steps_per_s']:,.0f}, augmented "
+    print(f"PPO steps/s (8 envs, float32): raw {ppo['ppo/raw_steps_per_s']:,.0f}, augmented "
           f"{ppo['ppo/augmented_steps_per_s']:,.0f}, ratio {ppo['ppo/augmented_over_raw']:.2f}x "
           f"({verdict} target {TARGET_PPO_RATIO}x)")  # fmt: skip
     return results

@@ -109,8 +109,8 @@ class AgentConfig:
     """How raw and regenerated images are united: channel stack (2C channels), elementwise max, or mean."""
     feedback_steps: int = 0
     """Negative-feedback steps T of the regeneration (paper Fig. 2d); each costs one more forward pass."""
-    regen_dtype: Literal["float64", "float32"] = "float64"
-    """Precision of the regeneration (float64: batch-size invariant, see ``rl.common_sense``)."""
+    regen_dtype: Literal["float64", "float32"] = "float32"
+    """Precision of the regeneration (float64: slower, batch-size invariant; see ``rl.common_sense``)."""
     run_name: str = ""
     """Folder name of the condition ('' = the condition, e.g. 'fsae-round', plus '-max'/'-fb2' when not default)."""
     seed: int = 0

@@ -19,10 +19,11 @@ Union modes, for a raw uint8 observation x (C, H, W) and its quantised regenerat
 
 Batch invariance. The per-environment wrapper regenerates batches of one, the vector wrapper batches of n_envs; in
 float32 the GEMMs sum in an order that depends on the batch size (measured on this CPU: 43159 of 50176 outputs differ
-by up to 1e-6 between one batch of 64 and 64 batches of one, and 3 pixels round to a different uint8). The regenerator
-therefore computes in float64 by default (``dtype``), where those differences (about 1e-16) cannot change a rounded
-uint8 value in practice. On this CPU (1 thread, fast FSAE config, 8 envs) float64 costs little: the batched wrapper ran
-at 3,870 env steps/s in float64 vs 4,130 in float32, and batches of one are faster in float64 (no oneDNN set-up).
+by up to 1e-6 between one batch of 64 and 64 batches of one, and 3 pixels round to a neighbouring uint8 grey level).
+The regenerator computes in float32 by default (``dtype``), the fast choice: the batched wrapper ran at 2.8x the
+per-environment wrapper's steps/s in float32 against 1.7x in float64 (8 envs, one thread, ``benchmarks/wrapper.py``).
+``dtype='float64'`` makes both wrappers agree bit for bit (differences of about 1e-16 cannot change a rounded uint8
+value in practice); the tests that compare the two wrappers use it.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Regenerator:
         model: FSAE | None,
         device: str | torch.device = "cpu",
         feedback_steps: int = 0,
-        dtype: str = "float64",
+        dtype: str = "float32",
         condition: str = "fsae",
         checkpoint: str | None = None,
     ):
@@ -137,7 +138,7 @@ def make_regenerator(
     device: str | torch.device = "cpu",
     observation_space: gym.Space | None = None,
     feedback_steps: int = 0,
-    dtype: str = "float64",
+    dtype: str = "float32",
     env_name: str = "the environment",
 ) -> Regenerator | None:
     """The regenerator for a condition: None for 'none' (no wrapper), the identity for 'copy', else a loaded model.
