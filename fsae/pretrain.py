@@ -5,7 +5,8 @@ Contents:
     load_dataset      -- MNIST or task data (``.npz``) as float tensors (N, C, H, W) in [0, 1] and targets.
     class_mean_reference -- MSE of outputting the mean training image of the predicted class (the round optimum).
     pretrain          -- the whole run: checkpoints, TensorBoard, ``fig2.png``, ``metrics.json``, ``run_info.json``
-                         (provenance and the checkpoints' SHA-256); returns the metrics.
+                         (provenance and the checkpoints' SHA-256); returns the metrics. Resumable after a kill
+                         (``resume=True``): ``train_state.pt`` is saved after every epoch (``fsae.resume``).
 
 Metric keys (``metrics.json``): ``abstract/test_accuracy`` (or ``abstract/test_r2``), ``concrete/<variant>/test_mse``
 (``_mae``, ``_cosine``, ``_psnr``), ``feedback/<variant>/T<t>/test_mse``, ``prototype/cycle_accuracy``,
@@ -19,6 +20,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +31,12 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from fsae import train as T
-from fsae.checkpoint import save_fsae
+from fsae.checkpoint import CheckpointError, save_fsae
 from fsae.config import to_dict
 from fsae.data import load_mnist, load_task_data, to_float_images
 from fsae.model import FSAE, FSAEConfig
 from fsae.provenance import write_run_info
+from fsae.resume import TrainingState
 
 TARGETS = ("class", "attributes", "center_of_mass")
 
@@ -268,14 +271,43 @@ def start_run(
     return device, gen, writer
 
 
-def pretrain(cfg: PretrainConfig, run_dir: str | Path, command: str | None = None) -> dict[str, float]:
-    """Run the whole experiment into ``run_dir``; return (and write) ``metrics.json``'s dict."""
+def pretrain(
+    cfg: PretrainConfig, run_dir: str | Path, command: str | None = None, resume: bool = False
+) -> dict[str, float]:
+    """Run the whole experiment into ``run_dir``; return (and write) ``metrics.json``'s dict.
+
+    With ``resume``, continue the run that ``run_dir`` holds from its ``train_state.pt`` (same config required).
+    """
     t_start = time.time()
     run_dir = Path(run_dir)
+    if resume and (run_dir / "metrics.json").is_file():
+        raise CheckpointError(f"{run_dir} holds a finished run (metrics.json); nothing to resume")
+    state = TrainingState(run_dir, to_dict(cfg), resume)  # refuses a folder that holds another run's state
+    if resume:  # keep the first command, add this one
+        previous = (run_dir / "command.txt").read_text() if (run_dir / "command.txt").is_file() else ""
+        command = previous + "# resumed:\n" + (command or " ".join(sys.argv))
     device, gen, writer = start_run(cfg, run_dir, command)
 
     def log(tag: str, value: float, step: int) -> None:
         writer.add_scalar(tag, value, step)
+
+    def stage(name: str, build: Callable[[], FSAE], train: Callable[..., Any]) -> FSAE:
+        """Build a stage's model and train it (saving after every epoch), or load it if a resumed run finished it."""
+        done = state.finished(name)
+        if done is not None:
+            model = build()
+            model.load_state_dict(done)
+            return model
+        start = state.begin(name, gen)
+        model = build()
+        try:
+            train(model, resume=start, on_epoch=lambda s: state.save_epoch(name, s))
+        except FloatingPointError as e:
+            raise FloatingPointError(
+                f"{e}; last good state: {state.describe_last()}, resume with --resume once the cause is fixed"
+            ) from None
+        state.finish(name, model, gen)
+        return model
 
     x_train, y_train, x_test, y_test = (t.to(device) for t in load_dataset(cfg.data, cfg.seed))
     assert tuple(x_train.shape[1:]) == tuple(cfg.model.input_shape), (
@@ -287,8 +319,11 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, command: str | None = Non
 
     # Phase 1: the abstract network, supervised.
     t0 = time.time()
-    base = FSAE(cfg.model).to(device)
-    T.train_abstract(base, x_train, y_train, cfg.train, gen, log)
+    base = stage(
+        "abstract",
+        lambda: FSAE(cfg.model).to(device),
+        lambda m, **kw: T.train_abstract(m, x_train, y_train, cfg.train, gen, log, **kw),
+    )
     for k, v in T.evaluate_abstract(base, x_test, y_test, bs).items():
         metrics[f"abstract/{k}"] = v
         writer.add_scalar(f"eval/abstract_{k}", v, 0)
@@ -311,9 +346,17 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, command: str | None = Non
     models: dict[str, FSAE] = {}
     for v in cfg.variants:
         t0 = time.time()
-        model = FSAE(variant_config(cfg.model, v, cfg.feedback_gain)).to(device)
-        model.abstract.load_state_dict(abstract_state)
-        T.train_concrete(model, x_train, cfg.train, gen, log, desc=f"concrete_{v.name}")
+
+        def build(v: VariantConfig = v) -> FSAE:
+            model = FSAE(variant_config(cfg.model, v, cfg.feedback_gain)).to(device)
+            model.abstract.load_state_dict(abstract_state)
+            return model
+
+        model = stage(
+            f"concrete/{v.name}",
+            build,
+            lambda m, v=v, **kw: T.train_concrete(m, x_train, cfg.train, gen, log, desc=f"concrete_{v.name}", **kw),
+        )
         assert all(torch.equal(a, b) for a, b in zip(model.abstract.state_dict().values(), abstract_state.values()))
         model.eval()
         for k, val in T.evaluate_regeneration(model, x_test, bs).items():
@@ -355,8 +398,11 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, command: str | None = Non
     # The conventional-autoencoder peer.
     if cfg.baseline_ae:
         t0 = time.time()
-        ae = FSAE(baseline_config(cfg.model)).to(device)
-        T.train_autoencoder(ae, x_train, cfg.train, gen, log)
+        ae = stage(
+            "baseline_ae",
+            lambda: FSAE(baseline_config(cfg.model)).to(device),
+            lambda m, **kw: T.train_autoencoder(m, x_train, cfg.train, gen, log, **kw),
+        )
         ae.eval()
         for k, val in T.evaluate_regeneration(ae, x_test, bs).items():
             metrics[f"baseline_ae/{k}"] = val
@@ -376,5 +422,8 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, command: str | None = Non
         if isinstance(val, float):
             writer.add_scalar(f"final/{k}", val, 0)
     writer.close()
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    tmp = run_dir / ".metrics.json.tmp"  # atomically: a run with metrics.json is finished
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    tmp.replace(run_dir / "metrics.json")
+    state.remove()  # the run is complete: everything it would resume is on disk
     return metrics

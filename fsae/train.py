@@ -2,6 +2,7 @@
 
 Contents:
     seed_everything      -- seed random, numpy and torch (optionally deterministic kernels).
+    rng_state, set_rng_state -- the torch RNG states (global, CUDA, the batch-order generator), to save and restore.
     resolve_device       -- 'auto' | 'cpu' | 'cuda' -> torch.device.
     TrainConfig          -- optimiser settings shared by both phases.
     abstract_loss        -- the supervised loss for each head (cross-entropy, per-group CE, BCE, MSE).
@@ -13,6 +14,10 @@ Contents:
 
 The loops take in-memory tensors (MNIST is 188 MB as float32) and draw batches with ``torch.randperm`` from a seeded
 generator: no DataLoader workers, so the same seed gives the same result and nothing forks.
+
+Resuming: every ``train_*`` takes ``on_epoch``, called after each epoch with a plain dict (the weights, Adam's and the
+schedule's state, the losses so far, every RNG state) that ``safe_load`` can read back, and ``resume``, such a dict:
+training then continues after its last epoch, and on a CPU ends bit-identical to a run that was never stopped.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +46,22 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
     return torch.Generator().manual_seed(seed)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """The RNG states a training step depends on: torch's global CPU (and CUDA) state and the batch-order generator."""
+    state = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Put back what ``rng_state`` saved."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def resolve_device(device: str) -> torch.device:
@@ -124,6 +146,7 @@ def abstract_loss(model: FSAE, logits: torch.Tensor, y: torch.Tensor) -> torch.T
 
 
 def _fit(
+    module: torch.nn.Module,
     params: list[torch.nn.Parameter],
     step_loss: Callable[[torch.Tensor], torch.Tensor],
     n: int,
@@ -133,14 +156,28 @@ def _fit(
     generator: torch.Generator,
     desc: str,
     log: Callable[[str, float, int], None] | None,
+    resume: dict[str, Any] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[float]:
-    """Generic Adam loop over index batches; returns the mean training loss of each epoch."""
-    steps = epochs * math.ceil(n / cfg.batch_size)
+    """Generic Adam loop over index batches of ``params`` (of ``module``); returns the mean training loss per epoch.
+
+    ``resume`` (a dict ``on_epoch`` was given) restores ``module``'s weights, the optimiser, the schedule, the losses
+    and the RNG states, and continues after its last epoch.
+    """
+    per_epoch = math.ceil(n / cfg.batch_size)
+    steps = epochs * per_epoch
     opt, sched = _optimizer(params, lr, steps, cfg.schedule)
-    history, step, device = [], 0, params[0].device
-    for epoch in range(epochs):
+    history: list[float] = []
+    if resume is not None:
+        module.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        history = list(resume["history"])
+        set_rng_state(resume["rng"], generator)
+    step, device = len(history) * per_epoch, params[0].device
+    for epoch in range(len(history), epochs):
         total = torch.zeros((), device=device)  # summed on the device: no host sync per step
-        bar = tqdm(_batches(n, cfg.batch_size, generator), total=math.ceil(n / cfg.batch_size), leave=False)
+        bar = tqdm(_batches(n, cfg.batch_size, generator), total=per_epoch, leave=False)
         bar.set_description(f"{desc} {epoch + 1}/{epochs}")
         for idx in bar:
             loss = step_loss(idx.to(device, non_blocking=True))
@@ -161,6 +198,21 @@ def _fit(
                 if log:
                     log(f"train/{desc}_loss", value, step)
         history.append(total.item() / n)
+        if not math.isfinite(history[-1]):  # a NaN between two checks must not reach a saved epoch
+            raise FloatingPointError(
+                f"{desc}: the mean loss of epoch {epoch + 1} is {history[-1]} (by step {step}); "
+                "lower the learning rate or check the data for NaN"
+            )
+        if on_epoch is not None:
+            on_epoch(
+                {
+                    "model": module.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "history": history,
+                    "rng": rng_state(generator),
+                }
+            )
     return history
 
 
@@ -171,6 +223,8 @@ def train_abstract(
     cfg: TrainConfig,
     generator: torch.Generator,
     log: Callable[[str, float, int], None] | None = None,
+    resume: dict[str, Any] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[float]:
     """Phase 1: supervised training of the abstract half on (x, y). Returns per-epoch mean losses."""
     model.abstract.requires_grad_(True).train()
@@ -181,7 +235,8 @@ def train_abstract(
         return abstract_loss(model, logits, y[idx])
 
     params = list(model.abstract.parameters())
-    return _fit(params, step_loss, len(x), cfg, cfg.abstract_epochs, cfg.abstract_lr, generator, "abstract", log)
+    epochs, lr = cfg.abstract_epochs, cfg.abstract_lr
+    return _fit(model, params, step_loss, len(x), cfg, epochs, lr, generator, "abstract", log, resume, on_epoch)
 
 
 def train_concrete(
@@ -191,6 +246,8 @@ def train_concrete(
     generator: torch.Generator,
     log: Callable[[str, float, int], None] | None = None,
     desc: str = "concrete",
+    resume: dict[str, Any] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[float]:
     """Phase 2: freeze the abstract half, init and train the concrete half on MSE(F(x), x) in the model's variant."""
     model.freeze_abstract()
@@ -202,7 +259,8 @@ def train_concrete(
         return F.mse_loss(model(xb), xb)
 
     params = list(model.concrete.parameters())
-    return _fit(params, step_loss, len(x), cfg, cfg.concrete_epochs, cfg.concrete_lr, generator, desc, log)
+    epochs, lr = cfg.concrete_epochs, cfg.concrete_lr
+    return _fit(model, params, step_loss, len(x), cfg, epochs, lr, generator, desc, log, resume, on_epoch)
 
 
 def train_autoencoder(
@@ -211,6 +269,8 @@ def train_autoencoder(
     cfg: TrainConfig,
     generator: torch.Generator,
     log: Callable[[str, float, int], None] | None = None,
+    resume: dict[str, Any] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[float]:
     """The conventional-autoencoder peer: the same two halves trained together on MSE, without labels.
 
@@ -226,7 +286,8 @@ def train_autoencoder(
 
     epochs = cfg.baseline_epochs or cfg.concrete_epochs
     params = list(model.parameters())
-    return _fit(params, step_loss, len(x), cfg, epochs, cfg.concrete_lr, generator, "baseline_ae", log)
+    lr = cfg.concrete_lr
+    return _fit(model, params, step_loss, len(x), cfg, epochs, lr, generator, "baseline_ae", log, resume, on_epoch)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""``scripts/pretrain.py --resume``: a run killed with SIGKILL at a known point and resumed ends with the metrics and
+weights of a run that was never stopped (bit-identical on a CPU), and what cannot be resumed is refused clearly."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from fsae.checkpoint import CheckpointError, safe_load
+from fsae.config import apply_overrides, from_dict, load_yaml
+from fsae.pretrain import PretrainConfig, pretrain
+from fsae.resume import STATE_FILE
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = ROOT / "configs" / "pretrain" / "mnist_fast.yaml"
+# 2 abstract epochs, then 2 epochs for each of plain, round and the baseline autoencoder: 8 saved epochs, 4 stages.
+TINY = ["data.train_size=1000", "data.test_size=200", "train.abstract_epochs=2", "train.concrete_epochs=2",
+        "variants=[{name: plain}, {name: round, round: true}]", "feedback_steps=[0, 1]", "device=cpu",
+        "torch_threads=1"]  # fmt: skip
+PRODUCTS = ("fsae_plain.pt", "fsae_round.pt", "autoencoder.pt")
+
+
+def _argv(out: Path) -> list[str]:
+    return ["--config", str(FAST), "--out", str(out), "--set", *TINY]
+
+
+def _config() -> PretrainConfig:
+    return from_dict(PretrainConfig, apply_overrides(load_yaml(FAST), TINY))
+
+
+def _without_times(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
+
+
+def _script_main():
+    spec = importlib.util.spec_from_file_location("pretrain_script", ROOT / "scripts" / "pretrain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def _killed_run(out: Path, method: str, calls: int) -> None:
+    """Run scripts/pretrain.py in a subprocess that SIGKILLs itself right after the ``calls``-th TrainingState.<method>
+    (which has just written train_state.pt): a real ``kill -9`` at a known point of the run."""
+    driver = textwrap.dedent(f"""
+        import os, runpy, signal, sys
+        import fsae.resume as R
+        original, count = getattr(R.TrainingState, {method!r}), [0]
+        def wrapped(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            count[0] += 1
+            if count[0] == {calls}:
+                os.kill(os.getpid(), signal.SIGKILL)
+        setattr(R.TrainingState, {method!r}, wrapped)
+        sys.argv = ["scripts/pretrain.py", *{_argv(out)!r}]
+        runpy.run_path({str(ROOT / "scripts" / "pretrain.py")!r}, run_name="__main__")
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-c", driver]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, dict]:
+    """The uninterrupted run."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    return out, _without_times(pretrain(_config(), out))
+
+
+# (method, calls, the state the kill leaves): mid-stage in the abstract phase, mid-stage in a concrete variant, and
+# at a stage boundary (the round variant finished, the baseline not started).
+KILLS = [("save_epoch", 1, "abstract", 1), ("save_epoch", 4, "concrete/plain", 2), ("finish", 3, None, None)]
+
+
+@pytest.mark.parametrize("method, calls, stage, epochs", KILLS, ids=["mid-abstract", "mid-concrete", "boundary"])
+def test_killed_and_resumed_equals_uninterrupted(tmp_path, reference, monkeypatch, method, calls, stage, epochs):
+    ref_dir, ref_metrics = reference
+    out = tmp_path / "run"
+    _killed_run(out, method, calls)
+    assert not (out / "metrics.json").exists()
+    current = safe_load(out / STATE_FILE)["current"]
+    assert current["stage"] == stage
+    if epochs is not None:
+        assert len(current["history"]) == epochs
+
+    monkeypatch.setattr(sys, "argv", ["scripts/pretrain.py", *_argv(out), "--resume"])  # as command.txt records it
+    assert _script_main()() == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert _without_times(resumed) == ref_metrics  # bit-identical on a CPU, not merely close
+    for name in PRODUCTS:
+        a, b = safe_load(out / name)["state_dict"], safe_load(ref_dir / name)["state_dict"]
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert not (out / STATE_FILE).exists(), "a finished run keeps no training state"
+    command = (out / "command.txt").read_text()
+    assert "# resumed:" in command and "--resume" in command.split("# resumed:")[1]
+
+
+def test_resume_refuses_another_config_and_a_finished_run(tmp_path, reference):
+    out = tmp_path / "run"
+    _killed_run(out, "save_epoch", 1)
+    other = _config()
+    other.train.abstract_lr = 0.5
+    with pytest.raises(CheckpointError, match=r"another config \(differs in: train.abstract_lr\)"):
+        pretrain(other, out, resume=True)
+    ref_dir, _ = reference
+    with pytest.raises(CheckpointError, match="holds a finished run"):
+        pretrain(_config(), ref_dir, resume=True)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        pretrain(_config(), tmp_path / "empty", resume=True)
