@@ -304,7 +304,7 @@ def pretrain(
             train(model, resume=start, on_epoch=lambda s: state.save_epoch(name, s))
         except FloatingPointError as e:
             raise FloatingPointError(
-                f"{e}; last good state: {state.describe_last()}, resume with --resume once the cause is fixed"
+                f"{e}; last good state: {state.describe_last()} (--resume continues from it with the same config)"
             ) from None
         state.finish(name, model, gen)
         return model

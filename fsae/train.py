@@ -101,7 +101,8 @@ class TrainConfig:
     def __post_init__(self):
         assert self.abstract_epochs >= 0 and self.concrete_epochs >= 0, "epochs must be >= 0"
         assert self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}"
-        assert self.abstract_lr > 0 and self.concrete_lr > 0, "learning rates must be > 0"
+        lrs = (self.abstract_lr, self.concrete_lr)
+        assert all(0 < lr < math.inf for lr in lrs), f"learning rates must be finite and > 0, got {lrs}"
         assert self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got '{self.schedule}'"
         assert self.augment_shift >= 0, f"augment_shift must be >= 0, got {self.augment_shift}"
 

@@ -22,7 +22,10 @@ import pytest
 import torch
 
 from fsae.checkpoint import save_fsae
+from fsae.config import load_config, to_dict
 from fsae.model import FSAE, FSAEConfig, LayerSpec
+from fsae.pretrain import PretrainConfig
+from fsae.resume import TrainingState
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,6 +80,12 @@ def _mnist_truncated(path: Path) -> None:
     images.write_bytes(images.read_bytes()[:5000])
 
 
+def _other_run_state(run_dir: Path) -> None:
+    """A run folder whose train_state.pt belongs to PRETRAIN's config with another seed."""
+    config = to_dict(load_config(PretrainConfig, ROOT / PRETRAIN[2], PRETRAIN[8:])) | {"seed": 1}
+    TrainingState(run_dir, config, resume=False).finish("abstract", torch.nn.Linear(1, 1), torch.Generator())
+
+
 PREPARE: dict[str, Callable[[Path], None]] = {
     "fsae.pt": _fsae,
     "truncated.pt": _truncated,
@@ -87,6 +96,7 @@ PREPARE: dict[str, Callable[[Path], None]] = {
     "mismatch.npz": lambda p: np.savez(p, obs=np.zeros((4, 1, 28, 28), np.uint8), labels=np.zeros(3, np.int64)),
     "empty": lambda p: p.mkdir(),
     "mnist": _mnist_truncated,
+    "pretrain": _other_run_state,
 }
 
 
@@ -138,6 +148,15 @@ CASES = [
     # 2 steps, and the loss is checked at the last step of a phase. Task data rather than MNIST: less to load.
     Case("pretrain-nonfinite", pretrain("data.source={tmp}/digits.npz", "train.abstract_lr=1.0e+30"), 1,
          "by step 2 (epoch 1); lower the learning rate", files=("digits.npz",)),
+    # ... and in the concrete phase, after the abstract one was saved: the message names the state to resume from.
+    Case("pretrain-nonfinite-concrete", pretrain("train.concrete_lr=1.0e+30"), 1,
+         "by step 2 (epoch 1); lower the learning rate or check the data for NaN; last good state: "
+         "{tmp}/pretrain/train_state.pt (after stage abstract) (--resume continues from it with the same config)"),
+    # Resuming (scripts/pretrain.py --resume)
+    Case("pretrain-resume-no-out", ["scripts/pretrain.py", "--resume"], 2, "--resume needs --out RUN_DIR"),
+    Case("pretrain-resume-nothing", [*PRETRAIN, "--resume"], 2, "nothing to resume in"),
+    Case("pretrain-resume-other-config", [*PRETRAIN, "--resume"], 2, "was started with another config (differs in: "
+         "seed)", files=("pretrain",)),
 ]
 # fmt: on
 
@@ -156,4 +175,4 @@ def test_bad_input_is_one_error_line(case: Case, tmp_path: Path):
     assert proc.returncode == case.code, f"exit {proc.returncode}, expected {case.code}; stderr:\n{err}"
     assert "Traceback" not in err, err
     assert lines and lines[-1].startswith("error: "), err
-    assert case.expect in lines[-1], f"{case.expect!r} not in {lines[-1]!r}"
+    assert fill(case.expect) in lines[-1], f"{fill(case.expect)!r} not in {lines[-1]!r}"
