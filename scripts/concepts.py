@@ -10,58 +10,29 @@ drawing is classified back by the abstract network; the rates are in metrics.jso
 
 from __future__ import annotations
 
-import argparse
-import shlex
 import sys
-import time
-from pathlib import Path
 
 from fsae.characteristics import ConceptOptions, run_concepts
-from fsae.checkpoint import CheckpointError
-from fsae.config import ConfigError, load_config
-from fsae.data import DatasetError
-from fsae.pretrain import PretrainConfig
+from fsae.cli import config_parser, run_experiment
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "pretrain" / "mnist_fast.yaml"
+d = ConceptOptions()
+parser = config_parser(__doc__, "concepts")
+parser.add_argument("--checkpoint", default="", help="draw with this FSAE checkpoint instead of training")
+parser.add_argument("--generators", nargs="+", default=d.generators, help="variants to train (default: %(default)s)")
+parser.add_argument("--steps", type=int, default=d.steps, help="interpolation steps (default: %(default)s)")
+parser.add_argument("--pairs", nargs="+", default=["3,8", "1,7", "4,9"], help="groups head: left,right digit pairs")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    d = ConceptOptions()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="pretraining YAML config (default: %(default)s)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys, e.g. seed=1")
-    p.add_argument("--out", default=None, help="run folder (default: runs/concepts/<name>__<seed>__<unix time>)")
-    p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
-    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="overrides the config's device")
-    p.add_argument("--checkpoint", default="", help="draw with this FSAE checkpoint instead of training")
-    p.add_argument("--generators", nargs="+", default=d.generators, help="variants to train (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=d.steps, help="interpolation steps (default: %(default)s)")
-    p.add_argument("--pairs", nargs="+", default=["3,8", "1,7", "4,9"], help="groups head: left,right digit pairs")
-    return p.parse_args(argv)
+def options(args) -> ConceptOptions:
+    try:
+        pairs = [[int(v) for v in p.split(",")] for p in args.pairs]
+    except ValueError:
+        raise ValueError(f"--pairs takes left,right digit pairs such as 3,8; got {args.pairs}") from None
+    return ConceptOptions(checkpoint=args.checkpoint, generators=args.generators, steps=args.steps, pairs=pairs)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    overrides = list(args.set) + [
-        f"{k}={v}" for k, v in (("seed", args.seed), ("device", args.device)) if v is not None
-    ]
-    try:
-        cfg = load_config(PretrainConfig, args.config, overrides)
-        pairs = [[int(v) for v in p.split(",")] for p in args.pairs]
-    except (ConfigError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    opts = ConceptOptions(checkpoint=args.checkpoint, generators=args.generators, steps=args.steps, pairs=pairs)
-    out = Path(args.out or f"runs/concepts/{cfg.name}__{cfg.seed}__{int(time.time())}")
-    try:
-        metrics = run_concepts(cfg, out, opts, shlex.join([sys.executable, *sys.argv]))
-    except (DatasetError, ConfigError, CheckpointError, FloatingPointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for k, v in metrics.items():
-        print(f"{k:<48}  {v:.4f}" if isinstance(v, float) else f"{k:<48}  {v}")
-    print(f"run folder: {out}")
-    return 0
+    return run_experiment(parser, "concepts", options, run_concepts, argv, fmt=".4f")
 
 
 if __name__ == "__main__":

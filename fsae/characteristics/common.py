@@ -1,0 +1,111 @@
+"""Pieces shared by the characteristics experiments: class subsets, training the variants, finishing a run folder,
+image grids."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from fsae import train as T
+from fsae.model import FSAE
+from fsae.pretrain import PretrainConfig, variant_config
+from fsae.provenance import write_run_info
+
+Log = Callable[[str, float, int], None]
+
+# --------------------------------------------------------------------------------------------------------------------
+# Shared pieces of the runs
+
+
+def select_classes(x: torch.Tensor, y: torch.Tensor, classes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and targets of ``classes`` (class targets (N,) only)."""
+    assert y.dim() == 1, f"select_classes needs class targets (N,), got shape {tuple(y.shape)}"
+    keep = torch.isin(y, torch.tensor(list(classes), device=y.device))
+    return x[keep], y[keep]
+
+
+def train_variants(
+    cfg: PretrainConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    generator: torch.Generator,
+    log: Log | None = None,
+    x_concrete: torch.Tensor | None = None,
+    names: Sequence[str] | None = None,
+) -> dict[str, FSAE]:
+    """Phase 1 on (x, y), then one concrete network per variant of ``cfg`` (or those in ``names``) on ``x_concrete``
+    (default x), all sharing the frozen abstract network: ``pretrain``'s two phases without its measurements."""
+    variants = [v for v in cfg.variants if names is None or v.name in names]
+    missing = set(names or []) - {v.name for v in variants}
+    assert not missing, f"variants {sorted(missing)} are not in the config's variants {[v.name for v in cfg.variants]}"
+    base = FSAE(cfg.model).to(x.device)
+    T.train_abstract(base, x, y, cfg.train, generator, log)
+    state = copy.deepcopy(base.abstract.state_dict())
+    models = {}
+    for v in variants:
+        model = FSAE(variant_config(cfg.model, v, cfg.feedback_gain)).to(x.device)
+        model.abstract.load_state_dict(state)
+        T.train_concrete(
+            model, x if x_concrete is None else x_concrete, cfg.train, generator, log, f"concrete_{v.name}"
+        )
+        models[v.name] = model.eval()
+    return models
+
+
+def finish_run(
+    run_dir: Path,
+    metrics: dict[str, Any],
+    writer: SummaryWriter,
+    t_start: float,
+    depends_on: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    write_run_info(run_dir, depends_on=depends_on)  # code version, machine, and the SHA-256 of a checkpoint used
+    metrics["time/total_seconds"] = time.time() - t_start
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            writer.add_scalar(f"final/{k}", v, 0)
+    writer.close()
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_image_grid(path: Path, images: torch.Tensor, rows: list[str], cols: list[str], title: str = "") -> None:
+    """A PNG of images (R, C, 1, H, W) in [0, 1], tiled into one picture (one ``imshow``: fast for hundreds of tiles),
+    with row and column labels."""
+    plt = pyplot()
+    n_rows, n_cols, _, h, w = images.shape
+    pad = 2
+    canvas = torch.ones(n_rows * (h + pad) - pad, n_cols * (w + pad) - pad)  # white separators
+    for r, c in itertools.product(range(n_rows), range(n_cols)):
+        canvas[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = images[r, c, 0].cpu()
+    scale = 2.2 / 110  # inches per image pixel: about 2 output pixels each at 110 dpi
+    fig, ax = plt.subplots(figsize=(canvas.shape[1] * scale + 1.0, canvas.shape[0] * scale + 0.6))
+    ax.imshow(canvas.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([c * (w + pad) + w / 2 for c in range(n_cols)] if cols else [], cols, fontsize=7)
+    ax.set_yticks([r * (h + pad) + h / 2 for r in range(n_rows)] if rows else [], rows, fontsize=7)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_xlabel(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,92 @@
+"""Command-line plumbing shared by the scripts that train FSAEs from a pretraining config (``scripts/pretrain.py``,
+``familiarity.py``, ``lethe.py``, ``concepts.py``): the same options, the same run-folder names, the same errors.
+
+Contents:
+    config_parser   -- an ``ArgumentParser`` with --config, --set, --out, --seed and --device; scripts add their own.
+    load_pretrain_config -- the ``PretrainConfig`` those options describe (``ConfigError`` on a bad key or value).
+    default_run_dir -- runs/<kind>/<name>__<seed>__<unix time>.
+    print_metrics   -- a metrics dict as aligned ``key  value`` lines.
+    run_experiment  -- the whole ``main`` of an experiment script: parse, build the config and options, run, report;
+                       a bad config or option is one ``error:`` line and exit status 2, a failed run (data, checkpoint,
+                       non-finite loss) one line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fsae.checkpoint import CheckpointError
+from fsae.config import ConfigError, load_config
+from fsae.data import DatasetError
+from fsae.pretrain import PretrainConfig
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "pretrain"
+USAGE_ERRORS = (ConfigError, AssertionError, ValueError)  # exit 2: the config or the options
+RUN_ERRORS = (DatasetError, ConfigError, CheckpointError, FloatingPointError, ValueError)  # exit 1: the run failed
+
+
+def config_parser(doc: str, kind: str, default_config: str = "mnist_fast.yaml") -> argparse.ArgumentParser:
+    """The options every pretraining-style script has; ``kind`` names the default run folder runs/<kind>/..."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(CONFIGS / default_config), help="pretraining YAML (default: %(default)s)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys, e.g. seed=1")
+    p.add_argument("--out", default=None, help=f"run folder (default: runs/{kind}/<name>__<seed>__<unix time>)")
+    p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="overrides the config's device")
+    return p
+
+
+def load_pretrain_config(args: argparse.Namespace) -> PretrainConfig:
+    """The config file with --set, then --seed and --device applied (``ConfigError`` names a bad key or value)."""
+    flags = [f"{k}={v}" for k, v in (("seed", args.seed), ("device", args.device)) if v is not None]
+    return load_config(PretrainConfig, args.config, [*args.set, *flags])
+
+
+def default_run_dir(kind: str, cfg: PretrainConfig) -> Path:
+    return Path("runs") / kind / f"{cfg.name}__{cfg.seed}__{int(time.time())}"
+
+
+def print_metrics(metrics: dict[str, Any], fmt: str = ".6g", keep: Callable[[str], bool] = lambda k: True) -> None:
+    shown = {k: v for k, v in metrics.items() if keep(k)}
+    width = max((len(k) for k in shown), default=0)
+    for k, v in shown.items():
+        print(f"{k:<{width}}  {v:{fmt}}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+
+
+def error(e: BaseException | str, code: int) -> int:
+    """Print one ``error:`` line to stderr; return ``code``."""
+    print(f"error: {e}", file=sys.stderr)
+    return code
+
+
+def run_experiment(
+    parser: argparse.ArgumentParser,
+    kind: str,
+    options: Callable[[argparse.Namespace], Any],
+    run: Callable[[PretrainConfig, Path, Any, str], dict[str, Any]],
+    argv: list[str] | None = None,
+    fmt: str = ".6g",
+    keep: Callable[[str], bool] = lambda k: True,
+) -> int:
+    """Parse ``argv``, build the config and ``options(args)``, call ``run(cfg, run_dir, options, command)``, print the
+    metrics (those ``keep`` selects) and the run folder. Returns the exit status."""
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_pretrain_config(args)
+        opts = options(args)
+    except USAGE_ERRORS as e:
+        return error(e, 2)
+    out = Path(args.out) if args.out else default_run_dir(kind, cfg)
+    try:
+        metrics = run(cfg, out, opts, shlex.join([sys.executable, *sys.argv]))
+    except RUN_ERRORS as e:
+        return error(e, 1)
+    print_metrics(metrics, fmt, keep)
+    print(f"run folder: {out}")
+    return 0
