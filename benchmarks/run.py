@@ -94,6 +94,17 @@ def run(quick: bool, device: torch.device, sections: list[str], smoke: bool = Fa
                 dtype: wrapper_bench.measure_wrapper(n_envs, steps, repeats, device=device.type, dtype=dtype)
                 for dtype in ("float32", "float64")
             }
+            # The wrapper's cost per vector step against the policy's forward + backward on the same batch (CPU
+            # target of the performance issue: below it), in the regenerator's default precision.
+            n = n_envs[0]
+            policy = wrapper_bench.measure_policy_cost(n, repeats, device=device.type, calls=5 if smoke else 50)
+            cost = wrapper_bench.wrapper_cost_ms(results["wrapper"]["float32"], n)
+            results["wrapper"]["cost_per_vector_step"] = {
+                "n_envs": n,
+                "wrapper_ms": cost,
+                "policy_fwd_bwd_ms": policy[f"n{n}/policy_fwd_bwd_ms"],
+                "wrapper_over_policy": cost / policy[f"n{n}/policy_fwd_bwd_ms"],
+            }
             results["wrapper"]["peak_memory_mb"] = peak_memory_mb(device)
         if "ppo" in sections:
             results["ppo"] = wrapper_bench.measure_ppo(steps, repeats, n_envs=n_envs[0], device=device.type)
@@ -121,7 +132,11 @@ def print_table(r: dict) -> None:
     for env_id, sps in r.get("env", {}).items():
         print(f"env        {env_id:<26} {sps:>12,.0f} steps/s")
     for dtype, w in r.get("wrapper", {}).items():
-        if dtype == "peak_memory_mb":
+        if dtype == "cost_per_vector_step":
+            print(f"wrapper    cost per vector step ({w['n_envs']} envs, float32) {w['wrapper_ms']:.2f} ms, policy "
+                  f"forward+backward on the same batch {w['policy_fwd_bwd_ms']:.2f} ms: ratio "
+                  f"{w['wrapper_over_policy']:.2f}")  # fmt: skip
+        if dtype in ("peak_memory_mb", "cost_per_vector_step"):
             continue
         for n in sorted({int(k.split("/")[0][1:]) for k in w}):
             if f"n{n}/raw_steps_per_s" in w:

@@ -8,6 +8,8 @@ Contents:
                       per env per step) and ``VecCommonSense`` (one forward pass per vector step), per n_envs.
     measure_ppo    -- PPO training steps/s (``learn`` only, the DigitBandit config's hyperparameters) with raw and with
                       FSAE-augmented observations.
+    measure_policy_cost -- the augmented PPO policy's forward and backward pass on one vector step's batch (n_envs
+                      observations), to set against the batched wrapper's cost per vector step.
 
 Method: the conditions of one measurement alternate within each repeat (raw, per-env, batched, raw, ...), so that a
 change in the load of a shared machine hits all of them alike; each rate is the median over repeats, after an untimed
@@ -151,6 +153,45 @@ def measure_ppo(
         "ppo/augmented_steps_per_s": rates["augmented"],
         "ppo/augmented_over_raw": rates["augmented"] / rates["raw"],
     }
+
+
+def measure_policy_cost(n_envs: int = 8, repeats: int = 5, device: str = "cpu", calls: int = 50) -> dict[str, float]:
+    """Milliseconds of the PPO policy's forward + backward pass (``evaluate_actions``, a PPO-style loss, ``backward``)
+    on a batch of ``n_envs`` augmented observations: what the agent spends on one vector step's worth of data.
+
+    Returns ``{f"n{n_envs}/policy_fwd_bwd_ms": median over repeats of the mean over ``calls`` calls}``.
+    """
+    cfg = load_config(AgentConfig, AGENT_CONFIG, [f"n_envs={n_envs}", "condition=copy"])  # 2 channels, as augmented
+    venv = make_vec_env_for(cfg, Regenerator(None), n_envs, 0, {})
+    model = PPO("CnnPolicy", venv, policy_kwargs=policy_kwargs(cfg), seed=0, device=device, **cfg.hyperparams)
+    policy = model.policy
+    policy.set_training_mode(True)
+    obs, _ = policy.obs_to_tensor(venv.reset())
+    actions = torch.zeros(n_envs, dtype=torch.long, device=policy.device)
+
+    def step() -> None:
+        values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+        loss = -log_prob.mean() + 0.5 * values.pow(2).mean() - 0.01 * entropy.mean()
+        policy.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+
+    for _ in range(5):  # warm-up
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            step()
+        if policy.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) / calls)
+    venv.close()
+    return {f"n{n_envs}/policy_fwd_bwd_ms": 1000 * statistics.median(times)}
+
+
+def wrapper_cost_ms(w: dict[str, float], n_envs: int) -> float:
+    """The batched wrapper's cost per vector step (ms): its time per vector step minus the raw vector env's."""
+    return 1000 * n_envs * (1 / w[f"n{n_envs}/batched_steps_per_s"] - 1 / w[f"n{n_envs}/raw_steps_per_s"])
 
 
 def _print_wrapper_table(w: dict[str, float], label: str) -> None:

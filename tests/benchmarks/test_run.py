@@ -21,5 +21,8 @@ def test_run_smoke_writes_every_section(tmp_path):
     assert [row["batch"] for row in r["inference"]["mnist_fast"]["rows"]] == [1, 8]
     assert set(r["env"]) == {"fsae/DigitBandit-v0", "fsae/DigitSum-v0", "fsae/DigitLock-v0"}
     assert r["wrapper"]["float32"]["n2/batched_over_per_env"] > 0
+    cost = r["wrapper"]["cost_per_vector_step"]
+    assert cost["n_envs"] == 2 and cost["policy_fwd_bwd_ms"] > 0
+    assert cost["wrapper_over_policy"] == cost["wrapper_ms"] / cost["policy_fwd_bwd_ms"]
     assert r["ppo"]["ppo/augmented_over_raw"] > 0
     assert "inference" in proc.stdout and "ppo" in proc.stdout
