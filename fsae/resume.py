@@ -11,6 +11,8 @@ On resume, a finished stage is not trained again: its weights are loaded and its
 deterministic). The stage in progress continues after its last saved epoch. Before the first unfinished stage builds
 its model, the RNG states are put back as they were when the state was saved, so the resumed run draws the same
 random numbers as an uninterrupted one: on a CPU its metrics are identical (tested), on a GPU equal within noise.
+The resumed process writes a new TensorBoard event file beside the first; the loss points the killed process logged
+after its last saved epoch stay in the first file, so TensorBoard may show that stretch of a curve twice.
 """
 
 from __future__ import annotations
