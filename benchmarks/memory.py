@@ -12,6 +12,8 @@ say little about the wrapper. What matters is the growth between 10k and 100k st
 steps (allocator warm-up, episode statistics) current RSS should stay flat, within a few MB of noise; a leak (terminal
 observations or tensors kept alive per step, a growing buffer) shows as current RSS rising with the steps, reported as
 KB per 1,000 environment steps. A peak well above the current RSS points to transient spikes rather than a leak.
+``--python-heap`` also traces Python's allocations (``tracemalloc``, several times slower): RSS growing while the
+traced Python heap stays flat means native memory (the C allocator, torch), not Python objects kept alive.
 
     python benchmarks/memory.py                                   # 10k and 100k env steps
     python benchmarks/memory.py --steps 10000 100000 1000000 --out runs/benchmarks/memory_1m.json
@@ -20,12 +22,14 @@ KB per 1,000 environment steps. A peak well above the current RSS points to tran
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
 import resource
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +65,7 @@ def measure(
     dtype: str = "float32",
     union: str = "stack",
     seed: int = 0,
+    python_heap: bool = False,
 ) -> list[dict[str, Any]]:
     """Step the batched wrapper to each checkpoint of total environment steps; one row of memory per checkpoint.
 
@@ -77,12 +82,17 @@ def measure(
     def row(target: int, steps: int, seconds: float, new_steps: int) -> dict[str, Any]:
         r = {"target": target, "env_steps": steps, "rss_mb": rss_mb(), "peak_rss_mb": peak_rss_mb()}
         r["steps_per_s"] = new_steps / seconds if seconds > 0 else None
+        if python_heap:
+            gc.collect()
+            r["python_heap_mb"] = tracemalloc.get_traced_memory()[0] / 2**20
         if cuda:
             r["cuda_mb"] = torch.cuda.memory_allocated() / 2**20
             r["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
         return r
 
     venv.step(rng.integers(0, n_actions, n_envs))  # first step: lazy allocations
+    if python_heap:
+        tracemalloc.start()
     steps = n_envs
     rows = [row(0, steps, 0.0, 0)]
     print(_format(rows[-1]), flush=True)
@@ -94,6 +104,8 @@ def measure(
         rows.append(row(target, steps, time.perf_counter() - t0, steps - start))
         print(_format(rows[-1]), flush=True)
     venv.close()
+    if python_heap:
+        tracemalloc.stop()
     return rows
 
 
@@ -102,6 +114,8 @@ def _format(r: dict[str, Any]) -> str:
     line = f"{r['env_steps']:>12,} {r['rss_mb']:>10.1f} {r['peak_rss_mb']:>10.1f} {rate}"
     if "cuda_mb" in r:
         line += f" {r['cuda_mb']:>9.1f} {r['cuda_peak_mb']:>9.1f}"
+    if "python_heap_mb" in r:
+        line += f" {r['python_heap_mb']:>11.2f}"
     return line
 
 
@@ -110,7 +124,10 @@ def growth(rows: list[dict[str, Any]], first: int, last: int) -> dict[str, float
     a, b = (next(r for r in rows if r["target"] == t) for t in (first, last))
     mb = b["rss_mb"] - a["rss_mb"]
     per_1k = mb * 1024 / max((b["env_steps"] - a["env_steps"]) / 1000, 1e-9)
-    return {"from_steps": a["env_steps"], "to_steps": b["env_steps"], "rss_growth_mb": mb, "kb_per_1k_steps": per_1k}
+    out = {"from_steps": a["env_steps"], "to_steps": b["env_steps"], "rss_growth_mb": mb, "kb_per_1k_steps": per_1k}
+    if "python_heap_mb" in a:
+        out["python_heap_growth_mb"] = b["python_heap_mb"] - a["python_heap_mb"]
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -120,14 +137,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="the regenerator's device")
     p.add_argument("--dtype", default="float32", choices=["float64", "float32"], help="the regenerator's precision")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
+    p.add_argument("--python-heap", action="store_true", help="also trace Python's heap (tracemalloc; slower)")
     p.add_argument("--out", default="runs/benchmarks/memory.json", help="JSON output (default: %(default)s)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"VecCommonSense over {args.n_envs} x {ENV_ID}, fast FSAE ({args.device}, {args.dtype}), random actions")
     header = f"{'env steps':>12} {'RSS MB':>10} {'peak MB':>10} {'steps/s':>10}"
-    print(header + (f" {'CUDA MB':>9} {'peak':>9}" if args.device == "cuda" else ""))
-    rows = measure(args.steps, args.n_envs, args.device, args.dtype)
+    header += f" {'CUDA MB':>9} {'peak':>9}" if args.device == "cuda" else ""
+    print(header + (f" {'Python MB':>11}" if args.python_heap else ""))
+    rows = measure(args.steps, args.n_envs, args.device, args.dtype, python_heap=args.python_heap)
     result = {
         "benchmark": "memory",
         "env_id": ENV_ID,
@@ -144,6 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
         g = result["growth"]
         print(f"current RSS growth {g['from_steps']:,} -> {g['to_steps']:,} env steps: {g['rss_growth_mb']:+.1f} MB "
               f"({g['kb_per_1k_steps']:+.1f} KB per 1,000 env steps)")  # fmt: skip
+        if "python_heap_growth_mb" in g:
+            print(f"traced Python heap growth over the same steps: {g['python_heap_growth_mb']:+.2f} MB")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
