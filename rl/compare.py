@@ -23,7 +23,7 @@ import csv
 import inspect
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -276,9 +276,10 @@ def compare(
     n_resamples: int = 2000,
     seed: int = 0,
     warn: Callable[[str], None] = print,
+    envs: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (env, condition) of the runs under ``logdir``; writes ``results.md``, ``results.csv`` and one
-    ``<env>.png`` per environment into ``out`` (default: ``logdir``).
+    """One row per (env, condition) of the runs under ``logdir`` (of ``envs`` only, when given); writes ``results.md``,
+    ``results.csv`` and one ``<env>.png`` per environment into ``out`` (default: ``logdir``).
 
     Row: the final evaluation reward as IQM over seeds with a 95% bootstrap CI; the AUC of ``curve`` (IQM and CI);
     the median over seeds of the steps to ``threshold`` (a number, or ``{env: number}``; inf for a seed that never
@@ -289,6 +290,12 @@ def compare(
     if not logdir.is_dir():
         raise FileNotFoundError(f"{logdir} is not a folder")
     runs = load_runs(logdir, warn)
+    if envs is not None:
+        unknown = sorted(set(envs) - {r.env for r in runs})
+        if unknown:
+            found = sorted({r.env for r in runs})
+            raise FileNotFoundError(f"no finished runs of {unknown} under {logdir} (there are {found})")
+        runs = [r for r in runs if r.env in envs]
     if not runs:
         raise FileNotFoundError(
             f"no finished runs with TensorBoard event files under {logdir} (<env>/<condition>/seed<N>)"

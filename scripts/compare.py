@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baseline", default=BASELINE, help="condition that P(improvement) compares with (%(default)s)")
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: %(default)s)")
+    p.add_argument("--envs", nargs="+", default=None, metavar="ENV", help="only these environments (e.g. DigitSum-v0)")
     return p.parse_args(argv)
 
 
@@ -62,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
     try:
-        rows = compare(args.logdir, args.out, threshold, args.curve, args.baseline, args.n_resamples, args.seed, warn)
+        rows = compare(
+            args.logdir, args.out, threshold, args.curve, args.baseline, args.n_resamples, args.seed, warn, args.envs
+        )
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -248,3 +248,11 @@ def test_cli(logdir, tmp_path, capsys):
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert script.main([str(tmp_path)]) == 2  # no runs
     assert "no finished runs" in capsys.readouterr().err
+    # --envs: only those environments' rows (and plots); an unknown one is one error line.
+    only = tmp_path / "only"
+    assert script.main([str(logdir), "--out", str(only), "--envs", "EnvB", "--n-resamples", "99"]) == 0
+    printed = capsys.readouterr().out
+    assert "| EnvB |" in printed and "| EnvA |" not in printed
+    assert sorted(p.name for p in only.glob("*.png")) == ["EnvB.png"]
+    assert script.main([str(logdir), "--envs", "EnvC"]) == 2
+    assert "no finished runs of ['EnvC']" in capsys.readouterr().err
