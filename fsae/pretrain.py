@@ -303,9 +303,13 @@ def pretrain(
         try:
             train(model, resume=start, on_epoch=lambda s: state.save_epoch(name, s))
         except FloatingPointError as e:
-            raise FloatingPointError(
-                f"{e}; last good state: {state.describe_last()} (--resume continues from it with the same config)"
-            ) from None
+            last = state.describe_last()
+            where = (
+                f"last good state: {last} (--resume continues from it with the same config)"
+                if last
+                else ("no epoch finished before it, so there is no state to resume from")
+            )
+            raise FloatingPointError(f"{e}; {where}") from None
         state.finish(name, model, gen)
         return model
 

@@ -98,11 +98,12 @@ class TrainingState:
         self.state["current"] = {"stage": None, "rng": rng_state(generator)}
         atomic_save(self.state, self.path)
 
-    def describe_last(self) -> str:
-        """Where a resumed run would continue, for error messages ('after epoch 3 of abstract')."""
+    def describe_last(self) -> str | None:
+        """Where a resumed run would continue, for error messages ('... (after epoch 3 of stage abstract)'); None
+        before the first epoch has finished."""
         current = self.state["current"]
         if current is None:
-            return "none yet (no epoch finished)"
+            return None
         if current.get("stage") is None:
             done = list(self.state["finished"])
             return f"{self.path} (after stage {done[-1]})" if done else str(self.path)
