@@ -304,11 +304,9 @@ def pretrain(
             train(model, resume=start, on_epoch=lambda s: state.save_epoch(name, s))
         except FloatingPointError as e:
             last = state.describe_last()
-            where = (
-                f"last good state: {last} (--resume continues from it with the same config)"
-                if last
-                else ("no epoch finished before it, so there is no state to resume from")
-            )
+            where = "no epoch finished before it, so there is no state to resume from"
+            if last:
+                where = f"last good state: {last} (--resume continues from it with the same config)"
             raise FloatingPointError(f"{e}; {where}") from None
         state.finish(name, model, gen)
         return model
