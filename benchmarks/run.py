@@ -108,7 +108,6 @@ def run(quick: bool, device: torch.device, sections: list[str], smoke: bool = Fa
             results["wrapper"]["peak_memory_mb"] = peak_memory_mb(device)
         if "ppo" in sections:
             results["ppo"] = wrapper_bench.measure_ppo(steps, repeats, n_envs=n_envs[0], device=device.type)
-            results["ppo"]["regen_dtype"] = "float32"  # measure_ppo's default, as the agents'
             results["ppo"]["peak_memory_mb"] = peak_memory_mb(device)
     return results
 
@@ -131,13 +130,9 @@ def print_table(r: dict) -> None:
             )
     for env_id, sps in r.get("env", {}).items():
         print(f"env        {env_id:<26} {sps:>12,.0f} steps/s")
-    for dtype, w in r.get("wrapper", {}).items():
-        if dtype == "cost_per_vector_step":
-            print(f"wrapper    cost per vector step ({w['n_envs']} envs, float32) {w['wrapper_ms']:.2f} ms, policy "
-                  f"forward+backward on the same batch {w['policy_fwd_bwd_ms']:.2f} ms: ratio "
-                  f"{w['wrapper_over_policy']:.2f}")  # fmt: skip
-        if dtype in ("peak_memory_mb", "cost_per_vector_step"):
-            continue
+    wrapper = r.get("wrapper", {})
+    for dtype in ("float32", "float64"):
+        w = wrapper.get(dtype, {})
         for n in sorted({int(k.split("/")[0][1:]) for k in w}):
             if f"n{n}/raw_steps_per_s" in w:
                 rates = "  ".join(f"{c} {w[f'n{n}/{c}_steps_per_s']:>9,.0f}" for c in ("raw", "per_env", "batched"))
@@ -145,6 +140,11 @@ def print_table(r: dict) -> None:
                     f"wrapper    {dtype:<7} n_envs {n:>3}  steps/s: {rates}  batched/per-env "
                     f"{w[f'n{n}/batched_over_per_env']:.2f}x  batched/raw {w[f'n{n}/batched_over_raw']:.2f}x"
                 )
+    if "cost_per_vector_step" in wrapper:
+        c = wrapper["cost_per_vector_step"]
+        print(f"wrapper    cost per vector step ({c['n_envs']} envs, float32) {c['wrapper_ms']:.2f} ms, policy "
+              f"forward+backward on the same batch {c['policy_fwd_bwd_ms']:.2f} ms: ratio "
+              f"{c['wrapper_over_policy']:.2f}")  # fmt: skip
     if "ppo" in r:
         q = r["ppo"]
         print(

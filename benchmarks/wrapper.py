@@ -115,6 +115,13 @@ def measure_wrapper(
     return out
 
 
+def _ppo(n_envs: int, regen: Regenerator | None, device: str, union: str = "stack") -> PPO:
+    """PPO with the DigitBandit config's policy and hyperparameters on ``n_envs`` envs, wrapped by ``regen`` if any."""
+    cfg = load_config(AgentConfig, AGENT_CONFIG, [f"n_envs={n_envs}", f"union={union}", "condition=fsae"])
+    venv = make_vec_env_for(cfg, regen, n_envs, 0, {})
+    return PPO("CnnPolicy", venv, policy_kwargs=policy_kwargs(cfg), seed=0, device=device, **cfg.hyperparams)
+
+
 def measure_ppo(
     steps: int = 8192,
     repeats: int = 3,
@@ -123,22 +130,18 @@ def measure_ppo(
     device: str = "cpu",
     union: str = "stack",
     dtype: str = "float32",
-) -> dict[str, float]:
+) -> dict[str, float | str]:
     """PPO training steps/s on DigitBandit (the shipped config's hyperparameters): raw vs FSAE-augmented.
 
     Each repeat runs ``learn(steps)`` on the same model again (setup and the first, warm-up call not timed).
 
     Returns:
-        ``{"ppo/raw_steps_per_s", "ppo/augmented_steps_per_s", "ppo/augmented_over_raw"}``.
+        ``{"ppo/raw_steps_per_s", "ppo/augmented_steps_per_s", "ppo/augmented_over_raw", "regen_dtype"}``.
     """
-    cfg = load_config(AgentConfig, AGENT_CONFIG, [f"n_envs={n_envs}", f"union={union}", "condition=fsae"])
-    hp = dict(cfg.hyperparams)
     regen = Regenerator(fast_fsae(checkpoint), device, dtype=dtype)
-    models = {}
-    for name, r in (("raw", None), ("augmented", regen)):
-        venv = make_vec_env_for(cfg, r, n_envs, 0, {})
-        models[name] = PPO("CnnPolicy", venv, policy_kwargs=policy_kwargs(cfg), seed=0, device=device, **hp)
-        models[name].learn(hp["n_steps"] * n_envs)  # warm-up: one rollout and update
+    models = {name: _ppo(n_envs, r, device, union) for name, r in (("raw", None), ("augmented", regen))}
+    for model in models.values():
+        model.learn(model.n_steps * n_envs)  # warm-up: one rollout and update
     times: dict[str, list[float]] = {k: [] for k in models}
     for _ in range(repeats):
         for k, model in models.items():
@@ -152,6 +155,7 @@ def measure_ppo(
         "ppo/raw_steps_per_s": rates["raw"],
         "ppo/augmented_steps_per_s": rates["augmented"],
         "ppo/augmented_over_raw": rates["augmented"] / rates["raw"],
+        "regen_dtype": dtype,
     }
 
 
@@ -161,10 +165,8 @@ def measure_policy_cost(n_envs: int = 8, repeats: int = 5, device: str = "cpu", 
 
     Returns ``{f"n{n_envs}/policy_fwd_bwd_ms": median over repeats of the mean over ``calls`` calls}``.
     """
-    cfg = load_config(AgentConfig, AGENT_CONFIG, [f"n_envs={n_envs}", "condition=copy"])  # 2 channels, as augmented
-    venv = make_vec_env_for(cfg, Regenerator(None), n_envs, 0, {})
-    model = PPO("CnnPolicy", venv, policy_kwargs=policy_kwargs(cfg), seed=0, device=device, **cfg.hyperparams)
-    policy = model.policy
+    model = _ppo(n_envs, Regenerator(None), device)  # the identity stacked on the raw image: 2 channels, as augmented
+    venv, policy = model.get_env(), model.policy
     policy.set_training_mode(True)
     obs, _ = policy.obs_to_tensor(venv.reset())
     actions = torch.zeros(n_envs, dtype=torch.long, device=policy.device)

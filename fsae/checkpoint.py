@@ -3,6 +3,7 @@
 Contents:
     CheckpointError -- one-line error for a missing, truncated, foreign or unsafe file.
     atomic_save     -- ``torch.save`` to a temporary file in the same folder, then ``os.replace``.
+    atomic_write_json -- the same for a JSON file (``metrics.json``, a sweep's ``done.json``).
     safe_load       -- ``torch.load(weights_only=True)`` with clear errors.
     sha256_file     -- a file's SHA-256, recorded by runs that depend on a checkpoint (from ``fsae.provenance``).
     save_fsae, load_fsae -- an FSAE as {format, config, state_dict, meta}; loading rebuilds it from the config alone,
@@ -15,6 +16,7 @@ refused before any of its code runs.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import struct
@@ -29,7 +31,7 @@ from fsae.config import ConfigError, from_dict, to_dict
 from fsae.model import FSAE, FSAEConfig
 from fsae.provenance import check_file, sha256_file
 
-__all__ = ["CheckpointError", "atomic_save", "load_fsae", "safe_load", "save_fsae", "sha256_file"]
+__all__ = ["CheckpointError", "atomic_save", "atomic_write_json", "load_fsae", "safe_load", "save_fsae", "sha256_file"]
 
 FSAE_FORMAT = "fsae-rl/fsae"
 FORMAT_VERSION = 1
@@ -53,6 +55,15 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_write_json(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as indented JSON so that a reader sees the old file or the whole new one, never a part."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
     return path
 
 

@@ -4,7 +4,7 @@
 Contents:
     config_parser   -- an ``ArgumentParser`` with --config, --set, --out, --seed and --device; scripts add their own.
     load_pretrain_config -- the ``PretrainConfig`` those options describe (``ConfigError`` on a bad key or value).
-    default_run_dir -- runs/<kind>/<name>__<seed>__<unix time>.
+    run_dir         -- --out, else runs/<kind>/<name>__<seed>__<unix time>.
     print_metrics   -- a metrics dict as aligned ``key  value`` lines.
     run_experiment  -- the whole ``main`` of an experiment script: parse, build the config and options, run, report;
                        a bad config or option is one ``error:`` line and exit status 2, a failed run (data, checkpoint,
@@ -39,6 +39,7 @@ def config_parser(doc: str, kind: str, default_config: str = "mnist_fast.yaml") 
     p.add_argument("--out", default=None, help=f"run folder (default: runs/{kind}/<name>__<seed>__<unix time>)")
     p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="overrides the config's device")
+    p.set_defaults(run_kind=kind)  # read back by run_dir
     return p
 
 
@@ -48,8 +49,9 @@ def load_pretrain_config(args: argparse.Namespace) -> PretrainConfig:
     return load_config(PretrainConfig, args.config, [*args.set, *flags])
 
 
-def default_run_dir(kind: str, cfg: PretrainConfig) -> Path:
-    return Path("runs") / kind / f"{cfg.name}__{cfg.seed}__{int(time.time())}"
+def run_dir(args: argparse.Namespace, cfg: PretrainConfig) -> Path:
+    """--out, else runs/<kind>/<name>__<seed>__<unix time> with the kind ``config_parser`` was given."""
+    return Path(args.out) if args.out else Path("runs") / args.run_kind / f"{cfg.name}__{cfg.seed}__{int(time.time())}"
 
 
 def print_metrics(metrics: dict[str, Any], fmt: str = ".6g", keep: Callable[[str], bool] = lambda k: True) -> None:
@@ -67,7 +69,6 @@ def error(e: BaseException | str, code: int) -> int:
 
 def run_experiment(
     parser: argparse.ArgumentParser,
-    kind: str,
     options: Callable[[argparse.Namespace], Any],
     run: Callable[[PretrainConfig, Path, Any, str], dict[str, Any]],
     argv: list[str] | None = None,
@@ -82,7 +83,7 @@ def run_experiment(
         opts = options(args)
     except USAGE_ERRORS as e:
         return error(e, 2)
-    out = Path(args.out) if args.out else default_run_dir(kind, cfg)
+    out = run_dir(args, cfg)
     try:
         metrics = run(cfg, out, opts, shlex.join([sys.executable, *sys.argv]))
     except RUN_ERRORS as e:

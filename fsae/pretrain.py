@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from fsae import train as T
-from fsae.checkpoint import CheckpointError, save_fsae
+from fsae.checkpoint import CheckpointError, atomic_write_json, save_fsae
 from fsae.config import to_dict
 from fsae.data import load_mnist, load_task_data, to_float_images
 from fsae.model import FSAE, FSAEConfig
@@ -424,8 +423,6 @@ def pretrain(
         if isinstance(val, float):
             writer.add_scalar(f"final/{k}", val, 0)
     writer.close()
-    tmp = run_dir / ".metrics.json.tmp"  # atomically: a run with metrics.json is finished
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    tmp.replace(run_dir / "metrics.json")
+    atomic_write_json(run_dir / "metrics.json", metrics)  # a run with metrics.json is finished
     state.remove()  # the run is complete: everything it would resume is on disk
     return metrics

@@ -85,7 +85,7 @@ class TrainingState:
         if self._restore_pending:
             set_rng_state(current["rng"], generator)
             self._restore_pending = False
-        return current if current is not None and current.get("stage") == stage else None
+        return current if current is not None and current["stage"] == stage else None
 
     def save_epoch(self, stage: str, fit_state: dict[str, Any]) -> None:
         """After each epoch: the stage in progress (``fsae.train`` ``on_epoch`` dict), written atomically."""
@@ -104,9 +104,8 @@ class TrainingState:
         current = self.state["current"]
         if current is None:
             return None
-        if current.get("stage") is None:
-            done = list(self.state["finished"])
-            return f"{self.path} (after stage {done[-1]})" if done else str(self.path)
+        if current["stage"] is None:  # saved by ``finish``: at least one stage has finished
+            return f"{self.path} (after stage {list(self.state['finished'])[-1]})"
         return f"{self.path} (after epoch {len(current['history'])} of stage {current['stage']})"
 
     def remove(self) -> None:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from fsae.checkpoint import atomic_write_json
 from fsae.config import ConfigError, apply_overrides, from_dict, load_config, load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,12 +235,6 @@ def is_finished(run: Run) -> bool:
     return run_finished(run.run_dir)
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)  # a reader sees the old file or the whole new one
-
-
 @contextlib.contextmanager
 def _lock(logdirs: set[Path]) -> Iterator[None]:
     """Hold ``<logdir>/.sweep.lock`` for each logdir; a second sweep on the same logdir is refused."""
@@ -284,7 +279,7 @@ def _finish(run: Run, returncode: int, seconds: float) -> None:
     if returncode == 0:
         marker = {"returncode": 0, "seconds": round(seconds, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         marker |= {"host": socket.gethostname(), "command": run.command}
-        _write_json_atomic(run.run_dir / DONE_MARKER, marker)
+        atomic_write_json(run.run_dir / DONE_MARKER, marker)
 
 
 def execute(run: Run, threads: int = 1, on_start: Callable[[subprocess.Popen], None] | None = None) -> int:

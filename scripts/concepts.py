@@ -32,7 +32,7 @@ def options(args) -> ConceptOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_experiment(parser, "concepts", options, run_concepts, argv, fmt=".4f")
+    return run_experiment(parser, options, run_concepts, argv, fmt=".4f")
 
 
 if __name__ == "__main__":

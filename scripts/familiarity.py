@@ -21,7 +21,6 @@ parser.add_argument("--seen", type=int, nargs="+", default=[0, 1, 2, 3, 4], help
 def main(argv: list[str] | None = None) -> int:
     return run_experiment(
         parser,
-        "familiarity",
         lambda args: FamiliarityOptions(seen=args.seen),
         run_familiarity,
         argv,

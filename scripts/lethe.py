@@ -32,7 +32,7 @@ def options(args) -> LetheOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_experiment(parser, "lethe", options, run_lethe, argv)
+    return run_experiment(parser, options, run_lethe, argv)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import shlex
 import sys
-from pathlib import Path
 
 from fsae.checkpoint import CheckpointError
-from fsae.cli import config_parser, default_run_dir, error, load_pretrain_config, print_metrics
+from fsae.cli import config_parser, error, load_pretrain_config, print_metrics, run_dir
 from fsae.config import ConfigError
 from fsae.data import DatasetError
 from fsae.pretrain import pretrain
@@ -31,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return error(e, 2)
     if args.resume and not args.out:
         return error("--resume needs --out RUN_DIR, the folder of the run to continue", 2)
-    out = Path(args.out) if args.out else default_run_dir("pretrain", cfg)
+    out = run_dir(args, cfg)
     try:
         metrics = pretrain(cfg, out, command=shlex.join([sys.executable, *sys.argv]), resume=args.resume)
     except (ConfigError, CheckpointError) as e:  # a config or a run folder that cannot be used

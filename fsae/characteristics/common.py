@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,14 +14,27 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from fsae import train as T
+from fsae.checkpoint import atomic_write_json
+from fsae.config import to_dict
 from fsae.model import FSAE
-from fsae.pretrain import PretrainConfig, variant_config
+from fsae.pretrain import PretrainConfig, load_dataset, start_run, variant_config
 from fsae.provenance import write_run_info
 
 Log = Callable[[str, float, int], None]
 
 # --------------------------------------------------------------------------------------------------------------------
 # Shared pieces of the runs
+
+
+def start_class_run(
+    cfg: PretrainConfig, run_dir: Path, command: str | None, options: Any, what: str
+) -> tuple[torch.device, torch.Generator, SummaryWriter, tuple[torch.Tensor, ...]]:
+    """``start_run`` for an experiment on class labels (familiarity, lethe): refuses other heads and targets, then
+    returns the device, the generator, the writer and (x_train, y_train, x_test, y_test) on the device."""
+    assert cfg.model.head == "softmax" and cfg.data.target == "class", f"{what} needs a class (softmax) config"
+    device, gen, writer = start_run(cfg, run_dir, command, to_dict(options))
+    data = tuple(t.to(device) for t in load_dataset(cfg.data, cfg.seed))
+    return device, gen, writer, data
 
 
 def select_classes(x: torch.Tensor, y: torch.Tensor, classes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,7 +85,7 @@ def finish_run(
         if isinstance(v, float):
             writer.add_scalar(f"final/{k}", v, 0)
     writer.close()
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics
 
 

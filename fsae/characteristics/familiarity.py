@@ -12,10 +12,9 @@ from typing import Any
 import torch
 
 from fsae import train as T
-from fsae.characteristics.common import finish_run, pyplot, select_classes, train_variants
-from fsae.config import to_dict
+from fsae.characteristics.common import finish_run, pyplot, select_classes, start_class_run, train_variants
 from fsae.model import FSAE
-from fsae.pretrain import PretrainConfig, baseline_config, load_dataset, start_run
+from fsae.pretrain import PretrainConfig, baseline_config
 
 # --------------------------------------------------------------------------------------------------------------------
 # Scores
@@ -100,10 +99,10 @@ def run_familiarity(
     Keys: ``familiarity/<detector>/auc_<kind>``, ``.../seen_mean_<kind>``, ``.../unseen_mean_<kind>``.
     """
     opts = options or FamiliarityOptions()
-    assert cfg.model.head == "softmax" and cfg.data.target == "class", "familiarity needs a class (softmax) config"
     t_start, run_dir = time.time(), Path(run_dir)
-    device, gen, writer = start_run(cfg, run_dir, command, to_dict(opts))
-    x_train, y_train, x_test, y_test = (t.to(device) for t in load_dataset(cfg.data, cfg.seed))
+    device, gen, writer, (x_train, y_train, x_test, y_test) = start_class_run(
+        cfg, run_dir, command, opts, "familiarity"
+    )
     x_seen, y_seen = select_classes(x_train, y_train, opts.seen)
     is_seen = torch.isin(y_test, torch.tensor(opts.seen, device=device))
     assert is_seen.any() and (~is_seen).any(), "the test set needs both seen and unseen classes"

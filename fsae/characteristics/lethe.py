@@ -16,10 +16,9 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 
 from fsae import train as T
-from fsae.characteristics.common import Log, finish_run, pyplot, select_classes, train_variants
-from fsae.config import to_dict
+from fsae.characteristics.common import Log, finish_run, pyplot, select_classes, start_class_run, train_variants
 from fsae.model import FSAE
-from fsae.pretrain import PretrainConfig, load_dataset, start_run
+from fsae.pretrain import PretrainConfig
 
 # --------------------------------------------------------------------------------------------------------------------
 # Lethe: forgetting under sequential training
@@ -117,10 +116,8 @@ def run_lethe(
     (old-MSE rise with replay / without). Writes ``lethe.png`` and TensorBoard runs ``<variant>_<condition>/``.
     """
     opts = options or LetheOptions()
-    assert cfg.model.head == "softmax" and cfg.data.target == "class", "lethe needs a class (softmax) config"
     t_start, run_dir = time.time(), Path(run_dir)
-    device, gen, writer = start_run(cfg, run_dir, command, to_dict(opts))
-    x_train, y_train, x_test, y_test = (t.to(device) for t in load_dataset(cfg.data, cfg.seed))
+    device, gen, writer, (x_train, y_train, x_test, y_test) = start_class_run(cfg, run_dir, command, opts, "lethe")
     x_old, _ = select_classes(x_train, y_train, opts.old)
     x_new, _ = select_classes(x_train, y_train, opts.new)
     n_eval = opts.eval_size or len(x_test)

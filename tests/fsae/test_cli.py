@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from fsae.cli import config_parser, load_pretrain_config, run_experiment
+from fsae.cli import config_parser, load_pretrain_config, run_dir, run_experiment
 from fsae.data import DatasetError
 
 
@@ -11,6 +11,7 @@ def test_flags_override_set_and_file():
     cfg = load_pretrain_config(args)
     assert cfg.seed == 7 and cfg.train.batch_size == 64 and cfg.name == "mnist_fast"  # the default config file
     assert load_pretrain_config(config_parser("doc", "x").parse_args(["--device", "cpu"])).device == "cpu"
+    assert run_dir(args, cfg).parts[:2] == ("runs", "x") and run_dir(args, cfg).name.startswith("mnist_fast__7__")
 
 
 def test_run_experiment_statuses(tmp_path, capsys):
@@ -22,7 +23,7 @@ def test_run_experiment_statuses(tmp_path, capsys):
         return {"metric/a": 0.5, "label": "round"}
 
     argv = ["--out", str(tmp_path / "r"), "--seed", "3"]
-    assert run_experiment(parser, "x", lambda a: "opts", run, argv) == 0
+    assert run_experiment(parser, lambda a: "opts", run, argv) == 0
     out = capsys.readouterr().out
     assert "metric/a  0.5" in out and "label     round" in out and f"run folder: {tmp_path / 'r'}" in out
     assert seen["cfg"].seed == 3 and seen["out"] == Path(tmp_path / "r") and seen["opts"] == "opts"
@@ -30,13 +31,13 @@ def test_run_experiment_statuses(tmp_path, capsys):
     def bad_options(args):
         raise ValueError("--pairs takes left,right digit pairs")
 
-    assert run_experiment(parser, "x", bad_options, run, argv) == 2
+    assert run_experiment(parser, bad_options, run, argv) == 2
     assert capsys.readouterr().err == "error: --pairs takes left,right digit pairs\n"
-    assert run_experiment(parser, "x", lambda a: None, run, ["--set", "sed=1"]) == 2
+    assert run_experiment(parser, lambda a: None, run, ["--set", "sed=1"]) == 2
     assert "did you mean 'seed'" in capsys.readouterr().err
 
     def no_data(cfg, out, opts, command):
         raise DatasetError("MNIST not found in /nowhere")
 
-    assert run_experiment(parser, "x", lambda a: None, no_data, argv) == 1
+    assert run_experiment(parser, lambda a: None, no_data, argv) == 1
     assert capsys.readouterr().err == "error: MNIST not found in /nowhere\n"
