@@ -37,6 +37,7 @@ from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from torch import nn
 
@@ -87,6 +88,9 @@ class AgentConfig:
     """Features extractor and heads (``CnnPolicy`` with ``SmallCNN``, ``normalize_images=True``)."""
     hyperparams: dict[str, bool | int | float | str] = field(default_factory=dict)
     """Passed to the algorithm's constructor (e.g. learning_rate, n_steps, gamma); checked against its signature."""
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    """'linear' decays the learning rate (``hyperparams.learning_rate`` or the algorithm's default) linearly to 0 over
+    ``total_steps``, as rl-zoo3's ``lin_<lr>``; the run folder's label gets '-lin'."""
     total_steps: int = 50_000
     """Environment steps, summed over all training environments."""
     n_envs: int = 8
@@ -191,8 +195,8 @@ def make_vec_env_for(
 
 
 def condition_label(cfg: AgentConfig, regen: Regenerator | None) -> str:
-    """Folder name of the condition: 'none', 'copy', 'autoencoder', 'fsae-<variant>'; '-<union>', '-fb<T>' appended
-    when not the defaults, so that variants and settings never share (and overwrite) a folder."""
+    """Folder name of the condition: 'none', 'copy', 'autoencoder', 'fsae-<variant>'; '-<union>', '-fb<T>', '-lin'
+    appended when not the defaults, so that variants and settings never share (and overwrite) a folder."""
     if cfg.run_name:
         return cfg.run_name
     label = cfg.condition
@@ -203,6 +207,8 @@ def condition_label(cfg: AgentConfig, regen: Regenerator | None) -> str:
         label += f"-{cfg.union}"
     if cfg.condition in ("fsae", "autoencoder") and cfg.feedback_steps:
         label += f"-fb{cfg.feedback_steps}"
+    if cfg.lr_schedule != "constant":
+        label += "-lin"
     return label
 
 
@@ -225,13 +231,28 @@ def policy_kwargs(cfg: AgentConfig) -> dict[str, Any]:
 
 
 def check_hyperparams(cfg: AgentConfig) -> None:
-    """Refuse hyperparameters the algorithm's constructor does not take, or that ``train_agent`` sets itself."""
+    """Refuse hyperparameters the algorithm's constructor does not take, or that ``train_agent`` sets itself (and a
+    'linear' ``lr_schedule`` without a numeric learning rate)."""
     valid = set(inspect.signature(ALGOS[cfg.algo].__init__).parameters) - _RESERVED - {"self"}
     for key in cfg.hyperparams:
         if key in _RESERVED:
             raise ConfigError(f"hyperparams.{key} is set by train_agent; use the config's own field instead")
         if key not in valid:
             raise ConfigError(f"unknown {cfg.algo.upper()} hyperparameter '{key}'; valid: {sorted(valid)}")
+    algo_kwargs(cfg)  # a linear schedule needs a numeric learning rate
+
+
+def algo_kwargs(cfg: AgentConfig) -> dict[str, Any]:
+    """``cfg.hyperparams`` for the algorithm's constructor, with the learning rate as a schedule when
+    ``lr_schedule`` is 'linear' (SB3 calls it with the remaining progress, 1 at the start and 0 at the end)."""
+    kwargs: dict[str, Any] = dict(cfg.hyperparams)
+    if cfg.lr_schedule == "linear":
+        default = inspect.signature(ALGOS[cfg.algo].__init__).parameters["learning_rate"].default
+        lr = kwargs.get("learning_rate", default)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            raise ConfigError(f"lr_schedule 'linear' needs a numeric hyperparams.learning_rate, got {lr!r}")
+        kwargs["learning_rate"] = LinearSchedule(float(lr), 0.0, 1.0)
+    return kwargs
 
 
 class SplitEvalCallback(EvalCallback):
@@ -327,7 +348,7 @@ def train_agent(cfg: AgentConfig, command: str | None = None, resume: bool = Fal
                 seed=cfg.seed,
                 device=device,
                 verbose=cfg.verbose,
-                **cfg.hyperparams,
+                **algo_kwargs(cfg),
             )
         except (ValueError, TypeError, AssertionError) as e:
             venv.close()

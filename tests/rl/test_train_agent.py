@@ -160,6 +160,22 @@ def test_other_algorithms_and_conditions(tmp_path, ckpts, algo, condition):
     assert 0.0 <= metrics["final_eval/mean_reward"] <= 8.0  # 8-step episodes, reward 0 or 1 per step
 
 
+def test_linear_lr_schedule_decays_to_zero(tmp_path):
+    """lr_schedule 'linear': the learning rate of each PPO update is lr x the remaining progress, the folder '-lin'."""
+    cfg = tiny_config(tmp_path, lr_schedule="linear")  # 2 envs x 64 steps: updates at 128 and 256 of 256 steps
+    lr = cfg.hyperparams["learning_rate"]
+    metrics = train_agent(cfg)
+    run = Path(metrics["run_dir"])
+    assert run == tmp_path / "DigitBandit-v0" / "none-lin" / "seed0"
+    with (run / "progress.csv").open() as f:
+        logged = [float(r["train/learning_rate"]) for r in csv.DictReader(f) if r.get("train/learning_rate")]
+    assert logged == pytest.approx([lr / 2, 0.0])
+    model = PPO.load(run / "final_model.zip", device="cpu")
+    assert model.lr_schedule(1.0) == pytest.approx(lr) and model.lr_schedule(0.25) == pytest.approx(lr / 4)
+    with pytest.raises(ConfigError, match="numeric hyperparams.learning_rate"):
+        rl.agent.check_hyperparams(tiny_config(tmp_path, lr_schedule="linear", hyperparams={"learning_rate": "fast"}))
+
+
 def test_occupied_run_folder_is_refused(tmp_path):
     cfg = tiny_config(tmp_path)
     run = run_dir_for(cfg, None)
