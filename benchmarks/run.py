@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from env_steps import measure_env_steps  # noqa: E402
 from fsae_speed import measure_inference, measure_pretrain, peak_memory_mb  # noqa: E402
 
-from fsae.config import load_config  # noqa: E402
+from fsae.config import ConfigError, load_config  # noqa: E402
 from fsae.data import DatasetError  # noqa: E402
 from fsae.pretrain import PretrainConfig  # noqa: E402
 from fsae.train import resolve_device  # noqa: E402
@@ -167,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
     try:
+        device = resolve_device(args.device)
         results = run(args.quick, device, args.only, smoke=args.smoke)
-    except DatasetError as e:  # the environments need MNIST: one line, not a traceback
+    except (ConfigError, DatasetError) as e:  # no GPU for --device cuda; no MNIST: one line, not a traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
     print_table(results)

@@ -2,8 +2,9 @@
 
 Contents:
     CheckpointError -- one-line error for a missing, truncated, foreign or unsafe file.
-    atomic_save     -- ``torch.save`` to a temporary file in the same folder, then ``os.replace``.
-    atomic_write_json -- the same for a JSON file (``metrics.json``, a sweep's ``done.json``).
+    atomic_write    -- write a file through a temporary one in the same folder, fsync, then ``os.replace``.
+    atomic_save     -- ``torch.save`` that way.
+    atomic_write_json -- a JSON file that way (``metrics.json``, a sweep's ``done.json``).
     safe_load       -- ``torch.load(weights_only=True)`` with clear errors.
     sha256_file     -- a file's SHA-256, recorded by runs that depend on a checkpoint (from ``fsae.provenance``).
     save_fsae, load_fsae -- an FSAE as {format, config, state_dict, meta}; loading rebuilds it from the config alone,
@@ -22,8 +23,9 @@ import pickle
 import struct
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -31,7 +33,16 @@ from fsae.config import ConfigError, from_dict, to_dict
 from fsae.model import FSAE, FSAEConfig
 from fsae.provenance import check_file, sha256_file
 
-__all__ = ["CheckpointError", "atomic_save", "atomic_write_json", "load_fsae", "safe_load", "save_fsae", "sha256_file"]
+__all__ = [
+    "CheckpointError",
+    "atomic_save",
+    "atomic_write",
+    "atomic_write_json",
+    "load_fsae",
+    "safe_load",
+    "save_fsae",
+    "sha256_file",
+]
 
 FSAE_FORMAT = "fsae-rl/fsae"
 FORMAT_VERSION = 1
@@ -41,14 +52,15 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be used; the message says which file, why, and what to do."""
 
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """Save ``obj`` with ``torch.save`` so that ``path`` is always either the old file or the complete new one."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """Call ``write(f)`` on a temporary file beside ``path``, sync it and rename it onto ``path``: a reader (or a
+    run killed mid-write) sees the old file or the complete new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -58,13 +70,14 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return path
 
 
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path``, atomically (see ``atomic_write``)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
 def atomic_write_json(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as indented JSON so that a reader sees the old file or the whole new one, never a part."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    """``data`` as indented JSON in ``path``, atomically (see ``atomic_write``)."""
+    return atomic_write(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
 
 
 def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

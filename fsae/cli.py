@@ -7,8 +7,8 @@ Contents:
     run_dir         -- --out, else runs/<kind>/<name>__<seed>__<unix time>.
     print_metrics   -- a metrics dict as aligned ``key  value`` lines.
     run_experiment  -- the whole ``main`` of an experiment script: parse, build the config and options, run, report;
-                       a bad config or option is one ``error:`` line and exit status 2, a failed run (data, checkpoint,
-                       non-finite loss) one line and exit status 1.
+                       a bad config, option, checkpoint or run folder is one ``error:`` line and exit status 2, a
+                       failed run (data, non-finite loss) one line and exit status 1.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from fsae.pretrain import PretrainConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "pretrain"
 USAGE_ERRORS = (ConfigError, AssertionError, ValueError)  # exit 2: the config or the options
-RUN_ERRORS = (DatasetError, ConfigError, CheckpointError, FloatingPointError, ValueError)  # exit 1: the run failed
+UNUSABLE = (ConfigError, CheckpointError)  # exit 2 also when the run finds them: a config or run folder it cannot use
+RUN_ERRORS = (DatasetError, FloatingPointError, ValueError)  # exit 1: the run failed (data, non-finite loss)
 
 
 def config_parser(doc: str, kind: str, default_config: str = "mnist_fast.yaml") -> argparse.ArgumentParser:
@@ -86,6 +87,8 @@ def run_experiment(
     out = run_dir(args, cfg)
     try:
         metrics = run(cfg, out, opts, shlex.join([sys.executable, *sys.argv]))
+    except UNUSABLE as e:
+        return error(e, 2)
     except RUN_ERRORS as e:
         return error(e, 1)
     print_metrics(metrics, fmt, keep)

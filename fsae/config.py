@@ -14,6 +14,7 @@ instead of being silently ignored six hours into a run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import types
@@ -55,12 +56,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        errors = []
         for option in get_args(tp):
-            try:
+            with contextlib.suppress(ConfigError):
                 return _coerce(value, option, where)
-            except ConfigError as e:
-                errors.append(str(e))
         raise ConfigError(f"{where}: {value!r} fits none of {_type_name(tp)}")
     if tp is type(None):
         if value is None:
@@ -162,7 +160,11 @@ def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str,
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key=value (e.g. train.lr=0.001)")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            reason = str(e).splitlines()[0]
+            raise ConfigError(f"override '{item}': the value is not valid YAML ({reason}); quote or fix it") from None
         node = d
         parts = key.strip().split(".")
         for p in parts[:-1]:

@@ -31,11 +31,11 @@ from torch.utils.tensorboard import SummaryWriter
 
 from fsae import train as T
 from fsae.checkpoint import CheckpointError, atomic_write_json, save_fsae
-from fsae.config import to_dict
+from fsae.config import ConfigError, to_dict
 from fsae.data import load_mnist, load_task_data, to_float_images
 from fsae.model import FSAE, FSAEConfig
 from fsae.provenance import write_run_info
-from fsae.resume import TrainingState
+from fsae.resume import STATE_FILE, TrainingState
 
 TARGETS = ("class", "attributes", "center_of_mass")
 
@@ -122,6 +122,11 @@ class PretrainConfig:
         assert all(t >= 0 for t in self.feedback_steps), "feedback_steps must be >= 0"
         assert self.feedback_gain > 0, f"feedback_gain must be > 0, got {self.feedback_gain}"
         assert self.torch_threads >= 0, f"torch_threads must be >= 0, got {self.torch_threads}"
+        m = self.model  # each variant sets these itself: a value here would be silently ignored
+        assert not m.round and m.jumps in ([], "none") and m.feedback_steps == 0 and m.feedback_gain == 1.0, (
+            "model.round, model.jumps, model.feedback_steps and model.feedback_gain are set per variant; use "
+            "variants[].round / variants[].jumps, and the top-level feedback_steps / feedback_gain"
+        )
         for v in self.variants:  # a bad variant (e.g. jumps: foo) fails here, not after the abstract phase
             try:
                 variant_config(self.model, v, self.feedback_gain)
@@ -281,6 +286,12 @@ def pretrain(
     run_dir = Path(run_dir)
     if resume and (run_dir / "metrics.json").is_file():
         raise CheckpointError(f"{run_dir} holds a finished run (metrics.json); nothing to resume")
+    held = [f for f in ("metrics.json", STATE_FILE) if (run_dir / f).is_file()]
+    if held and not resume:
+        raise CheckpointError(
+            f"{run_dir} already holds a run ({', '.join(held)}); add --resume to continue an unfinished one, "
+            "or choose another --out"
+        )
     state = TrainingState(run_dir, to_dict(cfg), resume)  # refuses a folder that holds another run's state
     if resume:  # keep the first command, add this one
         previous = (run_dir / "command.txt").read_text() if (run_dir / "command.txt").is_file() else ""
@@ -311,10 +322,11 @@ def pretrain(
         return model
 
     x_train, y_train, x_test, y_test = (t.to(device) for t in load_dataset(cfg.data, cfg.seed))
-    assert tuple(x_train.shape[1:]) == tuple(cfg.model.input_shape), (
-        f"data images are {tuple(x_train.shape[1:])} but model.input_shape is {tuple(cfg.model.input_shape)}; "
-        "set model.input_shape to match"
-    )
+    if tuple(x_train.shape[1:]) != tuple(cfg.model.input_shape):
+        raise ConfigError(
+            f"data images are {tuple(x_train.shape[1:])} but model.input_shape is {tuple(cfg.model.input_shape)}; "
+            "set model.input_shape to match (and the layers to fit it)"
+        )
     metrics: dict[str, float] = {}
     bs = cfg.train.eval_batch_size
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from fsae.config import ConfigError
 from fsae.model import FSAE
 
 
@@ -69,9 +70,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no GPU; use --device cpu or auto")
+        raise ConfigError("device 'cuda' was asked for but torch sees no GPU; use --device cpu or auto")
     if device not in ("cpu",) and not device.startswith("cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got '{device}'")
+        raise ConfigError(f"device must be auto, cpu or cuda, got '{device}'")
     return torch.device(device)
 
 

@@ -14,3 +14,6 @@ Modules:
 
 The CLI is ``scripts/train_agent.py``; the throughput benchmark is ``benchmarks/wrapper.py``.
 """
+
+CONDITIONS = ("none", "fsae", "copy", "autoencoder")
+"""The experimental conditions, in the order tables and legends show them; 'none' is the baseline."""

@@ -41,11 +41,13 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from torch import nn
 
+from fsae.checkpoint import atomic_write, atomic_write_json
 from fsae.config import ConfigError, to_dict
 from fsae.provenance import check_dependencies, write_run_info
 from fsae.train import resolve_device, seed_everything
+from rl import CONDITIONS
 from rl import resume as resume_lib
-from rl.common_sense import CONDITIONS, DTYPES, UNIONS, Regenerator, VecCommonSense, make_regenerator
+from rl.common_sense import DTYPES, UNIONS, Regenerator, VecCommonSense, make_regenerator
 from rl.extractor import SmallCNN
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
@@ -194,15 +196,15 @@ def make_vec_env_for(
     return venv
 
 
-def condition_label(cfg: AgentConfig, regen: Regenerator | None) -> str:
-    """Folder name of the condition: 'none', 'copy', 'autoencoder', 'fsae-<variant>'; '-<union>', '-fb<T>', '-lin'
-    appended when not the defaults, so that variants and settings never share (and overwrite) a folder."""
+def condition_label(cfg: AgentConfig) -> str:
+    """Folder name of the condition: 'none', 'copy', 'autoencoder', 'fsae-<variant>' with <variant> the checkpoint's
+    file name without 'fsae_' (``fsae_round.pt`` -> 'fsae-round'); '-<union>', '-fb<T>', '-lin' appended when not the
+    defaults, so that variants and settings never share (and overwrite) a folder. ``run_name`` replaces it all."""
     if cfg.run_name:
         return cfg.run_name
     label = cfg.condition
-    if cfg.condition == "fsae" and regen is not None:
-        variant = regen.describe()["variant"] or Path(str(regen.checkpoint)).stem
-        label = f"fsae-{str(variant).removeprefix('fsae_')}"
+    if cfg.condition == "fsae" and cfg.fsae_checkpoint:
+        label = f"fsae-{Path(cfg.fsae_checkpoint).stem.removeprefix('fsae_')}"
     if cfg.condition != "none" and cfg.union != "stack":
         label += f"-{cfg.union}"
     if cfg.condition in ("fsae", "autoencoder") and cfg.feedback_steps:
@@ -212,9 +214,9 @@ def condition_label(cfg: AgentConfig, regen: Regenerator | None) -> str:
     return label
 
 
-def run_dir_for(cfg: AgentConfig, regen: Regenerator | None) -> Path:
+def run_dir_for(cfg: AgentConfig) -> Path:
     """``logdir/<env>/<condition label>/seed<N>``, with <env> the id without namespace, e.g. DigitBandit-v0."""
-    return Path(cfg.logdir) / cfg.env_id.split("/")[-1] / condition_label(cfg, regen) / f"seed{cfg.seed}"
+    return Path(cfg.logdir) / cfg.env_id.split("/")[-1] / condition_label(cfg) / f"seed{cfg.seed}"
 
 
 def policy_kwargs(cfg: AgentConfig) -> dict[str, Any]:
@@ -286,8 +288,8 @@ class SplitEvalCallback(EvalCallback):
                 self.logger.record("eval/success_rate", rate)
             for key, value in zip(self._history, (self.num_timesteps, rewards, lengths, rate)):
                 self._history[key].append(value)
-            self.npz_path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(self.npz_path, **{k: np.asarray(v) for k, v in self._history.items()})
+            arrays = {k: np.asarray(v) for k, v in self._history.items()}
+            atomic_write(self.npz_path, lambda f: np.savez(f, **arrays))  # a kill mid-write leaves the old file
 
     def _on_step(self) -> bool:
         self._episodes = []
@@ -329,105 +331,107 @@ def train_agent(cfg: AgentConfig, command: str | None = None, resume: bool = Fal
     regen = make_regenerator(
         cfg.condition, checkpoint, device, obs_space, cfg.feedback_steps, cfg.regen_dtype, env_name=cfg.env_id
     )
-    run_dir = run_dir_for(cfg, regen)
+    run_dir = run_dir_for(cfg)
     if resume:
         resume_lib.check_resumable(run_dir, yaml.safe_load(yaml.safe_dump(to_dict(cfg))))
     elif run_dir.is_dir() and any(run_dir.iterdir()) and not cfg.overwrite:
         raise ConfigError(f"run folder {run_dir} already holds a run; remove it, change logdir/seed, or set overwrite")
     venv = make_vec_env_for(cfg, regen, cfg.n_envs, cfg.seed, dict(cfg.env_kwargs))
     eval_env = make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, {**cfg.env_kwargs, **cfg.eval_env_kwargs})
-    if resume:
-        model = resume_lib.load_latest(ALGOS[cfg.algo], run_dir, venv, device)
-        model.set_random_seed(cfg.seed + model.num_timesteps)  # not the first run's episodes again
-    else:
-        try:  # SB3 and torch check the hyperparameters' values (e.g. a negative learning rate) here
-            model = ALGOS[cfg.algo](
-                "CnnPolicy",
-                venv,
-                policy_kwargs=policy_kwargs(cfg),
-                seed=cfg.seed,
-                device=device,
-                verbose=cfg.verbose,
-                **algo_kwargs(cfg),
+    logger = None
+    try:  # the envs (worker processes with vec_env: subproc) and the logger are closed however the run ends
+        if resume:
+            model = resume_lib.load_latest(ALGOS[cfg.algo], run_dir, venv, device)
+            model.set_random_seed(cfg.seed + model.num_timesteps)  # not the first run's episodes again
+        else:
+            try:  # SB3 and torch check the hyperparameters' values (e.g. a negative learning rate) here
+                model = ALGOS[cfg.algo](
+                    "CnnPolicy",
+                    venv,
+                    policy_kwargs=policy_kwargs(cfg),
+                    seed=cfg.seed,
+                    device=device,
+                    verbose=cfg.verbose,
+                    **algo_kwargs(cfg),
+                )
+            except (ValueError, TypeError, AssertionError) as e:
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise ConfigError(
+                    f"{cfg.algo.upper()} refused the hyperparameters: {reason}; fix hyperparams.<key>"
+                ) from None
+
+        start = model.num_timesteps  # 0, or the checkpoint's step when resuming
+        if resume:
+            with (run_dir / "command.txt").open("a") as f:
+                f.write(f"# resumed at step {start}:\n{command or '(called from Python)'}\n")
+            check_dependencies(run_dir)  # warns if the FSAE checkpoint changed since the run started
+            old_progress = resume_lib.read_progress(run_dir)
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            (run_dir / "command.txt").write_text((command or "(called from Python)") + "\n")
+            regen_info = regen.describe() if regen else {"condition": "none", "checkpoint": None, "sha256": None}
+            regen_info["union"] = cfg.union if regen is not None else None
+            (run_dir / "fsae.json").write_text(json.dumps(regen_info, indent=2) + "\n")
+            write_run_info(run_dir, depends_on={cfg.condition: checkpoint} if checkpoint else {})
+        frozen = {k: v.clone() for k, v in regen.model.state_dict().items()} if regen and regen.model else {}
+        # A custom logger puts the TensorBoard events straight into run_dir (SB3's tensorboard_log would add PPO_1/).
+        logger = configure(str(run_dir), (["stdout"] if cfg.verbose else []) + ["csv", "tensorboard"])
+        model.set_logger(logger)
+        if resume:
+            resume_lib.restore_progress(run_dir, logger, start, old_progress)
+        for fmt in logger.output_formats:
+            if isinstance(fmt, TensorBoardOutputFormat) and not resume:
+                fmt.writer.add_text("hyperparameters", _hparam_table(cfg), 0)
+                fmt.writer.flush()
+
+        per_env = lambda steps: max(steps // cfg.n_envs, 1)  # noqa: E731  (callbacks count vector steps)
+        callbacks = [
+            SplitEvalCallback(
+                eval_env,
+                run_dir / "eval" / "evaluations.npz",
+                n_eval_episodes=cfg.eval_episodes,
+                eval_freq=per_env(cfg.eval_freq) if cfg.eval_freq else cfg.total_steps + 1,
+                best_model_save_path=str(run_dir),
+                deterministic=True,
+                verbose=0,
             )
-        except (ValueError, TypeError, AssertionError) as e:
-            venv.close()
-            eval_env.close()
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ConfigError(
-                f"{cfg.algo.upper()} refused the hyperparameters: {reason}; fix hyperparams.<key>"
-            ) from None
+        ]
+        if cfg.checkpoint_freq:
+            callbacks.append(CheckpointCallback(per_env(cfg.checkpoint_freq), str(run_dir / "checkpoints"), "agent"))
+        if resume:
+            resume_lib.restore_evaluations(callbacks[0], run_dir / "eval" / "evaluations.npz", start)
 
-    start = model.num_timesteps  # 0, or the checkpoint's step when resuming
-    if resume:
-        with (run_dir / "command.txt").open("a") as f:
-            f.write(f"# resumed at step {start}:\n{command or '(called from Python)'}\n")
-        check_dependencies(run_dir)  # warns if the FSAE checkpoint changed since the run started
-        old_progress = resume_lib.read_progress(run_dir)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        (run_dir / "command.txt").write_text((command or "(called from Python)") + "\n")
-        regen_info = regen.describe() if regen else {"condition": "none", "checkpoint": None, "sha256": None}
-        regen_info["union"] = cfg.union if regen is not None else None
-        (run_dir / "fsae.json").write_text(json.dumps(regen_info, indent=2) + "\n")
-        write_run_info(run_dir, depends_on={cfg.condition: checkpoint} if checkpoint else {})
-    frozen = {k: v.clone() for k, v in regen.model.state_dict().items()} if regen and regen.model else {}
-    # A custom logger puts the TensorBoard events straight into run_dir (SB3's tensorboard_log would add PPO_1/).
-    logger = configure(str(run_dir), (["stdout"] if cfg.verbose else []) + ["csv", "tensorboard"])
-    model.set_logger(logger)
-    if resume:
-        resume_lib.restore_progress(run_dir, logger, start, old_progress)
-    for fmt in logger.output_formats:
-        if isinstance(fmt, TensorBoardOutputFormat) and not resume:
-            fmt.writer.add_text("hyperparameters", _hparam_table(cfg), 0)
-            fmt.writer.flush()
+        t0 = time.time()
+        remaining = max(cfg.total_steps - start, 0)
+        model.learn(remaining, callback=callbacks, progress_bar=cfg.progress_bar, reset_num_timesteps=not resume)
+        seconds = time.time() - t0
+        model.save(run_dir / "final_model.zip")
 
-    per_env = lambda steps: max(steps // cfg.n_envs, 1)  # noqa: E731  (callbacks count vector steps)
-    callbacks = [
-        SplitEvalCallback(
-            eval_env,
-            run_dir / "eval" / "evaluations.npz",
-            n_eval_episodes=cfg.eval_episodes,
-            eval_freq=per_env(cfg.eval_freq) if cfg.eval_freq else cfg.total_steps + 1,
-            best_model_save_path=str(run_dir),
-            deterministic=True,
-            verbose=0,
-        )
-    ]
-    if cfg.checkpoint_freq:
-        callbacks.append(CheckpointCallback(per_env(cfg.checkpoint_freq), str(run_dir / "checkpoints"), "agent"))
-    if resume:
-        resume_lib.restore_evaluations(callbacks[0], run_dir / "eval" / "evaluations.npz", start)
-
-    t0 = time.time()
-    remaining = max(cfg.total_steps - start, 0)
-    model.learn(remaining, callback=callbacks, progress_bar=cfg.progress_bar, reset_num_timesteps=not resume)
-    seconds = time.time() - t0
-    model.save(run_dir / "final_model.zip")
-
-    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=cfg.eval_episodes, deterministic=True)
-    logger.record("eval/final_mean_reward", float(mean))
-    logger.dump(model.num_timesteps)
-    metrics: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "condition": cfg.condition,
-        "timesteps": int(model.num_timesteps),
-        "seconds": seconds,
-        "steps_per_second": (model.num_timesteps - start) / max(seconds, 1e-9),
-        "final_eval/mean_reward": float(mean),
-        "final_eval/std_reward": float(std),
-        "best_eval/mean_reward": float(callbacks[0].best_mean_reward),
-    }
-    if resume:
-        metrics["resumed_from"] = start
-    if frozen:
-        after = regen.model.state_dict()  # type: ignore[union-attr]
-        unchanged = all(torch.equal(v, after[k]) for k, v in frozen.items())
-        assert unchanged, "the frozen regenerator's weights changed during RL training; this is a bug"
-        metrics["fsae/weights_unchanged"] = unchanged
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    logger.close()
-    venv.close()
-    eval_env.close()
-    return metrics
+        mean, std = evaluate_policy(model, eval_env, n_eval_episodes=cfg.eval_episodes, deterministic=True)
+        logger.record("eval/final_mean_reward", float(mean))
+        logger.dump(model.num_timesteps)
+        metrics: dict[str, Any] = {
+            "run_dir": str(run_dir),
+            "condition": cfg.condition,
+            "timesteps": int(model.num_timesteps),
+            "seconds": seconds,
+            "steps_per_second": (model.num_timesteps - start) / max(seconds, 1e-9),
+            "final_eval/mean_reward": float(mean),
+            "final_eval/std_reward": float(std),
+            "best_eval/mean_reward": float(callbacks[0].best_mean_reward),
+        }
+        if resume:
+            metrics["resumed_from"] = start
+        if frozen:
+            after = regen.model.state_dict()  # type: ignore[union-attr]
+            unchanged = all(torch.equal(v, after[k]) for k, v in frozen.items())
+            assert unchanged, "the frozen regenerator's weights changed during RL training; this is a bug"
+            metrics["fsae/weights_unchanged"] = unchanged
+        atomic_write_json(run_dir / "metrics.json", metrics)  # the run's last file: it marks the run finished
+        return metrics
+    finally:
+        venv.close()
+        eval_env.close()
+        if logger is not None:
+            logger.close()

@@ -2,7 +2,7 @@
 frozen autoencoder's regeneration of it.
 
 Contents:
-    CONDITIONS, UNIONS -- the experimental conditions ('none', 'fsae', 'copy', 'autoencoder') and union modes.
+    UNIONS             -- the union modes (the conditions, rl.CONDITIONS, are defined in rl/__init__.py).
     Regenerator        -- a frozen model (or the identity, for 'copy'): uint8 batch (B, C, H, W) -> uint8 regeneration.
     make_regenerator   -- load a checkpoint for a condition, freeze it, check it fits the environment's observations.
     union, union_space -- THE one implementation of "regenerate a uint8 batch and unite it with the raw batch", and
@@ -40,8 +40,8 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from fsae.checkpoint import CheckpointError, load_fsae, sha256_file
 from fsae.model import FSAE
+from rl import CONDITIONS
 
-CONDITIONS = ("none", "fsae", "copy", "autoencoder")
 UNIONS = ("stack", "max", "mean")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
+from rl import CONDITIONS
 from rl.sweep import run_finished
 
 EVAL_TAG = "eval/mean_reward"
@@ -38,7 +39,6 @@ FINAL_TAG = "eval/final_mean_reward"
 TRAIN_TAG = "rollout/ep_rew_mean"
 TAGS = (EVAL_TAG, FINAL_TAG, TRAIN_TAG)
 BASELINE = "none"
-_ORDER = ("none", "fsae", "copy", "autoencoder")  # table and legend order; other labels after these
 
 
 @dataclass
@@ -201,7 +201,7 @@ def mean_curve(
 
 def _condition_key(label: str) -> tuple[int, str]:
     base = label.split("-")[0]
-    return (_ORDER.index(base) if base in _ORDER else len(_ORDER), label)
+    return (CONDITIONS.index(base) if base in CONDITIONS else len(CONDITIONS), label)  # other labels after these
 
 
 def _fmt(x: float, digits: int = 3) -> str:

@@ -109,9 +109,9 @@ def restore_evaluations(callback: Any, npz_path: Path, step: int) -> None:
     model)."""
     if not npz_path.is_file():
         return
-    data = np.load(npz_path)
-    keep = data["timesteps"] <= step
-    for key in callback._history:
-        callback._history[key] = list(data[key][keep]) if key in data else []
-    if keep.any():
-        callback.best_mean_reward = float(np.max(np.mean(data["results"][keep], axis=1)))
+    with np.load(npz_path) as data:
+        keep = data["timesteps"] <= step
+        for key in callback._history:
+            callback._history[key] = list(data[key][keep]) if key in data else []
+        if keep.any():
+            callback.best_mean_reward = float(np.max(np.mean(data["results"][keep], axis=1)))

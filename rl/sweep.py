@@ -12,8 +12,8 @@ Contents:
 Each run is the same subprocess on both backends: ``python scripts/train_agent.py --config ... --augment <condition>
 --seed <N> --logdir <logdir> ... --set progress_bar=false ... overwrite=true run_name=<label>``, its stdout and stderr
 going to ``train.log`` in its run folder ``<logdir>/<env>/<label>/seed<N>``. The sweep passes ``run_name`` itself, so
-it knows each folder before the run starts: 'none', 'copy', 'autoencoder', 'fsae-<variant>' with the variant read from
-the checkpoint's file name (``fsae_round.pt`` -> 'fsae-round', as ``rl.agent.condition_label`` names it).
+it knows each folder before the run starts: ``rl.agent.condition_label``, e.g. 'none', 'copy', 'autoencoder',
+'fsae-<variant>' with the variant from the checkpoint's file name (``fsae_round.pt`` -> 'fsae-round').
 
 Restarting: a run is finished when its folder holds ``done.json``, which the sweep writes (atomically) after the run's
 process exited 0, or else a readable ``metrics.json``, which ``rl.agent.train_agent`` writes as its very last file (this
@@ -45,13 +45,13 @@ from typing import Any, Literal
 
 from fsae.checkpoint import atomic_write_json
 from fsae.config import ConfigError, apply_overrides, from_dict, load_config, load_yaml
+from rl import CONDITIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "scripts" / "train_agent.py"
 DONE_MARKER = "done.json"
 LOG_FILE = "train.log"
 LOCK_FILE = ".sweep.lock"
-CONDITIONS = ("none", "fsae", "copy", "autoencoder")
 RAY_HINT = "backend 'ray' needs Ray, an optional extra: pip install -e '.[ray]'"
 
 
@@ -136,17 +136,6 @@ def _abs(path: str | None) -> str | None:
     return None if path is None else str(Path(path).expanduser().resolve())
 
 
-def _label(cfg: Any, condition: str, fsae_checkpoint: str | None) -> str:
-    """The run folder's condition label, as ``rl.agent.condition_label`` would name it."""
-    from rl.agent import condition_label
-
-    label = condition_label(dataclasses.replace(cfg, run_name=""), None)
-    if condition == "fsae" and fsae_checkpoint:  # 'fsae' -> 'fsae-round' (+ '-max', '-fb2' kept)
-        variant = Path(fsae_checkpoint).stem.removeprefix("fsae_")
-        label = f"fsae-{variant}" + label[len("fsae") :]
-    return label
-
-
 def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
     """Every (env, condition, seed) of ``cfg`` as a ``Run``, in that order.
 
@@ -155,7 +144,7 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
     typo fails here and not in 60 runs. Paths in the commands are absolute (Ray workers run in another folder).
     Raises ``ConfigError``.
     """
-    from rl.agent import AgentConfig, check_hyperparams, resolve_checkpoint, run_dir_for
+    from rl.agent import AgentConfig, check_hyperparams, condition_label, resolve_checkpoint, run_dir_for
 
     logdir = Path(_abs(cfg.logdir))  # type: ignore[arg-type]
     runs: list[Run] = []
@@ -187,7 +176,7 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
                     agent = from_dict(AgentConfig, d)
                     check_hyperparams(agent)
                     ckpt = resolve_checkpoint(agent)
-                    label = _label(agent, condition, agent.fsae_checkpoint)
+                    label = condition_label(dataclasses.replace(agent, run_name=""))
                 except ConfigError as e:
                     raise ConfigError(f"{where}: {e}") from None
                 if check_files and ckpt is not None and not Path(ckpt).is_file():
@@ -196,7 +185,7 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
                         "configs/pretrain/ and the sweep config's header), or drop the conditions that need it"
                     )
                 sets += ["overwrite=true", f"run_name={label}"]
-                run_dir = run_dir_for(dataclasses.replace(agent, run_name=label), None)
+                run_dir = run_dir_for(dataclasses.replace(agent, run_name=label))
                 env_name = env.name or agent.env_id.split("/")[-1]
                 command = [sys.executable, str(TRAIN_SCRIPT), *argv, "--set", *sets]
                 runs.append(Run(env_name, condition, seed, run_dir, command, logdir))

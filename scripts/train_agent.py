@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 from fsae.checkpoint import CheckpointError
+from fsae.cli import print_metrics
 from fsae.config import ConfigError, apply_overrides, from_dict, load_yaml
 from fsae.data import DatasetError
 from rl.agent import AgentConfig, train_agent
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "logdir": args.logdir,
     }
+    if args.fsae and args.augment in ("none", "copy"):
+        print(f"error: --fsae is used only by --augment fsae or autoencoder, not '{args.augment}'; add --augment "
+              "(alone: fsae) or drop --fsae", file=sys.stderr)  # fmt: skip
+        return 2
     command = shlex.join([sys.executable, *(sys.argv if argv is None else [sys.argv[0], *argv])])
     try:
         d = load_yaml(args.config)
@@ -89,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as e:  # MNIST missing or corrupt: the environments draw their digits from it
         print(f"error: {e}", file=sys.stderr)
         return 1
-    width = max(len(k) for k in metrics)
-    for k, v in metrics.items():
-        print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    print_metrics(metrics)
     return 0
 
 

@@ -93,6 +93,7 @@ PREPARE: dict[str, Callable[[Path], None]] = {
     "no_obs.npz": lambda p: np.savez(p, labels=np.zeros(4, np.int64)),
     "no_labels.npz": lambda p: np.savez(p, obs=np.zeros((4, 1, 28, 28), np.uint8)),
     "digits.npz": lambda p: np.savez(p, obs=np.full((256, 1, 28, 28), 128, np.uint8), labels=np.arange(256) % 10),
+    "wide.npz": lambda p: np.savez(p, obs=np.zeros((256, 1, 28, 56), np.uint8), labels=np.arange(256) % 10),
     "mismatch.npz": lambda p: np.savez(p, obs=np.zeros((4, 1, 28, 28), np.uint8), labels=np.zeros(3, np.int64)),
     "empty": lambda p: p.mkdir(),
     "mnist": _mnist_truncated,
@@ -127,6 +128,10 @@ CASES = [
     Case("agent-unknown-env", agent("env_id=fsae/Nope-v0"), 2, "cannot make environment 'fsae/Nope-v0'"),
     Case("agent-unknown-union", agent("union=foo"), 2, "union: 'foo' is not one of ['stack', 'max', 'mean']"),
     Case("pretrain-unknown-jumps", pretrain("variants=[{name: x, jumps: foo}]"), 2, "variant 'x': jumps must be"),
+    Case("set-not-yaml", pretrain("feedback_steps=[0,"), 2, "override 'feedback_steps=[0,': the value is not valid"),
+    Case("pretrain-model-variant-key", pretrain("model.feedback_gain=0.5"), 2, "are set per variant; use variants[]"),
+    Case("agent-fsae-without-augment", agent(flags=("--fsae", "{tmp}/fsae.pt")), 2,
+         "--fsae is used only by --augment fsae or autoencoder, not 'none'", files=("fsae.pt",)),
     Case("compare-no-folder", ["scripts/compare.py", "{tmp}/nothing"], 2, "nothing is not a folder"),
     # Data
     Case("mnist-missing", pretrain("data.download=false"), 1, "MNIST not found in", MNIST_EMPTY, ("empty",)),
@@ -137,6 +142,8 @@ CASES = [
          files=("no_labels.npz",)),
     Case("npz-mismatch", pretrain("data.source={tmp}/mismatch.npz"), 1, "obs has 4 samples but labels has 3",
          files=("mismatch.npz",)),
+    Case("npz-shape", pretrain("data.source={tmp}/wide.npz"), 2,
+         "data images are (1, 28, 56) but model.input_shape is (1, 28, 28)", files=("wide.npz",)),
     # Checkpoints for --augment --fsae
     Case("ckpt-truncated", agent(flags=(*FSAE_FLAGS, "{tmp}/truncated.pt")), 2, "is truncated or not a PyTorch file",
          files=("truncated.pt",)),
@@ -156,6 +163,8 @@ CASES = [
     # Resuming (scripts/pretrain.py --resume)
     Case("pretrain-resume-no-out", ["scripts/pretrain.py", "--resume"], 2, "--resume needs --out RUN_DIR"),
     Case("pretrain-resume-nothing", [*PRETRAIN, "--resume"], 2, "nothing to resume in"),
+    Case("pretrain-occupied-out", PRETRAIN, 2, "pretrain already holds a run (train_state.pt); add --resume",
+         files=("pretrain",)),
     Case("pretrain-resume-other-config", [*PRETRAIN, "--resume"], 2, "was started with another config (differs in: "
          "seed)", files=("pretrain",)),
 ]

@@ -15,7 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from fsae import train as T
 from fsae.checkpoint import atomic_write_json
-from fsae.config import to_dict
+from fsae.config import ConfigError, to_dict
 from fsae.model import FSAE
 from fsae.pretrain import PretrainConfig, load_dataset, start_run, variant_config
 from fsae.provenance import write_run_info
@@ -31,7 +31,11 @@ def start_class_run(
 ) -> tuple[torch.device, torch.Generator, SummaryWriter, tuple[torch.Tensor, ...]]:
     """``start_run`` for an experiment on class labels (familiarity, lethe): refuses other heads and targets, then
     returns the device, the generator, the writer and (x_train, y_train, x_test, y_test) on the device."""
-    assert cfg.model.head == "softmax" and cfg.data.target == "class", f"{what} needs a class (softmax) config"
+    if cfg.model.head != "softmax" or cfg.data.target != "class":
+        raise ConfigError(
+            f"{what} needs a class config (model.head softmax, data.target class), got head '{cfg.model.head}' and "
+            f"target '{cfg.data.target}'; use configs/pretrain/mnist_fast.yaml or mnist.yaml"
+        )
     device, gen, writer = start_run(cfg, run_dir, command, to_dict(options))
     data = tuple(t.to(device) for t in load_dataset(cfg.data, cfg.seed))
     return device, gen, writer, data
@@ -42,6 +46,13 @@ def select_classes(x: torch.Tensor, y: torch.Tensor, classes: Sequence[int]) -> 
     assert y.dim() == 1, f"select_classes needs class targets (N,), got shape {tuple(y.shape)}"
     keep = torch.isin(y, torch.tensor(list(classes), device=y.device))
     return x[keep], y[keep]
+
+
+def check_variant_names(cfg: PretrainConfig, names: Sequence[str] | None, option: str = "--variants") -> None:
+    """Refuse (``ConfigError``) names that are not variants of ``cfg``; call it before a run starts."""
+    missing = sorted(set(names or []) - {v.name for v in cfg.variants})
+    if missing:
+        raise ConfigError(f"{option} {missing}: not among the config's variants {[v.name for v in cfg.variants]}")
 
 
 def train_variants(
@@ -55,9 +66,8 @@ def train_variants(
 ) -> dict[str, FSAE]:
     """Phase 1 on (x, y), then one concrete network per variant of ``cfg`` (or those in ``names``) on ``x_concrete``
     (default x), all sharing the frozen abstract network: ``pretrain``'s two phases without its measurements."""
+    check_variant_names(cfg, names)
     variants = [v for v in cfg.variants if names is None or v.name in names]
-    missing = set(names or []) - {v.name for v in variants}
-    assert not missing, f"variants {sorted(missing)} are not in the config's variants {[v.name for v in cfg.variants]}"
     base = FSAE(cfg.model).to(x.device)
     T.train_abstract(base, x, y, cfg.train, generator, log)
     state = copy.deepcopy(base.abstract.state_dict())

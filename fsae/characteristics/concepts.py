@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from fsae.characteristics.common import finish_run, save_image_grid, train_variants
+from fsae.characteristics.common import check_variant_names, finish_run, save_image_grid, train_variants
 from fsae.checkpoint import load_fsae
 from fsae.config import to_dict
 from fsae.model import FSAE
@@ -168,6 +168,8 @@ def run_concepts(
     interpolations; sigmoid: every attribute combination; groups: every digit pair, swaps and mixtures.
     """
     opts = options or ConceptOptions()
+    if not opts.checkpoint:
+        check_variant_names(cfg, opts.generators, "--generators")
     t_start, run_dir = time.time(), Path(run_dir)
     device, gen, writer = start_run(cfg, run_dir, command, to_dict(opts))
     if opts.checkpoint:

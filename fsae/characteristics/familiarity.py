@@ -13,6 +13,7 @@ import torch
 
 from fsae import train as T
 from fsae.characteristics.common import finish_run, pyplot, select_classes, start_class_run, train_variants
+from fsae.config import ConfigError
 from fsae.model import FSAE
 from fsae.pretrain import PretrainConfig, baseline_config
 
@@ -99,6 +100,9 @@ def run_familiarity(
     Keys: ``familiarity/<detector>/auc_<kind>``, ``.../seen_mean_<kind>``, ``.../unseen_mean_<kind>``.
     """
     opts = options or FamiliarityOptions()
+    n_classes = cfg.model.code_size
+    if not set(opts.seen) < set(range(n_classes)) or not opts.seen:
+        raise ConfigError(f"--seen {opts.seen}: give some but not all of the classes 0..{n_classes - 1}")
     t_start, run_dir = time.time(), Path(run_dir)
     device, gen, writer, (x_train, y_train, x_test, y_test) = start_class_run(
         cfg, run_dir, command, opts, "familiarity"

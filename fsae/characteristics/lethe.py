@@ -16,7 +16,15 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 
 from fsae import train as T
-from fsae.characteristics.common import Log, finish_run, pyplot, select_classes, start_class_run, train_variants
+from fsae.characteristics.common import (
+    Log,
+    check_variant_names,
+    finish_run,
+    pyplot,
+    select_classes,
+    start_class_run,
+    train_variants,
+)
 from fsae.model import FSAE
 from fsae.pretrain import PretrainConfig
 
@@ -116,6 +124,7 @@ def run_lethe(
     (old-MSE rise with replay / without). Writes ``lethe.png`` and TensorBoard runs ``<variant>_<condition>/``.
     """
     opts = options or LetheOptions()
+    check_variant_names(cfg, opts.variants)
     t_start, run_dir = time.time(), Path(run_dir)
     device, gen, writer, (x_train, y_train, x_test, y_test) = start_class_run(cfg, run_dir, command, opts, "lethe")
     x_old, _ = select_classes(x_train, y_train, opts.old)

@@ -2,8 +2,13 @@
 
 from pathlib import Path
 
+import pytest
+import torch
+
 from fsae.cli import config_parser, load_pretrain_config, run_dir, run_experiment
+from fsae.config import ConfigError
 from fsae.data import DatasetError
+from fsae.train import resolve_device
 
 
 def test_flags_override_set_and_file():
@@ -41,3 +46,11 @@ def test_run_experiment_statuses(tmp_path, capsys):
 
     assert run_experiment(parser, lambda a: None, no_data, argv) == 1
     assert capsys.readouterr().err == "error: MNIST not found in /nowhere\n"
+
+
+def test_cuda_without_a_gpu_is_a_config_error(monkeypatch):
+    """--device cuda on a machine without one: a ConfigError (one error line, exit 2), not a traceback."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="torch sees no GPU; use --device cpu or auto"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu")

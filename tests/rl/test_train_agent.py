@@ -178,7 +178,7 @@ def test_linear_lr_schedule_decays_to_zero(tmp_path):
 
 def test_occupied_run_folder_is_refused(tmp_path):
     cfg = tiny_config(tmp_path)
-    run = run_dir_for(cfg, None)
+    run = run_dir_for(cfg)
     run.mkdir(parents=True)
     (run / "config.yaml").write_text("x: 1\n")
     with pytest.raises(ConfigError, match="already holds a run"):
