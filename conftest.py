@@ -14,6 +14,8 @@ import torch
 _shared = Path(__file__).resolve().parent.parent / "shared" / "data" / "mnist"
 if "FSAE_MNIST_DIR" not in os.environ and _shared.is_dir():
     os.environ["FSAE_MNIST_DIR"] = str(_shared)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the scripts the tests run as subprocesses
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

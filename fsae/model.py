@@ -1,7 +1,8 @@
 """The functionally separate autoencoder (Wei & Ren, 2023), read top to bottom.
 
 Contents:
-    LeakyReLU, Sigmoid, Softmax, Identity -- invertible activations, each with ``forward`` and exact ``inverse``.
+    LeakyReLU, Sigmoid, Softmax, Identity -- invertible activations, each with ``forward`` and ``inverse`` (exact,
+                                             but for softmax's additive constant and sigmoid's clip).
     LayerSpec, FSAEConfig                 -- the architecture and the variant, as typed config.
     AbstractNet                           -- the supervised "top half": conv/linear layers, no pooling, no padding.
     ConcreteNet                           -- its layer-by-layer inverse, derived automatically from AbstractNet.
@@ -38,7 +39,7 @@ class LeakyReLU(nn.Module):
     """Leaky ReLU (paper eq. 5-6): f(z) = z if z >= 0 else a z;  f^{-1}(h) = h if h >= 0 else h / a.
 
     The default slope in ``FSAEConfig`` is 0.3, not 0.01: the inverse multiplies negatives by 1/a at every layer,
-    and with a = 0.01 a deep inverse blows up (``DESIGN.md``: MSE 0.44 vs 0.047 with a = 0.3).
+    and with a = 0.01 a deep inverse blows up (``DESIGN.md``: a = 0.01 ends at MSE 0.44; a = 0.3 trains well).
     """
 
     def __init__(self, slope: float):
@@ -374,6 +375,8 @@ class FSAE(nn.Module):
         ||x - F(u)||^2 and keeps the code's concept (its rounded value) unchanged; a rejected sample keeps u and halves
         its gain. That is the controller's anti-windup: feedback never makes a regeneration worse, so the error is
         monotone in T by construction, and it regenerates x rather than switching to another class's prototype.
+        (``DESIGN.md`` fixes the residual test and the halving; the concept test, and counting a retry with the halved
+        gain as one of the T steps, are this implementation's choices.)
         With round and no jumps the output depends on the concept alone, so no step is ever accepted (the paper:
         feedback "only works when jump connection or regression"). Costs T + 1 forward passes. With ``trace`` the
         outputs after every step are returned, [F(u_0), ..., F(u_T)], at no extra cost.
@@ -447,7 +450,12 @@ class FSAE(nn.Module):
             zhat = self.concrete.activations[l - 1].inverse(g)
             out = layer(zhat).view(hs[l - 1].shape)  # (B, C, H, W) or (B, N)
             dims = [0, 2, 3] if out.dim() == 4 else [0]
-            scale = hs[l - 1].std(dims) / out.std(dims).clamp_min(1e-8)  # per channel or unit
+            # Per channel or unit. An output with no spread on this batch (a single value per unit, or every image
+            # rounded to one class) gives nothing to match: keep its scale, shift its mean only.
+            scale = torch.ones_like(out.mean(dims))
+            if out.numel() > scale.numel():
+                h_std, out_std = hs[l - 1].std(dims), out.std(dims)
+                scale = torch.where(out_std > 1e-6, h_std / out_std.clamp_min(1e-6), scale)
             shift = hs[l - 1].mean(dims) - scale * out.mean(dims)
             if isinstance(layer, nn.ConvTranspose2d):  # weight (C_l, C_{l-1}, k, k)
                 layer.weight.mul_(scale.view(1, -1, 1, 1))

@@ -500,3 +500,49 @@ def test_init_concrete_matches_input_statistics_per_channel():
     g3 = model.concrete.layers[3](model.concrete.activations[3].inverse(hs[4]))
     torch.testing.assert_close(g3.mean(0), hs[3].mean(0), atol=1e-3, rtol=0)
     torch.testing.assert_close(g3.std(0), hs[3].std(0), atol=1e-3, rtol=1e-2)
+
+
+def test_one_feedback_step_is_the_controller_update():
+    """T = 1: each sample's output is F(x + k (x - F(x))) where that lowered its residual, else F(x) (and some are
+    accepted): a sign error in the update (positive feedback) fails here even though the error stays monotone."""
+    model, x = _initialised(_small_config(head="linear", jumps="all"))
+    with torch.no_grad():
+        y0 = model(x)
+        candidate = model(x + 0.7 * (x - y0))
+        y1 = model.regenerate(x, steps=1, gain=0.7)
+    better = _mse_per_sample(x, candidate) < _mse_per_sample(x, y0)
+    assert 0 < better.sum() <= len(x)
+    torch.testing.assert_close(y1[better], candidate[better], rtol=0, atol=0)
+    torch.testing.assert_close(y1[~better], y0[~better], rtol=0, atol=0)
+
+
+def test_train_concrete_keeps_the_abstract_half_bit_identical():
+    """The library's own concrete phase (not a hand-written loop): abstract weights unchanged, concrete ones trained."""
+    from fsae.train import TrainConfig, train_concrete
+
+    torch.manual_seed(6)
+    model = FSAE(_small_config(jumps="last"))
+    x = torch.rand(16, 1, 8, 8)
+    abstract_before = {k: v.clone() for k, v in model.abstract.state_dict().items()}
+    concrete_before = {k: v.clone() for k, v in model.concrete.state_dict().items()}
+    cfg = TrainConfig(concrete_epochs=2, batch_size=4)
+    losses = train_concrete(model, x, cfg, torch.Generator().manual_seed(0))
+    for k, v in model.abstract.state_dict().items():
+        assert torch.equal(v, abstract_before[k]), k
+    assert all(not torch.equal(v, concrete_before[k]) for k, v in model.concrete.state_dict().items())
+    assert len(losses) == 2 and losses[1] < losses[0]
+
+
+@pytest.mark.parametrize("round_", [False, True])
+def test_init_concrete_survives_a_batch_without_spread(round_):
+    """A batch of one image (std NaN) or identical images under round (every rounded code equal, std 0): the init
+    keeps finite, bounded weights instead of dividing by zero."""
+    for x in (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8).expand(8, 1, 8, 8).clone()):
+        torch.manual_seed(2)
+        model = FSAE(_small_config(round=round_))
+        default = max(p.abs().max().item() for p in model.concrete.parameters())
+        model.init_concrete(x)
+        weights = torch.cat([p.flatten() for p in model.concrete.parameters()])
+        assert weights.isfinite().all()
+        assert weights.abs().max().item() < 100 * max(default, 1.0)
+        assert model.eval()(x).isfinite().all()

@@ -91,6 +91,19 @@ def test_union_values_by_hand(ckpt):
     assert make_regenerator("none") is None
 
 
+def test_regenerator_with_feedback_is_the_models_feedback_regeneration(ckpt):
+    """feedback_steps > 0 sends observations through FSAE.regenerate(x, steps=T), quantised like the plain pass."""
+    regen = make_regenerator("fsae", ckpt, "cpu", feedback_steps=2, dtype="float64")
+    obs = np.random.default_rng(1).integers(0, 256, (4, 1, 28, 28), dtype=np.uint8)
+    with torch.no_grad():
+        xhat = regen.model.regenerate(torch.from_numpy(obs).double() / 255, steps=2).numpy()
+    expected = np.round(np.clip(xhat, 0, 1) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(regen(obs), expected)
+    plain = make_regenerator("fsae", ckpt, "cpu", dtype="float64")(obs)
+    assert (regen(obs) != plain).any(), "feedback changed nothing: the test would not tell T = 2 from T = 0"
+    assert regen.describe()["feedback_steps"] == 2
+
+
 @pytest.mark.parametrize("mode", ["stack", "max", "mean"])
 def test_check_env_and_space(ckpt, mode):
     env = CommonSense(gym.make("fsae/DigitBandit-v0"), make_regenerator("fsae", ckpt, "cpu"), union=mode)

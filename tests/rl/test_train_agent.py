@@ -158,6 +158,8 @@ def test_other_algorithms_and_conditions(tmp_path, ckpts, algo, condition):
     else:
         assert info["checkpoint"] is None and info["condition"] == "copy"
     assert 0.0 <= metrics["final_eval/mean_reward"] <= 8.0  # 8-step episodes, reward 0 or 1 per step
+    agent = rl.agent.ALGOS[algo].load(run / "final_model.zip", device="cpu")
+    assert agent.observation_space.shape == (2, 28, 28)  # the policy was trained on the union: raw + regeneration
 
 
 def test_linear_lr_schedule_decays_to_zero(tmp_path):
@@ -167,6 +169,7 @@ def test_linear_lr_schedule_decays_to_zero(tmp_path):
     metrics = train_agent(cfg)
     run = Path(metrics["run_dir"])
     assert run == tmp_path / "DigitBandit-v0" / "none-lin" / "seed0"
+    assert PPO.load(run / "final_model.zip", device="cpu").observation_space.shape == (1, 28, 28)  # raw only
     with (run / "progress.csv").open() as f:
         logged = [float(r["train/learning_rate"]) for r in csv.DictReader(f) if r.get("train/learning_rate")]
     assert logged == pytest.approx([lr / 2, 0.0])
@@ -214,6 +217,7 @@ def test_script_end_to_end(tmp_path, ckpts):
     provenance = json.loads((run / "run_info.json").read_text())
     assert provenance["depends_on"] == {"fsae": {"path": str(ckpt.resolve()), "sha256": sha256_file(ckpt)}}
     assert (run / "final_model.zip").is_file() and (run / "best_model.zip").is_file()
+    assert PPO.load(run / "final_model.zip", device="cpu").observation_space.shape == (2, 28, 28)
     assert len(list((run / "checkpoints").glob("agent_*_steps.zip"))) == 2
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["timesteps"] == 256 and metrics["fsae/weights_unchanged"] is True
