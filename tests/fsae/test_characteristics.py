@@ -178,6 +178,8 @@ def test_run_lethe_tiny(tmp_path):
         assert c["step"][0] == 0 and c["step"][-1] == steps and len(c["old_class"]) == len(c["step"])
         assert c["old_class"][0] == m["lethe/plain/old_mse_before"]  # both conditions start from the same weights
         assert m[f"lethe/plain/{cond}/old_mse_after"] == c["old_class"][-1]
+        assert m[f"lethe/plain/{cond}/old_mse_peak"] == max(c["old_class"])  # the peak is the curve's maximum
+        assert m[f"lethe/plain/{cond}/new_mse_after"] == c["new_class"][-1]
         assert list((tmp_path / f"plain_{cond}").glob("events.out.tfevents.*"))
     assert "lethe/plain/replay_rise_ratio" in m and (tmp_path / "lethe.png").is_file()
 
