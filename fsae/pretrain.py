@@ -297,144 +297,151 @@ def pretrain(
         previous = (run_dir / "command.txt").read_text() if (run_dir / "command.txt").is_file() else ""
         command = previous + "# resumed:\n" + (command or " ".join(sys.argv))
     device, gen, writer = start_run(cfg, run_dir, command)
+    try:  # the TensorBoard writer is closed however the run ends (a non-finite loss, missing data, Ctrl-C)
 
-    def log(tag: str, value: float, step: int) -> None:
-        writer.add_scalar(tag, value, step)
+        def log(tag: str, value: float, step: int) -> None:
+            writer.add_scalar(tag, value, step)
 
-    def stage(name: str, build: Callable[[], FSAE], train: Callable[..., Any]) -> FSAE:
-        """Build a stage's model and train it (saving after every epoch), or load it if a resumed run finished it."""
-        done = state.finished(name)
-        if done is not None:
+        def stage(name: str, build: Callable[[], FSAE], train: Callable[..., Any]) -> FSAE:
+            """Build a stage's model and train it (saving after every epoch), or load it if a resumed run did."""
+            done = state.finished(name)
+            if done is not None:
+                model = build()
+                model.load_state_dict(done)
+                return model
+            start = state.begin(name, gen)
             model = build()
-            model.load_state_dict(done)
+            try:
+                train(model, resume=start, on_epoch=lambda s: state.save_epoch(name, s))
+            except FloatingPointError as e:
+                last = state.describe_last()
+                where = "no epoch finished before it, so there is no state to resume from"
+                if last:
+                    where = f"last good state: {last} (--resume continues from it with the same config)"
+                raise FloatingPointError(f"{e}; {where}") from None
+            state.finish(name, model, gen)
             return model
-        start = state.begin(name, gen)
-        model = build()
-        try:
-            train(model, resume=start, on_epoch=lambda s: state.save_epoch(name, s))
-        except FloatingPointError as e:
-            last = state.describe_last()
-            where = "no epoch finished before it, so there is no state to resume from"
-            if last:
-                where = f"last good state: {last} (--resume continues from it with the same config)"
-            raise FloatingPointError(f"{e}; {where}") from None
-        state.finish(name, model, gen)
-        return model
 
-    x_train, y_train, x_test, y_test = (t.to(device) for t in load_dataset(cfg.data, cfg.seed))
-    if tuple(x_train.shape[1:]) != tuple(cfg.model.input_shape):
-        raise ConfigError(
-            f"data images are {tuple(x_train.shape[1:])} but model.input_shape is {tuple(cfg.model.input_shape)}; "
-            "set model.input_shape to match (and the layers to fit it)"
-        )
-    metrics: dict[str, float] = {}
-    bs = cfg.train.eval_batch_size
+        x_train, y_train, x_test, y_test = (t.to(device) for t in load_dataset(cfg.data, cfg.seed))
+        if tuple(x_train.shape[1:]) != tuple(cfg.model.input_shape):
+            raise ConfigError(
+                f"data images are {tuple(x_train.shape[1:])} but model.input_shape is {tuple(cfg.model.input_shape)}; "
+                "set model.input_shape to match (and the layers to fit it)"
+            )
+        metrics: dict[str, float] = {}
+        bs = cfg.train.eval_batch_size
 
-    # Phase 1: the abstract network, supervised.
-    t0 = time.time()
-    base = stage(
-        "abstract",
-        lambda: FSAE(cfg.model).to(device),
-        lambda m, **kw: T.train_abstract(m, x_train, y_train, cfg.train, gen, log, **kw),
-    )
-    for k, v in T.evaluate_abstract(base, x_test, y_test, bs).items():
-        metrics[f"abstract/{k}"] = v
-        writer.add_scalar(f"eval/abstract_{k}", v, 0)
-    metrics["time/abstract_seconds"] = time.time() - t0
-    base.freeze_abstract()
-    abstract_state = copy.deepcopy(base.abstract.state_dict())
-    pred_train, pred_test = T.predict(base, x_train, bs), T.predict(base, x_test, bs)
-    if cfg.model.head in ("softmax", "groups", "sigmoid"):
-        metrics["reference/class_mean_mse"] = class_mean_reference(pred_train, x_train, pred_test, x_test)
-
-    # Fig. 2 columns: the first test image of each class (or simply the first ten).
-    show = torch.arange(min(10, len(x_test)), device=device)
-    if cfg.model.head == "softmax":
-        firsts = [int((y_test == c).nonzero()[0]) for c in range(cfg.model.code_size) if (y_test == c).any()]
-        show = torch.tensor(firsts[:10], device=device)
-    fig_rows = {"input": x_test[show]}
-    writer.add_images("images/input", x_test[show], 0)
-
-    # Phase 2: one concrete network per variant on the frozen abstract network.
-    models: dict[str, FSAE] = {}
-    for v in cfg.variants:
+        # Phase 1: the abstract network, supervised.
         t0 = time.time()
-
-        def build(v: VariantConfig = v) -> FSAE:
-            model = FSAE(variant_config(cfg.model, v, cfg.feedback_gain)).to(device)
-            model.abstract.load_state_dict(abstract_state)
-            return model
-
-        model = stage(
-            f"concrete/{v.name}",
-            build,
-            lambda m, v=v, **kw: T.train_concrete(m, x_train, cfg.train, gen, log, desc=f"concrete_{v.name}", **kw),
+        base = stage(
+            "abstract",
+            lambda: FSAE(cfg.model).to(device),
+            lambda m, **kw: T.train_abstract(m, x_train, y_train, cfg.train, gen, log, **kw),
         )
-        assert all(torch.equal(a, b) for a, b in zip(model.abstract.state_dict().values(), abstract_state.values()))
-        model.eval()
-        for k, val in T.evaluate_regeneration(model, x_test, bs).items():
-            metrics[f"concrete/{v.name}/{k}"] = val
-        steps = max(cfg.feedback_steps, default=0)
-        mse_t = torch.zeros(steps + 1)
-        with torch.no_grad():
-            for i in range(0, len(x_test), bs):
-                xb = x_test[i : i + bs]
-                for t, y in enumerate(model.regenerate(xb, steps=steps, trace=True)):
-                    mse_t[t] += (y - xb).pow(2).flatten(1).mean(1).sum().item()
-        for t in cfg.feedback_steps:
-            metrics[f"feedback/{v.name}/T{t}/test_mse"] = mse_t[t].item() / len(x_test)
-            writer.add_scalar(f"eval/feedback_mse/{v.name}", mse_t[t].item() / len(x_test), t)
-        writer.add_scalar(f"eval/concrete_mse/{v.name}", metrics[f"concrete/{v.name}/test_mse"], 0)
-        metrics[f"time/concrete_{v.name}_seconds"] = time.time() - t0
-        with torch.no_grad():
-            fig_rows[v.name] = model(x_test[show])
-            if steps:
-                fig_rows[f"{v.name}+fb{steps}"] = model.regenerate(x_test[show], steps=steps)
-        writer.add_images(f"images/{v.name}", fig_rows[v.name], 0)
-        save_fsae(run_dir / f"fsae_{v.name}.pt", model.cpu(), variant=v.name, name=cfg.name, seed=cfg.seed,
-                  test_mse=metrics[f"concrete/{v.name}/test_mse"])  # fmt: skip
-        models[v.name] = model.to(device)
+        for k, v in T.evaluate_abstract(base, x_test, y_test, bs).items():
+            metrics[f"abstract/{k}"] = v
+            writer.add_scalar(f"eval/abstract_{k}", v, 0)
+        metrics["time/abstract_seconds"] = time.time() - t0
+        base.freeze_abstract()
+        abstract_state = copy.deepcopy(base.abstract.state_dict())
+        pred_train, pred_test = T.predict(base, x_train, bs), T.predict(base, x_test, bs)
+        if cfg.model.head in ("softmax", "groups", "sigmoid"):
+            metrics["reference/class_mean_mse"] = class_mean_reference(pred_train, x_train, pred_test, x_test)
 
-    # Prototypes: the concrete network's image of each label; "cycle accuracy" asks the abstract network to name it.
-    labels = label_grid(base)
-    if labels is not None and models:
-        gen_name = next((v.name for v in cfg.variants if v.round), cfg.variants[0].name)
-        with torch.no_grad():
-            protos = models[gen_name].eval().generate_labels(labels.to(device))
-            again = models[gen_name].classify(protos).view(len(labels), -1).cpu()
-        metrics["prototype/cycle_accuracy"] = (again == labels.view(len(labels), -1)).all(1).float().mean().item()
-        metrics["prototype/generator"] = gen_name  # type: ignore[assignment]
-        writer.add_images("images/prototypes", protos[:100], 0)
+        # Fig. 2 columns: the first test image of each class (or simply the first ten).
+        show = torch.arange(min(10, len(x_test)), device=device)
         if cfg.model.head == "softmax":
-            fig_rows["prototype"] = protos[: len(show)] if len(protos) >= len(show) else protos
+            firsts = [int((y_test == c).nonzero()[0]) for c in range(cfg.model.code_size) if (y_test == c).any()]
+            show = torch.tensor(firsts[:10], device=device)
+        fig_rows = {"input": x_test[show]}
+        writer.add_images("images/input", x_test[show], 0)
 
-    # The conventional-autoencoder peer.
-    if cfg.baseline_ae:
-        t0 = time.time()
-        ae = stage(
-            "baseline_ae",
-            lambda: FSAE(baseline_config(cfg.model)).to(device),
-            lambda m, **kw: T.train_autoencoder(m, x_train, cfg.train, gen, log, **kw),
-        )
-        ae.eval()
-        for k, val in T.evaluate_regeneration(ae, x_test, bs).items():
-            metrics[f"baseline_ae/{k}"] = val
-        with torch.no_grad():
-            fig_rows["autoencoder"] = ae(x_test[show])
-        save_fsae(run_dir / "autoencoder.pt", ae.cpu(), variant="autoencoder", name=cfg.name, seed=cfg.seed,
-                  test_mse=metrics["baseline_ae/test_mse"])  # fmt: skip
-        metrics["time/baseline_ae_seconds"] = time.time() - t0
+        # Phase 2: one concrete network per variant on the frozen abstract network.
+        models: dict[str, FSAE] = {}
+        for v in cfg.variants:
+            t0 = time.time()
 
-    titles = _describe(pred_test[show].cpu())
-    save_fig2(run_dir / "fig2.png", {k: v[: len(show)] for k, v in fig_rows.items()}, titles)
-    checkpoints = [run_dir / f"fsae_{v.name}.pt" for v in cfg.variants] + [run_dir / "autoencoder.pt"] * cfg.baseline_ae
-    write_run_info(run_dir, produced={p.name: p for p in checkpoints})  # after writing them: it records their SHA-256
-    metrics["time/total_seconds"] = time.time() - t_start
-    metrics["device"] = str(device)  # type: ignore[assignment]
-    for k, val in metrics.items():
-        if isinstance(val, float):
-            writer.add_scalar(f"final/{k}", val, 0)
-    writer.close()
-    atomic_write_json(run_dir / "metrics.json", metrics)  # a run with metrics.json is finished
-    state.remove()  # the run is complete: everything it would resume is on disk
-    return metrics
+            def build(v: VariantConfig = v) -> FSAE:
+                model = FSAE(variant_config(cfg.model, v, cfg.feedback_gain)).to(device)
+                model.abstract.load_state_dict(abstract_state)
+                return model
+
+            model = stage(
+                f"concrete/{v.name}",
+                build,
+                lambda m, v=v, **kw: T.train_concrete(m, x_train, cfg.train, gen, log, desc=f"concrete_{v.name}", **kw),
+            )
+            assert all(torch.equal(a, b) for a, b in zip(model.abstract.state_dict().values(), abstract_state.values()))
+            model.eval()
+            for k, val in T.evaluate_regeneration(model, x_test, bs).items():
+                metrics[f"concrete/{v.name}/{k}"] = val
+            steps = max(cfg.feedback_steps, default=0)
+            mse_t = torch.zeros(steps + 1)
+            with torch.no_grad():
+                for i in range(0, len(x_test), bs):
+                    xb = x_test[i : i + bs]
+                    for t, y in enumerate(model.regenerate(xb, steps=steps, trace=True)):
+                        mse_t[t] += (y - xb).pow(2).flatten(1).mean(1).sum().item()
+            for t in cfg.feedback_steps:
+                metrics[f"feedback/{v.name}/T{t}/test_mse"] = mse_t[t].item() / len(x_test)
+                writer.add_scalar(f"eval/feedback_mse/{v.name}", mse_t[t].item() / len(x_test), t)
+            writer.add_scalar(f"eval/concrete_mse/{v.name}", metrics[f"concrete/{v.name}/test_mse"], 0)
+            metrics[f"time/concrete_{v.name}_seconds"] = time.time() - t0
+            with torch.no_grad():
+                fig_rows[v.name] = model(x_test[show])
+                if steps:
+                    fig_rows[f"{v.name}+fb{steps}"] = model.regenerate(x_test[show], steps=steps)
+            writer.add_images(f"images/{v.name}", fig_rows[v.name], 0)
+            save_fsae(run_dir / f"fsae_{v.name}.pt", model.cpu(), variant=v.name, name=cfg.name, seed=cfg.seed,
+                      test_mse=metrics[f"concrete/{v.name}/test_mse"])  # fmt: skip
+            models[v.name] = model.to(device)
+
+        # Prototypes: the concrete network's image of each label; "cycle accuracy" asks the abstract network to name it.
+        labels = label_grid(base)
+        if labels is not None and models:
+            gen_name = next((v.name for v in cfg.variants if v.round), cfg.variants[0].name)
+            with torch.no_grad():
+                protos = models[gen_name].eval().generate_labels(labels.to(device))
+                again = models[gen_name].classify(protos).view(len(labels), -1).cpu()
+            metrics["prototype/cycle_accuracy"] = (again == labels.view(len(labels), -1)).all(1).float().mean().item()
+            metrics["prototype/generator"] = gen_name  # type: ignore[assignment]
+            writer.add_images("images/prototypes", protos[:100], 0)
+            if cfg.model.head == "softmax":
+                fig_rows["prototype"] = protos[: len(show)] if len(protos) >= len(show) else protos
+
+        # The conventional-autoencoder peer.
+        if cfg.baseline_ae:
+            t0 = time.time()
+            ae = stage(
+                "baseline_ae",
+                lambda: FSAE(baseline_config(cfg.model)).to(device),
+                lambda m, **kw: T.train_autoencoder(m, x_train, cfg.train, gen, log, **kw),
+            )
+            ae.eval()
+            for k, val in T.evaluate_regeneration(ae, x_test, bs).items():
+                metrics[f"baseline_ae/{k}"] = val
+            with torch.no_grad():
+                fig_rows["autoencoder"] = ae(x_test[show])
+            save_fsae(run_dir / "autoencoder.pt", ae.cpu(), variant="autoencoder", name=cfg.name, seed=cfg.seed,
+                      test_mse=metrics["baseline_ae/test_mse"])  # fmt: skip
+            metrics["time/baseline_ae_seconds"] = time.time() - t0
+
+        titles = _describe(pred_test[show].cpu())
+        save_fig2(run_dir / "fig2.png", {k: v[: len(show)] for k, v in fig_rows.items()}, titles)
+        checkpoints = [run_dir / f"fsae_{v.name}.pt" for v in cfg.variants] + [
+            run_dir / "autoencoder.pt"
+        ] * cfg.baseline_ae
+        write_run_info(
+            run_dir, produced={p.name: p for p in checkpoints}
+        )  # after writing them: it records their SHA-256
+        metrics["time/total_seconds"] = time.time() - t_start
+        metrics["device"] = str(device)  # type: ignore[assignment]
+        for k, val in metrics.items():
+            if isinstance(val, float):
+                writer.add_scalar(f"final/{k}", val, 0)
+        writer.close()  # events on disk before metrics.json marks the run finished (closing twice is harmless)
+        atomic_write_json(run_dir / "metrics.json", metrics)  # a run with metrics.json is finished
+        state.remove()  # the run is complete: everything it would resume is on disk
+        return metrics
+    finally:
+        writer.close()
