@@ -296,6 +296,17 @@ class SplitEvalCallback(EvalCallback):
         return super()._on_step()
 
 
+class AtomicCheckpointCallback(CheckpointCallback):
+    """SB3's ``CheckpointCallback`` (agent only: no replay buffer or VecNormalize here), but each
+    ``agent_<step>_steps.zip`` is written through a temporary file and renamed: a kill mid-save leaves the older
+    checkpoints and no partial zip for ``--resume`` to trip over."""
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.save_freq == 0:
+            atomic_write(self._checkpoint_path(extension="zip"), self.model.save)
+        return True
+
+
 def _hparam_table(cfg: AgentConfig) -> str:
     rows = [("key", "value"), ("---", "---")]
     flat = {**{k: v for k, v in to_dict(cfg).items() if not isinstance(v, dict)}, **cfg.hyperparams}
@@ -398,7 +409,8 @@ def train_agent(cfg: AgentConfig, command: str | None = None, resume: bool = Fal
             )
         ]
         if cfg.checkpoint_freq:
-            callbacks.append(CheckpointCallback(per_env(cfg.checkpoint_freq), str(run_dir / "checkpoints"), "agent"))
+            every = per_env(cfg.checkpoint_freq)
+            callbacks.append(AtomicCheckpointCallback(every, str(run_dir / "checkpoints"), "agent"))
         if resume:
             resume_lib.restore_evaluations(callbacks[0], run_dir / "eval" / "evaluations.npz", start)
 
