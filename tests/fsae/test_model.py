@@ -470,8 +470,12 @@ def test_generate_labels_gives_images(head, groups, labels):
     assert images.shape == (3, 2, 7, 9)
     assert images.min() >= 0.0 and images.max() <= 1.0  # eval: clamped to the data range
     code = model.code_from_labels(labels)
-    if head == "groups":
-        torch.testing.assert_close(code[1], torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0]))
+    expected = {  # one-hot per label, one-hot per group (concatenated), the 0/1 attributes themselves
+        "softmax": torch.eye(3)[labels],
+        "groups": torch.tensor([[1.0, 0, 0, 0, 1], [0, 0, 1, 1, 0], [0, 1, 0, 0, 1]]),
+        "sigmoid": labels.float(),
+    }[head]
+    torch.testing.assert_close(code, expected, rtol=0, atol=0)
     assert torch.equal(images, model.generate(code))
 
 
