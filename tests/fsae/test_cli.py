@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fsae.checkpoint import CheckpointError
 from fsae.cli import config_parser, load_pretrain_config, run_dir, run_experiment
 from fsae.config import ConfigError
 from fsae.data import DatasetError
@@ -46,6 +47,12 @@ def test_run_experiment_statuses(tmp_path, capsys):
 
     assert run_experiment(parser, lambda a: None, no_data, argv) == 1
     assert capsys.readouterr().err == "error: MNIST not found in /nowhere\n"
+
+    def occupied(cfg, out, opts, command):
+        raise CheckpointError(f"{out} already holds a run (metrics.json)")
+
+    assert run_experiment(parser, lambda a: None, occupied, argv) == 2  # a run folder it cannot use: like a bad option
+    assert capsys.readouterr().err.startswith("error: ")
 
 
 def test_cuda_without_a_gpu_is_a_config_error(monkeypatch):
