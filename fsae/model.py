@@ -452,11 +452,12 @@ class FSAE(nn.Module):
             dims = [0, 2, 3] if out.dim() == 4 else [0]
             # Per channel or unit. An output with no spread on this batch (a single value per unit, or every image
             # rounded to one class) gives nothing to match: keep its scale, shift its mean only.
-            scale = torch.ones_like(out.mean(dims))
+            out_mean = out.mean(dims)
+            scale = torch.ones_like(out_mean)
             if out.numel() > scale.numel():
                 h_std, out_std = hs[l - 1].std(dims), out.std(dims)
                 scale = torch.where(out_std > 1e-6, h_std / out_std.clamp_min(1e-6), scale)
-            shift = hs[l - 1].mean(dims) - scale * out.mean(dims)
+            shift = hs[l - 1].mean(dims) - scale * out_mean
             if isinstance(layer, nn.ConvTranspose2d):  # weight (C_l, C_{l-1}, k, k)
                 layer.weight.mul_(scale.view(1, -1, 1, 1))
                 layer.bias.mul_(scale).add_(shift)

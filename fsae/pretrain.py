@@ -428,12 +428,8 @@ def pretrain(
 
         titles = _describe(pred_test[show].cpu())
         save_fig2(run_dir / "fig2.png", {k: v[: len(show)] for k, v in fig_rows.items()}, titles)
-        checkpoints = [run_dir / f"fsae_{v.name}.pt" for v in cfg.variants] + [
-            run_dir / "autoencoder.pt"
-        ] * cfg.baseline_ae
-        write_run_info(
-            run_dir, produced={p.name: p for p in checkpoints}
-        )  # after writing them: it records their SHA-256
+        names = [f"fsae_{v.name}.pt" for v in cfg.variants] + ["autoencoder.pt"] * cfg.baseline_ae
+        write_run_info(run_dir, produced={n: run_dir / n for n in names})  # after writing them: it records SHA-256s
         metrics["time/total_seconds"] = time.time() - t_start
         metrics["device"] = str(device)  # type: ignore[assignment]
         for k, val in metrics.items():

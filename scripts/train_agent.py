@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 from fsae.checkpoint import CheckpointError
-from fsae.cli import print_metrics
+from fsae.cli import error, print_metrics
 from fsae.config import ConfigError, apply_overrides, from_dict, load_yaml
 from fsae.data import DatasetError
 from rl.agent import AgentConfig, train_agent
@@ -79,9 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         "logdir": args.logdir,
     }
     if args.fsae and args.augment in ("none", "copy"):
-        print(f"error: --fsae is used only by --augment fsae or autoencoder, not '{args.augment}'; add --augment "
-              "(alone: fsae) or drop --fsae", file=sys.stderr)  # fmt: skip
-        return 2
+        hint = "add --augment (alone: fsae) or drop --fsae"
+        return error(f"--fsae is used only by --augment fsae or autoencoder, not '{args.augment}'; {hint}", 2)
     command = shlex.join([sys.executable, *(sys.argv if argv is None else [sys.argv[0], *argv])])
     try:
         d = load_yaml(args.config)
@@ -89,11 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = from_dict(AgentConfig, apply_overrides(d, args.set))  # --set comes last and wins
         metrics = train_agent(cfg, command=command, resume=args.resume)
     except (ConfigError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return error(e, 2)
     except DatasetError as e:  # MNIST missing or corrupt: the environments draw their digits from it
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return error(e, 1)
     print_metrics(metrics)
     return 0
 

@@ -169,11 +169,11 @@ def test_linear_lr_schedule_decays_to_zero(tmp_path):
     metrics = train_agent(cfg)
     run = Path(metrics["run_dir"])
     assert run == tmp_path / "DigitBandit-v0" / "none-lin" / "seed0"
-    assert PPO.load(run / "final_model.zip", device="cpu").observation_space.shape == (1, 28, 28)  # raw only
     with (run / "progress.csv").open() as f:
         logged = [float(r["train/learning_rate"]) for r in csv.DictReader(f) if r.get("train/learning_rate")]
     assert logged == pytest.approx([lr / 2, 0.0])
     model = PPO.load(run / "final_model.zip", device="cpu")
+    assert model.observation_space.shape == (1, 28, 28)  # raw only
     assert model.lr_schedule(1.0) == pytest.approx(lr) and model.lr_schedule(0.25) == pytest.approx(lr / 4)
     with pytest.raises(ConfigError, match="numeric hyperparams.learning_rate"):
         rl.agent.check_hyperparams(tiny_config(tmp_path, lr_schedule="linear", hyperparams={"learning_rate": "fast"}))
