@@ -6,7 +6,7 @@ python scripts/collect.py --env fsae/DigitBandit-v0 --steps 20000 --out data/ban
 
 The file holds ``obs`` (N, C, H, W) uint8 and ``labels`` ((N,) or (N, 2) int64), the format ``fsae.data``'s
 ``load_task_data`` reads and pretraining trains on (``data.source: <file>``), plus ``env_id``, ``split``, ``seed``
-and ``env_kwargs`` (JSON) recording how it was made.
+and ``env_kwargs`` (JSON) recording how it was made. An existing ``--out`` is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from gymnasium.error import Error as GymError
@@ -31,11 +32,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seeds the environment and the policy (default: %(default)s)")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="constructor arguments")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if Path(args.out).expanduser().exists() and not args.overwrite:
+        print(f"error: {args.out} already exists; pass --overwrite to replace it, or choose another --out",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         env_kwargs = parse_env_kwargs(args.env_kwargs)
         obs, labels = collect(args.env, args.steps, args.split, args.seed, env_kwargs, progress=not args.no_progress)

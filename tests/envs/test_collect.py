@@ -122,3 +122,8 @@ def test_script_reports_bad_arguments_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
     assert script.main(["--env", "fsae/DigitBandit-v0", *base]) == 0
     assert load_task_data(out)[1].shape == (5,)
+    before = out.read_bytes()
+    assert script.main(["--env", "fsae/DigitBandit-v0", *base, "--seed", "1"]) == 2  # nothing lost
+    assert "already exists; pass --overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert script.main(["--env", "fsae/DigitBandit-v0", *base, "--seed", "1", "--overwrite"]) == 0
+    assert out.read_bytes() != before
