@@ -318,6 +318,24 @@ def _hparam_table(cfg: AgentConfig) -> str:
 # The run
 
 
+def build_model(cfg: AgentConfig, venv: VecEnv, device: str | torch.device) -> BaseAlgorithm:
+    """A new SB3 model of ``cfg.algo`` with the small-image CNN policy on ``venv``; ``ConfigError`` if SB3 or torch
+    refuse a hyperparameter's value (e.g. a negative learning rate)."""
+    try:
+        return ALGOS[cfg.algo](
+            "CnnPolicy",
+            venv,
+            policy_kwargs=policy_kwargs(cfg),
+            seed=cfg.seed,
+            device=device,
+            verbose=cfg.verbose,
+            **algo_kwargs(cfg),
+        )
+    except (ValueError, TypeError, AssertionError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{cfg.algo.upper()} refused the hyperparameters: {reason}; fix hyperparams.<key>") from None
+
+
 def train_agent(cfg: AgentConfig, command: str | None = None, resume: bool = False) -> dict[str, Any]:
     """Train one agent and return its final metrics (also written to ``run_dir/metrics.json``).
 
@@ -351,25 +369,10 @@ def train_agent(cfg: AgentConfig, command: str | None = None, resume: bool = Fal
     eval_env = make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, {**cfg.env_kwargs, **cfg.eval_env_kwargs})
     logger = None
     try:  # the envs (worker processes with vec_env: subproc) and the logger are closed however the run ends
+        model = build_model(cfg, venv, device)
         if resume:
-            model = resume_lib.load_latest(ALGOS[cfg.algo], run_dir, venv, device)
+            resume_lib.load_latest(model, run_dir, device)
             model.set_random_seed(cfg.seed + model.num_timesteps)  # not the first run's episodes again
-        else:
-            try:  # SB3 and torch check the hyperparameters' values (e.g. a negative learning rate) here
-                model = ALGOS[cfg.algo](
-                    "CnnPolicy",
-                    venv,
-                    policy_kwargs=policy_kwargs(cfg),
-                    seed=cfg.seed,
-                    device=device,
-                    verbose=cfg.verbose,
-                    **algo_kwargs(cfg),
-                )
-            except (ValueError, TypeError, AssertionError) as e:
-                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                raise ConfigError(
-                    f"{cfg.algo.upper()} refused the hyperparameters: {reason}; fix hyperparams.<key>"
-                ) from None
 
         start = model.num_timesteps  # 0, or the checkpoint's step when resuming
         if resume:

@@ -3,7 +3,7 @@
 Contents:
     check_resumable   -- the run folder holds an unfinished run of the same config; refuses anything else.
     load_latest       -- the newest checkpoint in ``checkpoints/`` that loads (a file cut short by ``kill -9`` is
-                         skipped with a warning), as an SB3 model on the given env.
+                         skipped with a warning), into a model built from the run's config, without unpickling.
     restore_progress  -- put back ``progress.csv``'s rows up to the checkpoint (SB3's CSV logger truncates the file),
                          and mark the restart in TensorBoard so that points logged after the checkpoint are dropped.
     restore_evaluations -- the evaluation history (``eval/evaluations.npz``) up to the checkpoint, and the best mean
@@ -12,11 +12,17 @@ Contents:
 The resumed run continues the step count (``learn(remaining, reset_num_timesteps=False)``). It is not bit-identical to
 an uninterrupted run: SB3 checkpoints hold no RNG or environment state, so the environments restart from a reset,
 seeded with seed + the checkpoint's step.
+
+A checkpoint is loaded without ``BaseAlgorithm.load``, which unpickles (cloudpickle) the classes, spaces and schedules
+stored in the zip's ``data``, so a planted file could run code. Instead the model is built again from the run's
+config (``check_resumable`` has made sure it is the same), its weights and optimiser state are read with
+``set_parameters`` (``torch.load(weights_only=True)``), and its step counters from ``data`` as plain JSON.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import re
 import time
 import warnings
@@ -28,7 +34,6 @@ import numpy as np
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
-from stable_baselines3.common.vec_env import VecEnv
 
 from fsae.config import ConfigError
 
@@ -61,17 +66,38 @@ def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:
         raise ConfigError(f"--resume: the config differs from the run's config.yaml in {pairs}; resume with the same")
 
 
-def load_latest(algo: type[BaseAlgorithm], run_dir: Path, env: VecEnv, device: Any) -> BaseAlgorithm:
-    """The newest checkpoint that loads, on ``env``; older ones are tried when a newer one is unreadable (a kill
-    during ``model.save`` leaves a partial zip, which SB3 refuses with one of these errors)."""
-    for _, path in checkpoints(run_dir):
+_COUNTERS = ("num_timesteps", "_n_updates", "_episode_num", "_n_calls", "exploration_rate")
+"""What a checkpoint's ``data`` holds beyond the config and the weights that training continues from (``_n_calls``
+and ``exploration_rate``: DQN's target-update clock and epsilon)."""
+
+
+def read_counters(path: Path) -> dict[str, int | float]:
+    """The step counters saved in an SB3 checkpoint's ``data``, read as JSON (its pickled entries are not touched)."""
+    with zipfile.ZipFile(path) as archive:
+        data = json.loads(archive.read("data"))
+    counters = {k: data[k] for k in _COUNTERS if isinstance(data.get(k), (int, float))}
+    if "num_timesteps" not in counters:
+        raise KeyError(f"no num_timesteps in {path.name}'s data")
+    return counters
+
+
+def load_latest(model: BaseAlgorithm, run_dir: Path, device: Any) -> int:
+    """Load the newest checkpoint that loads into ``model`` (built from the run's config): weights, optimiser state
+    and step counters. Older ones are tried when a newer one is unreadable (a kill during ``model.save`` leaves a
+    partial zip). Returns the checkpoint's step; ``ConfigError`` when none loads."""
+    for step, path in checkpoints(run_dir):
         try:
-            return algo.load(path, env=env, device=device)
-        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError, AssertionError) as e:
+            counters = read_counters(path)
+            model.set_parameters(str(path), exact_match=True, device=device)
+        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError) as e:
             reason = (str(e).strip().splitlines() or [""])[0]
             warnings.warn(
                 f"checkpoint {path} is unreadable ({type(e).__name__}: {reason}); trying an older one", stacklevel=2
             )
+            continue
+        for key, value in counters.items():
+            setattr(model, key, value)
+        return step
     raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'} could be loaded")
 
 

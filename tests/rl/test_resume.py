@@ -3,25 +3,29 @@ its step count, curves and evaluations continued, not restarted; and what cannot
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import configure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fsae.config import load_config
-from rl.agent import AgentConfig, make_vec_env_for
+from rl.agent import AgentConfig, build_model, make_vec_env_for
 from rl.resume import load_latest, restore_evaluations, restore_progress
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,9 +104,52 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     newest_zip.write_bytes(newest_zip.read_bytes()[:2000])
     cfg = load_config(AgentConfig, run / "config.yaml")
     venv = make_vec_env_for(cfg, None, 1, 0, dict(cfg.env_kwargs))
+    model = build_model(cfg, venv, "cpu")
     with pytest.warns(UserWarning, match=f"agent_{TOTAL}_steps.zip is unreadable"):
-        model = load_latest(PPO, run, venv, "cpu")
-    assert model.num_timesteps == TOTAL - 128
+        step = load_latest(model, run, "cpu")
+    assert step == model.num_timesteps == TOTAL - 128
+    saved = PPO.load(run / "checkpoints" / f"agent_{TOTAL - 128}_steps.zip", device="cpu")  # our own file: trusted
+    for name, value in saved.policy.state_dict().items():
+        torch.testing.assert_close(model.policy.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    assert model._n_updates == saved._n_updates > 0
+    venv.close()
+
+
+def test_resume_does_not_unpickle_the_checkpoint(tmp_path):
+    """SB3's ``load`` runs whatever a checkpoint's pickled ``data`` entries say; ``load_latest`` reads none of them."""
+    tiny = ["n_envs=2", "hyperparams.n_steps=32", "hyperparams.batch_size=64", "torch_threads=1"]
+    cfg = load_config(AgentConfig, ROOT / "configs" / "agent" / "digit_bandit.yaml", tiny)
+    venv = make_vec_env_for(cfg, None, 2, 0, {})
+    trained = build_model(cfg, venv, "cpu")
+    trained.learn(128)
+    path = tmp_path / "checkpoints" / "agent_128_steps.zip"
+    path.parent.mkdir()
+    trained.save(path)
+
+    marker = tmp_path / "code_ran"
+    code = f"__import__('pathlib').Path({str(marker)!r}).touch() or __import__('stable_baselines3').PPO.policy_aliases"
+    code += "['CnnPolicy']"
+
+    class Planted:  # unpickling it calls eval(code), which touches the marker and returns the right policy class
+        def __reduce__(self):
+            return eval, (code,)
+
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    data = json.loads(files["data"])
+    data["policy_class"][":serialized:"] = base64.b64encode(pickle.dumps(Planted())).decode()
+    files["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for n, b in files.items():
+            z.writestr(n, b)
+
+    model = build_model(cfg, venv, "cpu")
+    assert load_latest(model, tmp_path, "cpu") == 128 and model.num_timesteps == 128
+    assert not marker.exists()
+    for name, value in trained.policy.state_dict().items():
+        torch.testing.assert_close(model.policy.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    PPO.load(path, device="cpu")  # the control: SB3's own loader runs the planted code
+    assert marker.exists()
     venv.close()
 
 
