@@ -4,6 +4,7 @@ Contents:
     check_resumable   -- the run folder holds an unfinished run of the same config; refuses anything else.
     load_latest       -- the newest checkpoint in ``checkpoints/`` that loads (a file cut short by ``kill -9`` is
                          skipped with a warning), into a model built from the run's config, without unpickling.
+    read_counters     -- a checkpoint's step counters (num_timesteps, ...), read from its ``data`` as plain JSON.
     restore_progress  -- put back ``progress.csv``'s rows up to the checkpoint (SB3's CSV logger truncates the file),
                          and mark the restart in TensorBoard so that points logged after the checkpoint are dropped.
     restore_evaluations -- the evaluation history (``eval/evaluations.npz``) up to the checkpoint, and the best mean
