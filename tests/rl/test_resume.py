@@ -235,3 +235,31 @@ def _evaluate_checkpoint(path: Path, episodes: int) -> float:
     mean, _ = evaluate_policy(model, venv, n_eval_episodes=episodes, deterministic=True)
     venv.close()
     return float(mean)
+
+
+@pytest.mark.parametrize("algo", ["a2c", "dqn"])
+def test_load_latest_restores_weights_and_counters_for_other_algorithms(tmp_path, algo):
+    hyper = {"a2c": "{learning_rate: 0.001, n_steps: 8}",
+             "dqn": "{learning_rate: 0.001, learning_starts: 50, buffer_size: 1000, batch_size: 32}"}  # fmt: skip
+    sets = [f"algo={algo}", "n_envs=2", "torch_threads=1", f"hyperparams={hyper[algo]}"]
+    cfg = load_config(AgentConfig, ROOT / "configs" / "agent" / "digit_bandit.yaml", sets)
+    venv = make_vec_env_for(cfg, None, 2, 0, {})
+    trained = build_model(cfg, venv, "cpu")
+    trained.learn(400)
+    (tmp_path / "checkpoints").mkdir()
+    trained.save(tmp_path / "checkpoints" / "agent_400_steps.zip")
+    model = build_model(cfg, venv, "cpu")
+    assert load_latest(model, tmp_path, "cpu") == 400
+    for key in ("num_timesteps", "_n_updates", "_episode_num", "_n_calls", "exploration_rate"):
+        assert getattr(model, key, None) == getattr(trained, key, None), key
+    assert model._n_updates > 0 and (algo != "dqn" or model._n_calls == 200)
+    for name, value in trained.policy.state_dict().items():
+        torch.testing.assert_close(model.policy.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    saved, loaded = trained.policy.optimizer.state_dict()["state"], model.policy.optimizer.state_dict()["state"]
+    assert saved.keys() == loaded.keys() and len(saved) > 0  # A2C's RMSprop / DQN's Adam statistics
+    for k, state in saved.items():
+        for name, value in state.items():
+            torch.testing.assert_close(loaded[k][name], value, rtol=0, atol=0, msg=f"{k}.{name}")
+    model.learn(64, reset_num_timesteps=False)  # training goes on from the checkpoint's step
+    assert model.num_timesteps >= 464
+    venv.close()
