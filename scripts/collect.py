@@ -20,6 +20,7 @@ import numpy as np
 from gymnasium.error import Error as GymError
 
 from envs.collect import collect, parse_env_kwargs
+from fsae.cli import error
 from fsae.data import DatasetError, save_task_data
 
 
@@ -39,25 +40,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if Path(args.out).expanduser().exists() and not args.overwrite:
-        print(f"error: {args.out} already exists; pass --overwrite to replace it, or choose another --out",
-              file=sys.stderr)  # fmt: skip
-        return 2
+        return error(f"{args.out} already exists; pass --overwrite to replace it, or choose another --out", 2)
     try:
         env_kwargs = parse_env_kwargs(args.env_kwargs)
         obs, labels = collect(args.env, args.steps, args.split, args.seed, env_kwargs, progress=not args.no_progress)
     except (ValueError, TypeError, KeyError, GymError) as e:  # bad or unknown kwargs, unknown env id
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return error(e, 2)
     except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return error(e, 1)
     kwargs_json = json.dumps(env_kwargs, default=repr)
     meta = {"env_id": args.env, "split": args.split, "seed": args.seed, "env_kwargs": kwargs_json}
     try:
         path = save_task_data(args.out, obs, labels, **{k: np.array(v) for k, v in meta.items()})
     except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return error(e, 1)
     print(f"wrote {path}: obs {obs.shape} {obs.dtype}, labels {labels.shape} {labels.dtype}")
     return 0
 

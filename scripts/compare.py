@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fsae.cli import error
 from rl.compare import BASELINE, compare
 
 
@@ -56,19 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         threshold = parse_threshold(args.threshold)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return error(e, 2)
     if args.n_resamples < 1:
-        print(f"error: --n-resamples must be >= 1, got {args.n_resamples}", file=sys.stderr)
-        return 2
+        return error(f"--n-resamples must be >= 1, got {args.n_resamples}", 2)
     warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
     try:
         rows = compare(
             args.logdir, args.out, threshold, args.curve, args.baseline, args.n_resamples, args.seed, warn, args.envs
         )
     except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return error(e, 2)
     out = Path(args.out) if args.out else Path(args.logdir)
     print((out / "results.md").read_text(), end="")
     envs = sorted({r["env"] for r in rows})

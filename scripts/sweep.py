@@ -17,6 +17,7 @@ import argparse
 import signal
 import sys
 
+from fsae.cli import error
 from fsae.config import ConfigError
 from rl.sweep import is_finished, load_sweep, plan, run_local, run_ray
 
@@ -56,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results = run_local(runs, args.workers)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return error(e, 2)
     except KeyboardInterrupt:
         print("sweep interrupted; start it again to finish the remaining runs", file=sys.stderr)
         return 130

@@ -14,7 +14,8 @@ import torch
 from fsae.config import load_config
 from fsae.model import FSAE
 from fsae.pretrain import PretrainConfig, variant_config
-from rl.agent import AgentConfig, check_hyperparams, policy_kwargs
+from rl.agent import AgentConfig, check_hyperparams, make_env, policy_kwargs
+from rl.common_sense import union_space
 from rl.sweep import load_sweep, plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,16 +28,12 @@ def _yamls(folder: str) -> list[Path]:
     return paths
 
 
-def _id(path: Path) -> str:
-    return path.stem
-
-
 def test_every_config_folder_is_covered():
     """A new folder of configs needs its own test below."""
     assert sorted(p.name for p in CONFIGS.iterdir() if p.is_dir()) == ["agent", "pretrain", "sweeps"]
 
 
-@pytest.mark.parametrize("path", _yamls("pretrain"), ids=_id)
+@pytest.mark.parametrize("path", _yamls("pretrain"), ids=lambda p: p.stem)
 def test_pretrain_config_builds_every_variant(path: Path):
     cfg = load_config(PretrainConfig, path)
     x = torch.zeros(2, *cfg.model.input_shape)
@@ -48,15 +45,24 @@ def test_pretrain_config_builds_every_variant(path: Path):
             assert model.regenerate(x).shape == x.shape, f"variant '{v.name}'"
 
 
-@pytest.mark.parametrize("path", _yamls("agent"), ids=_id)
-def test_agent_config_loads(path: Path):
+@pytest.mark.parametrize("path", _yamls("agent"), ids=lambda p: p.stem)
+def test_agent_config_builds_its_policy_features(path: Path):
+    """The config's env exists with its kwargs, and its CNN features fit the env's raw and stacked observations."""
     cfg = load_config(AgentConfig, path)
     check_hyperparams(cfg)
-    assert policy_kwargs(cfg)["features_extractor_kwargs"]["features_dim"] == cfg.policy.features_dim
     assert cfg.condition == "none", "shipped agent configs train the raw agent; conditions come from --augment"
+    env = make_env(cfg.env_id, **cfg.env_kwargs)
+    raw = env.observation_space
+    env.close()
+    kw = policy_kwargs(cfg)
+    for space in (raw, union_space(raw, cfg.union)):
+        extractor = kw["features_extractor_class"](space, **kw["features_extractor_kwargs"])
+        with torch.no_grad():
+            features = extractor(torch.zeros(2, *space.shape))
+        assert features.shape == (2, cfg.policy.features_dim), space
 
 
-@pytest.mark.parametrize("path", _yamls("sweeps"), ids=_id)
+@pytest.mark.parametrize("path", _yamls("sweeps"), ids=lambda p: p.stem)
 def test_sweep_config_plans(path: Path):
     cfg = load_sweep(path)
     runs = plan(cfg, check_files=False)  # the checkpoints are made by pretraining runs, not shipped

@@ -44,6 +44,27 @@ def _argv(logdir: Path, *extra: str) -> list[str]:
             *extra, "--set", *TINY]  # fmt: skip
 
 
+def _assert_same_weights(a, b) -> None:
+    """Two SB3 models' policy weights are bit-identical."""
+    for name, value in a.policy.state_dict().items():
+        torch.testing.assert_close(b.policy.state_dict()[name], value, rtol=0, atol=0, msg=name)
+
+
+def _saved_checkpoint(tmp_path: Path, sets: list[str], steps: int):
+    """A tiny agent of the DigitBandit config (+ ``sets``) trained ``steps`` steps and saved as the run folder's
+    ``checkpoints/agent_<steps>_steps.zip``: (config, its 2-env VecEnv, the trained model, the checkpoint's path)."""
+    cfg = load_config(
+        AgentConfig, ROOT / "configs" / "agent" / "digit_bandit.yaml", ["n_envs=2", "torch_threads=1", *sets]
+    )
+    venv = make_vec_env_for(cfg, None, 2, 0, {})
+    trained = build_model(cfg, venv, "cpu")
+    trained.learn(steps)
+    path = tmp_path / "checkpoints" / f"agent_{steps}_steps.zip"
+    path.parent.mkdir()
+    trained.save(path)
+    return cfg, venv, trained, path
+
+
 def _kill_after_first_checkpoint(logdir: Path, run: Path) -> None:
     proc = subprocess.Popen(_argv(logdir), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     first = run / "checkpoints" / "agent_128_steps.zip"
@@ -109,22 +130,14 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
         step = load_latest(model, run, "cpu")
     assert step == model.num_timesteps == TOTAL - 128
     saved = PPO.load(run / "checkpoints" / f"agent_{TOTAL - 128}_steps.zip", device="cpu")  # our own file: trusted
-    for name, value in saved.policy.state_dict().items():
-        torch.testing.assert_close(model.policy.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    _assert_same_weights(saved, model)
     assert model._n_updates == saved._n_updates > 0
     venv.close()
 
 
 def test_resume_does_not_unpickle_the_checkpoint(tmp_path):
     """SB3's ``load`` runs whatever a checkpoint's pickled ``data`` entries say; ``load_latest`` reads none of them."""
-    tiny = ["n_envs=2", "hyperparams.n_steps=32", "hyperparams.batch_size=64", "torch_threads=1"]
-    cfg = load_config(AgentConfig, ROOT / "configs" / "agent" / "digit_bandit.yaml", tiny)
-    venv = make_vec_env_for(cfg, None, 2, 0, {})
-    trained = build_model(cfg, venv, "cpu")
-    trained.learn(128)
-    path = tmp_path / "checkpoints" / "agent_128_steps.zip"
-    path.parent.mkdir()
-    trained.save(path)
+    cfg, venv, trained, path = _saved_checkpoint(tmp_path, ["hyperparams.n_steps=32", "hyperparams.batch_size=64"], 128)
 
     marker = tmp_path / "code_ran"
     code = f"__import__('pathlib').Path({str(marker)!r}).touch() or __import__('stable_baselines3').PPO.policy_aliases"
@@ -146,8 +159,7 @@ def test_resume_does_not_unpickle_the_checkpoint(tmp_path):
     model = build_model(cfg, venv, "cpu")
     assert load_latest(model, tmp_path, "cpu") == 128 and model.num_timesteps == 128
     assert not marker.exists()
-    for name, value in trained.policy.state_dict().items():
-        torch.testing.assert_close(model.policy.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    _assert_same_weights(trained, model)
     PPO.load(path, device="cpu")  # the control: SB3's own loader runs the planted code
     assert marker.exists()
     venv.close()
@@ -241,20 +253,13 @@ def _evaluate_checkpoint(path: Path, episodes: int) -> float:
 def test_load_latest_restores_weights_and_counters_for_other_algorithms(tmp_path, algo):
     hyper = {"a2c": "{learning_rate: 0.001, n_steps: 8}",
              "dqn": "{learning_rate: 0.001, learning_starts: 50, buffer_size: 1000, batch_size: 32}"}  # fmt: skip
-    sets = [f"algo={algo}", "n_envs=2", "torch_threads=1", f"hyperparams={hyper[algo]}"]
-    cfg = load_config(AgentConfig, ROOT / "configs" / "agent" / "digit_bandit.yaml", sets)
-    venv = make_vec_env_for(cfg, None, 2, 0, {})
-    trained = build_model(cfg, venv, "cpu")
-    trained.learn(400)
-    (tmp_path / "checkpoints").mkdir()
-    trained.save(tmp_path / "checkpoints" / "agent_400_steps.zip")
+    cfg, venv, trained, _ = _saved_checkpoint(tmp_path, [f"algo={algo}", f"hyperparams={hyper[algo]}"], 400)
     model = build_model(cfg, venv, "cpu")
     assert load_latest(model, tmp_path, "cpu") == 400
     for key in ("num_timesteps", "_n_updates", "_episode_num", "_n_calls", "exploration_rate"):
         assert getattr(model, key, None) == getattr(trained, key, None), key
     assert model._n_updates > 0 and (algo != "dqn" or model._n_calls == 200)
-    for name, value in trained.policy.state_dict().items():
-        torch.testing.assert_close(model.policy.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    _assert_same_weights(trained, model)
     saved, loaded = trained.policy.optimizer.state_dict()["state"], model.policy.optimizer.state_dict()["state"]
     assert saved.keys() == loaded.keys() and len(saved) > 0  # A2C's RMSprop / DQN's Adam statistics
     for k, state in saved.items():
