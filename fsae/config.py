@@ -2,6 +2,7 @@
 
 Contents:
     ConfigError     -- raised for any bad config; its message is one line saying what to fix.
+    check           -- ``check(ok, message)``: raise ``ConfigError`` unless ok (config checks that survive -O).
     from_dict       -- build a (possibly nested) dataclass from a plain dict, rejecting unknown keys and wrong types.
     to_dict         -- the inverse: a dataclass as plain YAML/JSON-able values.
     apply_overrides -- apply ``a.b=value`` strings (values parsed as YAML) to a plain dict.
@@ -29,6 +30,13 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A configuration value or key is wrong; the message says which and what is allowed."""
+
+
+def check(ok: object, message: str) -> None:
+    """Raise ``ConfigError(message)`` unless ``ok``: validation of user input that, unlike ``assert``, survives
+    ``python -O``."""
+    if not ok:
+        raise ConfigError(message)
 
 
 _SPELLED_OUT = {"lr": "learning_rate"}
