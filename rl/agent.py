@@ -416,6 +416,8 @@ def train_agent(cfg: AgentConfig, command: str | None = None, resume: bool = Fal
             callbacks.append(AtomicCheckpointCallback(every, str(run_dir / "checkpoints"), "agent"))
         if resume:
             resume_lib.restore_evaluations(callbacks[0], run_dir / "eval" / "evaluations.npz", start)
+            for cb in callbacks:  # they fire on n_calls (vector steps): keep the first run's grid of steps
+                cb.n_calls = start // cfg.n_envs
 
         t0 = time.time()
         remaining = max(cfg.total_steps - start, 0)

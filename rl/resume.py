@@ -12,7 +12,9 @@ Contents:
 
 The resumed run continues the step count (``learn(remaining, reset_num_timesteps=False)``). It is not bit-identical to
 an uninterrupted run: SB3 checkpoints hold no RNG or environment state, so the environments restart from a reset,
-seeded with seed + the checkpoint's step.
+seeded with seed + the checkpoint's step. An off-policy agent's (DQN's) replay buffer is not saved either (it would be
+buffer_size observations per checkpoint): the resumed agent collects ``learning_starts`` new transitions before its
+gradient steps start again, as at the start of the first run, instead of training on a buffer of a few dozen.
 
 A checkpoint is loaded without ``BaseAlgorithm.load``, which unpickles (cloudpickle) the classes, spaces and schedules
 stored in the zip's ``data``, so a planted file could run code. Instead the model is built again from the run's
@@ -35,6 +37,7 @@ import numpy as np
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from fsae.config import ConfigError
 
@@ -85,7 +88,8 @@ def read_counters(path: Path) -> dict[str, int | float]:
 def load_latest(model: BaseAlgorithm, run_dir: Path, device: Any) -> int:
     """Load the newest checkpoint that loads into ``model`` (built from the run's config): weights, optimiser state
     and step counters. Older ones are tried when a newer one is unreadable (a kill during ``model.save`` leaves a
-    partial zip). Returns the checkpoint's step; ``ConfigError`` when none loads."""
+    partial zip). An off-policy model's ``learning_starts`` is moved past the step (its replay buffer starts empty).
+    Returns the checkpoint's step; ``ConfigError`` when none loads."""
     for step, path in checkpoints(run_dir):
         try:
             counters = read_counters(path)
@@ -98,6 +102,8 @@ def load_latest(model: BaseAlgorithm, run_dir: Path, device: Any) -> int:
             continue
         for key, value in counters.items():
             setattr(model, key, value)
+        if isinstance(model, OffPolicyAlgorithm):  # its replay buffer is not saved: refill it before learning again
+            model.learning_starts += step
         return step
     raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'} could be loaded")
 

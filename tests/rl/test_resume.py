@@ -30,8 +30,8 @@ from rl.resume import load_latest, restore_evaluations, restore_progress
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_agent.py"
-# 2 envs x 64 steps per rollout; a checkpoint and an evaluation every 128 steps.
-TINY = ["torch_threads=1", "progress_bar=false", "eval_freq=128", "eval_episodes=2", "checkpoint_freq=128",
+# 2 envs x 64 steps per rollout; a checkpoint every 128 steps, an evaluation every 256.
+TINY = ["torch_threads=1", "progress_bar=false", "eval_freq=256", "eval_episodes=2", "checkpoint_freq=128",
         "env_kwargs.episode_length=8", "eval_env_kwargs.episode_length=8", "hyperparams.n_steps=64",
         "hyperparams.batch_size=64", "hyperparams.n_epochs=1"]  # fmt: skip
 TOTAL = 1024
@@ -99,20 +99,22 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     assert metrics["timesteps"] == TOTAL and metrics["resumed_from"] == newest
     steps = sorted(int(p.name.split("_")[1]) for p in (run / "checkpoints").glob("agent_*_steps.zip"))
     assert steps == list(range(128, TOTAL + 1, 128))
-    # Curves: the first run's points up to the checkpoint, then the resumed run's, none twice. progress.csv has two
-    # rows per 128 steps (the evaluation's and the rollout's) as an uninterrupted run has, except that the kill may
-    # have come between the two rows of the checkpoint's step.
+    # Curves: the first run's points up to the checkpoint, then the resumed run's, none twice. progress.csv has a row
+    # per rollout (128 steps) and one more per evaluation (every 256) as an uninterrupted run has, except that the kill
+    # may have come between the two rows of the checkpoint's step.
     rows = list(csv.DictReader((run / "progress.csv").open()))
     logged = [int(float(r["time/total_timesteps"])) for r in rows if r.get("time/total_timesteps")]
-    resumed = [step for step in range(newest + 128, TOTAL + 1, 128) for _ in range(2)]
+    rollouts = list(range(newest + 128, TOTAL + 1, 128))
+    resumed = [step for step in rollouts for _ in range(1 + (step % 256 == 0))]
     assert logged[-len(resumed) :] == resumed and logged == sorted(logged), logged
     assert set(logged[: -len(resumed)]) == set(range(128, newest + 1, 128)) and max(Counter(logged).values()) == 2
     curve = EventAccumulator(str(run)).Reload().Scalars("rollout/ep_rew_mean")  # TensorBoard drops points after the
     curve_steps = [e.step for e in curve]  # checkpoint logged before the kill
-    assert curve_steps == sorted(set(curve_steps)) and curve_steps[-len(resumed) // 2 :] == resumed[::2], curve_steps
+    assert curve_steps == sorted(set(curve_steps)) and curve_steps[-len(rollouts) :] == rollouts, curve_steps
+    # Evaluations on the first run's grid (256, 512, ...), also when the kill came at an odd multiple of 128.
     evals = np.load(run / "eval" / "evaluations.npz")
-    np.testing.assert_array_equal(evals["timesteps"], range(128, TOTAL + 1, 128))
-    assert evals["results"].shape == (TOTAL // 128, 2)
+    np.testing.assert_array_equal(evals["timesteps"], range(256, TOTAL + 1, 256))
+    assert evals["results"].shape == (TOTAL // 256, 2)
     command = (run / "command.txt").read_text()
     assert f"# resumed at step {newest}:" in command and "--resume" in command
 
@@ -259,6 +261,10 @@ def test_load_latest_restores_weights_and_counters_for_other_algorithms(tmp_path
     for key in ("num_timesteps", "_n_updates", "_episode_num", "_n_calls", "exploration_rate"):
         assert getattr(model, key, None) == getattr(trained, key, None), key
     assert model._n_updates > 0 and (algo != "dqn" or model._n_calls == 200)
+    if algo == "dqn":  # no replay buffer in the checkpoint: 50 new transitions before the gradient steps resume
+        assert model.learning_starts == 400 + 50
+        model.learn(48, reset_num_timesteps=False)
+        assert model._n_updates == trained._n_updates and model.replay_buffer.size() == 48 // 2
     _assert_same_weights(trained, model)
     saved, loaded = trained.policy.optimizer.state_dict()["state"], model.policy.optimizer.state_dict()["state"]
     assert saved.keys() == loaded.keys() and len(saved) > 0  # A2C's RMSprop / DQN's Adam statistics
