@@ -7,7 +7,8 @@ python scripts/train_agent.py --config $CFG --augment copy --seed 1           # 
 python scripts/train_agent.py --config $CFG --augment autoencoder --fsae $CKPT   # raw + conventional AE
 tensorboard --logdir runs/agents                  # runs overlay as <env>/<condition>/seed<N>
 
---augment alone means 'fsae'; without it the agent sees raw observations ('none'). 'copy' stacks the raw image with
+--augment alone means 'fsae'; without it the config's condition holds ('none', raw observations, in every shipped
+config). 'copy' stacks the raw image with
 itself (controls for the extra channels); 'autoencoder' uses autoencoder.pt beside the --fsae checkpoint (or the
 config's autoencoder_checkpoint). Any config key can be set with --set key=value (e.g. hyperparams.learning_rate=1e-3,
 union=max, feedback_steps=2, torch_threads=1).
@@ -48,9 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--augment",
         nargs="?",
         const="fsae",
-        default="none",
+        default=None,
         choices=["none", "fsae", "copy", "autoencoder"],
-        help="condition: the flag alone means fsae; without the flag, none (raw observations only)",
+        help="condition: the flag alone means fsae; without the flag, the config's (none: raw observations only)",
     )
     p.add_argument("--fsae", default=None, metavar="CHECKPOINT", help="FSAE checkpoint (fsae_<variant>.pt)")
     p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
@@ -78,14 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "logdir": args.logdir,
     }
-    if args.fsae and args.augment in ("none", "copy"):
-        hint = "add --augment (alone: fsae) or drop --fsae"
-        return error(f"--fsae is used only by --augment fsae or autoencoder, not '{args.augment}'; {hint}", 2)
     command = shlex.join([sys.executable, *(sys.argv if argv is None else [sys.argv[0], *argv])])
     try:
         d = load_yaml(args.config)
         d.update({k: v for k, v in flags.items() if v is not None})  # typed values, not re-parsed as YAML
         cfg = from_dict(AgentConfig, apply_overrides(d, args.set))  # --set comes last and wins
+        if args.fsae and cfg.condition in ("none", "copy"):
+            hint = "add --augment (alone: fsae) or drop --fsae"
+            return error(f"--fsae is used only by --augment fsae or autoencoder, not '{cfg.condition}'; {hint}", 2)
         metrics = train_agent(cfg, command=command, resume=args.resume)
     except (ConfigError, CheckpointError) as e:
         return error(e, 2)

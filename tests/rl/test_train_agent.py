@@ -85,12 +85,22 @@ def test_shipped_configs_load(name):
         assert cfg.hyperparams["gamma"] == 0  # bandits: each step is independent
 
 
-def test_augment_flag():
+def test_augment_flag(tmp_path, monkeypatch):
     script = _load_script()
-    assert script.parse_args([]).augment == "none"
+    assert script.parse_args([]).augment is None  # the config's condition
     assert script.parse_args(["--augment"]).augment == "fsae"
     assert script.parse_args(["--augment", "copy"]).augment == "copy"
     assert script.parse_args(["--augment", "--seed", "3"]).augment == "fsae"
+    # Without the flag the YAML's condition holds ('none' in the shipped configs); the flag, then --set, override it.
+    seen = []
+    monkeypatch.setattr(script, "train_agent", lambda cfg, **kw: seen.append(cfg.condition) or {})
+    yaml_copy = tmp_path / "copy.yaml"
+    yaml_copy.write_text(BANDIT.read_text().replace("condition: none", "condition: copy"))
+    flags = [[], ["--augment", "none"], ["--set", "condition=none"], ["--augment", "none", "--set", "condition=copy"]]
+    for argv in flags:
+        assert script.main(["--config", str(yaml_copy), "--logdir", str(tmp_path), *argv]) == 0
+    assert script.main(["--config", str(BANDIT), "--logdir", str(tmp_path)]) == 0
+    assert seen == ["copy", "none", "none", "copy", "none"]
 
 
 def _cli_error(capsys, argv: list[str]) -> str:
