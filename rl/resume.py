@@ -2,6 +2,7 @@
 
 Contents:
     check_resumable   -- the run folder holds an unfinished run of the same config; refuses anything else.
+    config_differences -- the settings in which two agent configs differ (``rl.sweep`` uses it too).
     load_latest       -- the newest checkpoint in ``checkpoints/`` that loads (a file cut short by ``kill -9`` is
                          skipped with a warning), into a model built from the run's config, without unpickling.
     read_counters     -- a checkpoint's step counters (num_timesteps, ...), read from its ``data`` as plain JSON.
@@ -25,6 +26,7 @@ config (``check_resumable`` has made sure it is the same), its weights and optim
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import time
@@ -63,11 +65,21 @@ def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:
             f"--resume: no checkpoint in {run_dir / 'checkpoints'} (checkpoint_freq decides how often one is written); "
             "start the run again with overwrite=true"
         )
-    saved = yaml.safe_load(saved_path.read_text()) or {}
-    differ = sorted(k for k in set(saved) | set(config) if k not in _MAY_DIFFER and saved.get(k) != config.get(k))
+    differ = config_differences(yaml.safe_load(saved_path.read_text()) or {}, config)
     if differ:
-        pairs = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in differ)
-        raise ConfigError(f"--resume: the config differs from the run's config.yaml in {pairs}; resume with the same")
+        raise ConfigError(f"--resume: the config differs from the run's config.yaml in {differ}; resume with the same")
+
+
+def config_differences(saved: dict[str, Any], config: dict[str, Any]) -> str:
+    """``'key: old -> new, ...'`` for each setting (top-level key of two ``AgentConfig`` dicts) that changes what is
+    trained, '' when none does. A key missing on one side (a config written before the key existed) counts as its
+    default."""
+    from rl.agent import AgentConfig  # rl.agent imports this module
+
+    defaults = {f.name: f.default for f in dataclasses.fields(AgentConfig) if f.default is not dataclasses.MISSING}
+    old, new = {**defaults, **saved}, {**defaults, **config}
+    differ = sorted(k for k in set(old) | set(new) if k not in _MAY_DIFFER and old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differ)
 
 
 _COUNTERS = ("num_timesteps", "_n_updates", "_episode_num", "_n_calls", "exploration_rate")

@@ -5,6 +5,7 @@ Contents:
     Run, RunResult        -- one planned ``scripts/train_agent.py`` run (its command line and folder), and its outcome.
     plan                  -- the grid as a list of ``Run``; every run's agent config is checked before anything starts.
     DONE_MARKER, run_finished, is_finished -- the run-finished marker and its test.
+    settings_changed      -- how a finished run's config.yaml differs from the sweep's plan for it ('' if it does not).
     run_local             -- the runs not yet finished, as parallel subprocesses on this machine.
     run_ray               -- the same on a Ray cluster, one task (with CPU/GPU resources) per run (``pip install -e
                              '.[ray]'``).
@@ -17,8 +18,10 @@ it knows each folder before the run starts: ``rl.agent.condition_label``, e.g. '
 
 Restarting: a run is finished when its folder holds ``done.json``, which the sweep writes (atomically) after the run's
 process exited 0, or else a readable ``metrics.json``, which ``rl.agent.train_agent`` writes as its very last file (this
-covers a sweep killed between the two). Finished runs are skipped; the folder of an unfinished run (killed or failed) is
-removed and the run starts again from scratch, so no stale TensorBoard events mix into its curves. One sweep at a time
+covers a sweep killed between the two). Finished runs are skipped, unless their ``config.yaml`` differs from what the
+sweep plans (an edited sweep config on the same logdir: refused, so old results are not reported as new); the folder
+of an unfinished run (killed or failed) is removed and the run starts again from scratch, so no stale TensorBoard
+events mix into its curves. One sweep at a time
 may work on a logdir: a second one is refused (an ``flock`` on ``<logdir>/.sweep.lock``, released when the process
 dies, however it dies).
 """
@@ -38,13 +41,17 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from fsae.checkpoint import atomic_write_json
-from fsae.config import ConfigError, apply_overrides, from_dict, load_config, load_yaml
+from fsae.config import ConfigError, apply_overrides, from_dict, load_config, load_yaml, to_dict
+from fsae.provenance import ProvenanceWarning, check_dependencies
 from rl import CONDITIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +119,8 @@ class Run:
     run_dir: Path
     command: list[str]
     logdir: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    """The resolved agent config the run will write to its ``config.yaml`` ({}: unknown)."""
 
     @property
     def name(self) -> str:
@@ -188,7 +197,9 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
                 run_dir = run_dir_for(dataclasses.replace(agent, run_name=label))
                 env_name = env.name or agent.env_id.split("/")[-1]
                 command = [sys.executable, str(TRAIN_SCRIPT), *argv, "--set", *sets]
-                runs.append(Run(env_name, condition, seed, run_dir, command, logdir))
+                final = dataclasses.replace(agent, run_name=label, overwrite=True)
+                config = yaml.safe_load(yaml.safe_dump(to_dict(final)))  # as train_agent writes it
+                runs.append(Run(env_name, condition, seed, run_dir, command, logdir, config))
     seen: dict[Path, Run] = {}
     for run in runs:
         if run.run_dir in seen:
@@ -231,12 +242,17 @@ def _lock(logdirs: set[Path]) -> Iterator[None]:
     try:
         for logdir in sorted(logdirs):
             logdir.mkdir(parents=True, exist_ok=True)
-            f = open(logdir / LOCK_FILE, "w")  # noqa: SIM115  (held open for the whole sweep)
+            f = open(logdir / LOCK_FILE, "a+")  # noqa: SIM115  (held open for the whole sweep; not truncated yet)
             handles.append(f)
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise ConfigError(f"another sweep is running on {logdir} (it holds {logdir / LOCK_FILE})") from None
+                f.seek(0)
+                holder = f.read().strip() or "unknown"
+                where = logdir / LOCK_FILE
+                raise ConfigError(f"another sweep is running on {logdir} ({holder} holds {where})") from None
+            f.seek(0)
+            f.truncate()
             f.write(f"{socket.gethostname()} pid {os.getpid()}\n")
             f.flush()
         yield
@@ -306,11 +322,40 @@ def _report(result: RunResult, i: int, n: int, log: Callable[[str], None]) -> No
             log(tail)
 
 
+def settings_changed(run: Run) -> str:
+    """How a finished run's ``config.yaml`` differs from the config this sweep plans for it ('' when it does not, or
+    when either is unknown)."""
+    from rl.resume import config_differences
+
+    try:
+        saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return ""
+    return config_differences(saved, run.config) if isinstance(saved, dict) and run.config else ""
+
+
 def _split(runs: list[Run], log: Callable[[str], None]) -> tuple[list[RunResult], list[Run]]:
-    skipped = [RunResult(r, "skipped") for r in runs if is_finished(r)]
-    pending = [r for r in runs if not is_finished(r)]
-    log(f"sweep: {len(runs)} runs, {len(skipped)} already finished (skipped), {len(pending)} to run")
-    return skipped, pending
+    """Finished runs (skipped) and the rest. A finished run made with other settings (an edited sweep config on the
+    same logdir) is refused, not skipped: its results would be reported as this sweep's. One whose checkpoint has been
+    retrained since is skipped with a warning (``fsae.provenance``: re-analysing old runs is legitimate)."""
+    finished = [r for r in runs if is_finished(r)]
+    stale = [(r, d) for r in finished if (d := settings_changed(r))]
+    if stale:
+        run, diff = stale[0]
+        raise ConfigError(
+            f"{len(stale)} finished run(s) in {run.logdir} were made with other settings, e.g. {run.name} in {diff}; "
+            "give the sweep another logdir, or remove those run folders to run them again"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProvenanceWarning)
+        changed = [(r, m) for r in finished if (m := check_dependencies(r.run_dir))]
+    if changed:
+        run, messages = changed[0]
+        log(f"warning: {len(changed)} finished run(s) read a file that has changed since, e.g. {run.name}: "
+            f"{messages[0]}; remove their folders to run them again on the new file")  # fmt: skip
+    pending = [r for r in runs if r not in finished]
+    log(f"sweep: {len(runs)} runs, {len(finished)} already finished (skipped), {len(pending)} to run")
+    return [RunResult(r, "skipped") for r in finished], pending
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -337,6 +382,8 @@ def run_local(runs: list[Run], workers: int = 1, log: Callable[[str], None] = pr
 
             def keep(proc: subprocess.Popen) -> None:
                 with guard:
+                    if stopping.is_set():  # started just as the sweep was stopped: stop it too
+                        proc.send_signal(signal.SIGTERM)
                     live.add(proc)
 
             t0 = time.time()
@@ -352,8 +399,8 @@ def run_local(runs: list[Run], workers: int = 1, log: Callable[[str], None] = pr
                 results.append(fut.result())
                 _report(results[-1], i, len(pending), log)
         except BaseException:
-            stopping.set()
             with guard:
+                stopping.set()
                 for proc in live:
                     if proc.poll() is None:
                         proc.send_signal(signal.SIGTERM)

@@ -19,7 +19,7 @@ import sys
 
 from fsae.cli import error
 from fsae.config import ConfigError
-from rl.sweep import is_finished, load_sweep, plan, run_local, run_ray
+from rl.sweep import is_finished, load_sweep, plan, run_local, run_ray, settings_changed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = plan(load_sweep(args.config, args.set))
         if args.dry_run:
             for run in runs:
-                print(f"{'finished' if is_finished(run) else 'to run  '}  {run.name}  {run.run_dir}")
+                changed = is_finished(run) and settings_changed(run)
+                state = "CHANGED " if changed else "finished" if is_finished(run) else "to run  "
+                print(f"{state}  {run.name}  {run.run_dir}" + (f"  ({changed})" if changed else ""))
             return 0
         signal.signal(signal.SIGTERM, _stop)
         if args.backend == "ray":

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from fsae.config import ConfigError
+from fsae.provenance import write_run_info
 from rl import sweep
 from rl.sweep import Run, SweepConfig, SweepEnv, is_finished, load_sweep, plan, run_local
 
@@ -134,10 +135,49 @@ def test_run_local_failures_and_lock(tmp_path, capsys):
     results = run_local(runs, workers=1, log=print)
     assert sorted(r.status for r in results) == ["failed", "skipped", "skipped"]
     assert _starts(counter) == {"seed0": 1, "seed1": 2, "seed2": 1}
-    # A second sweep on the same logdir at the same time is refused.
+    # A second sweep on the same logdir at the same time is refused, naming the holder, whose lock file stays intact.
     with sweep._lock({tmp_path / "logs"}):
-        with pytest.raises(ConfigError, match="another sweep is running"):
+        holder = (tmp_path / "logs" / ".sweep.lock").read_text()
+        with pytest.raises(ConfigError, match=f"another sweep is running .*pid {os.getpid()} holds"):
             run_local(runs, workers=1, log=print)
+        assert (tmp_path / "logs" / ".sweep.lock").read_text() == holder
+
+
+def test_interrupt_stops_a_run_that_starts_during_the_stop(tmp_path, monkeypatch):
+    """A worker that was preparing its run folder when the sweep was interrupted starts its process after the sweep
+    signalled the live ones: that process is stopped too, so the interrupt returns at once, not after the run."""
+    prepare = sweep._prepare
+    monkeypatch.setattr(sweep, "_prepare", lambda run: (time.sleep(1.0), prepare(run)))
+    runs = _fake_runs(tmp_path / "logs", tmp_path / "counter.txt", [20.0])
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)  # while the worker is still in _prepare
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_local(runs, workers=1, log=print)
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    assert time.monotonic() - t0 < 5.0
+    assert not is_finished(runs[0])
+
+
+def test_changed_checkpoints_of_finished_runs_are_named(tmp_path, capsys):
+    runs = _fake_runs(tmp_path / "logs", tmp_path / "counter.txt", [0.0, 0.0])
+    assert [r.status for r in run_local(runs, workers=1, log=print)] == ["done", "done"]
+    # A checkpoint retrained since a run read it: skipped (old results may be re-analysed) but named in a warning.
+    ckpt = tmp_path / "fsae_round.pt"
+    ckpt.write_bytes(b"first")
+    write_run_info(runs[0].run_dir, depends_on={"fsae": ckpt})
+    ckpt.write_bytes(b"retrained")
+    capsys.readouterr()
+    assert [r.status for r in run_local(runs, workers=1, log=print)] == ["skipped", "skipped"]
+    out = capsys.readouterr().out
+    assert "warning: 1 finished run(s) read a file that has changed since, e.g. Env-v0/none/seed0" in out
+    assert str(ckpt) in out
 
 
 def test_killed_sweep_restarts_without_redoing_finished_runs(tmp_path):
@@ -228,6 +268,20 @@ def test_cli_errors_and_dry_run(tmp_path, capsys):
         ["to", "run", "DigitBandit/none/seed0"],
         ["to", "run", "DigitBandit/copy/seed0"],
     ]
+    # Both finished, as train_agent leaves them, but 'copy' with another budget (the sweep config was edited since).
+    none, copy = plan(load_sweep(TINY, [f"logdir={tmp_path}"]))
+    for run, total in ((none, none.config["total_steps"]), (copy, 999)):
+        run.run_dir.mkdir(parents=True)
+        (run.run_dir / "config.yaml").write_text(yaml.safe_dump({**run.config, "total_steps": total}))
+        (run.run_dir / "metrics.json").write_text("{}")
+    assert script.main(["--config", str(TINY), "--set", f"logdir={tmp_path}", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[0] == "finished" and out[1].split()[0] == "CHANGED", out
+    assert out[1].endswith(f"(total_steps: 999 -> {none.config['total_steps']})"), out
+    # Running it is refused: the old result would be reported as this sweep's.
+    assert script.main(["--config", str(TINY), "--set", f"logdir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "1 finished run(s)" in err and "other settings, e.g. DigitBandit/copy/seed0 in total_steps" in err, err
 
 
 @pytest.mark.slow
