@@ -283,8 +283,9 @@ def compare(
 
     Row: the final evaluation reward as IQM over seeds with a 95% bootstrap CI; the AUC of ``curve`` (IQM and CI);
     the median over seeds of the steps to ``threshold`` (a number, or ``{env: number}``; inf for a seed that never
-    reaches it; a median of inf means most seeds never did) and how many seeds reached it; the probability that the
-    condition's final reward beats ``baseline``'s, with its CI. Raises ``FileNotFoundError`` when no run is found.
+    reaches it; a median of inf means at least half of the seeds never did) and how many seeds reached it; the
+    probability that the condition's final reward beats ``baseline``'s, with its CI (left out, with a warning, where
+    ``baseline`` has no runs). Raises ``FileNotFoundError`` when no run is found.
     """
     logdir = Path(logdir)
     if not logdir.is_dir():
@@ -313,6 +314,8 @@ def compare(
 
     rows: list[dict[str, Any]] = []
     for env, groups in by_env.items():
+        if baseline not in groups:
+            warn(f"{env}: no runs of the baseline '{baseline}' (there are {sorted(groups)}); P(improve) is left out")
         thr = _threshold_for(threshold, env)
         finals: dict[str, np.ndarray] = {}
         for condition, group in groups.items():

@@ -207,6 +207,14 @@ def test_report_single_seed_and_never_reached(report):
     assert b_none["steps_to_threshold_median"] == 500 and b_copy["steps_to_threshold_median"] == 400
 
 
+def test_missing_baseline_is_named(logdir, tmp_path):
+    warnings: list[str] = []
+    rows = compare(logdir, tmp_path, baseline="none-lin", n_resamples=99, warn=warnings.append, envs=["EnvA"])
+    assert all(math.isnan(r["p_improve"]) for r in rows)
+    message = "EnvA: no runs of the baseline 'none-lin' (there are ['fsae-round', 'none']); P(improve) is left out"
+    assert message in warnings and not any("EnvB" in w and "baseline" in w for w in warnings)
+
+
 def test_report_files(report):
     out, rows, _ = report
     assert {p.name for p in out.iterdir()} == {"results.md", "results.csv", "EnvA.png", "EnvB.png"}
