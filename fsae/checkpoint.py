@@ -2,7 +2,8 @@
 
 Contents:
     CheckpointError -- one-line error for a missing, truncated, foreign or unsafe file.
-    atomic_write    -- write a file through a temporary one in the same folder, fsync, then ``os.replace``.
+    atomic_write    -- write a file through a temporary one in the same folder, fsync, then ``os.replace``; the file
+                       gets the mode a plain write would (0o666 less the umask), not the temporary file's 0o600.
     atomic_save     -- ``torch.save`` that way.
     atomic_write_json -- a JSON file that way (``metrics.json``, a sweep's ``done.json``).
     safe_load       -- ``torch.load(weights_only=True)`` with clear errors.
@@ -46,6 +47,10 @@ __all__ = [
 
 FSAE_FORMAT = "fsae-rl/fsae"
 FORMAT_VERSION = 1
+# The process's umask, read once at import (os.umask can only be read by setting it): ``atomic_write`` gives its files
+# the mode a plain ``open(path, "w")`` would (0o644 under the usual umask 0o022), not mkstemp's 0o600.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class CheckpointError(RuntimeError):
@@ -63,6 +68,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -94,7 +100,8 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dic
         ) from None
     # Arbitrary bytes read as a legacy pickle also fail with KeyError/IndexError/struct.error (bad memo or opcode).
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, struct.error) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        text = (str(e).strip().splitlines() or [""])[0][:120]  # a KeyError's text alone is just the key, e.g. '101'
+        reason = f"{type(e).__name__}: {text}" if text else type(e).__name__
         raise CheckpointError(
             f"checkpoint {path} is truncated or not a PyTorch file ({reason}); re-create it or restore a copy"
         ) from None
@@ -116,6 +123,19 @@ def save_fsae(path: str | Path, model: FSAE, **meta: Any) -> Path:
         },
         path,
     )
+
+
+def _mismatch(expected: dict[str, torch.Tensor], found: dict[str, Any], show: int = 2) -> str:
+    """The first ``show`` differences between a model's state dict and a saved one (missing and unexpected keys,
+    shapes), e.g. 'abstract.layers.1.weight: file (9, 36), config (8, 36); 1 more'."""
+    problems = [f"{k} missing from the file" for k in expected if k not in found]
+    problems += [f"{k} in the file but not in the config" for k in found if k not in expected]
+    for k, v in expected.items():
+        shape = tuple(getattr(found.get(k), "shape", ()))
+        if k in found and shape != tuple(v.shape):
+            problems.append(f"{k}: file {shape}, config {tuple(v.shape)}")
+    more = f"; {len(problems) - show} more" if len(problems) > show else ""
+    return "; ".join(problems[:show]) + more
 
 
 def load_fsae(path: str | Path, map_location: str | torch.device = "cpu") -> FSAE:
@@ -141,6 +161,7 @@ def load_fsae(path: str | Path, map_location: str | torch.device = "cpu") -> FSA
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path}: weights do not fit its config ({str(e).splitlines()[0]})") from None
+        detail = _mismatch(model.state_dict(), ckpt["state_dict"]) or str(e).splitlines()[0]
+        raise CheckpointError(f"checkpoint {path}: weights do not fit its config ({detail})") from None
     model.checkpoint_meta = dict(ckpt.get("meta", {}))
     return model.to(map_location).eval()

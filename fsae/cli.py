@@ -27,7 +27,7 @@ from fsae.data import DatasetError
 from fsae.pretrain import PretrainConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "pretrain"
-USAGE_ERRORS = (ConfigError, AssertionError, ValueError)  # exit 2: the config or the options
+USAGE_ERRORS = (ConfigError, ValueError)  # exit 2: the config or the options
 UNUSABLE = (ConfigError, CheckpointError)  # exit 2 also when the run finds them: a config or run folder it cannot use
 RUN_ERRORS = (DatasetError, FloatingPointError, ValueError)  # exit 1: the run failed (data, non-finite loss)
 

@@ -145,9 +145,7 @@ def from_dict(cls: type[T], d: dict[str, Any], where: str = "") -> T:
         kwargs[name] = _coerce(value, hints[name], f"{where}.{name}" if where else name)
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError, AssertionError) as e:
-        if isinstance(e, ConfigError):
-            raise
+    except (TypeError, ValueError, AssertionError) as e:  # __post_init__'s checks: say which section
         raise ConfigError(f"{where or cls.__name__}: {e}") from None
 
 

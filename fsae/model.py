@@ -4,6 +4,7 @@ Contents:
     LeakyReLU, Sigmoid, Softmax, Identity -- invertible activations, each with ``forward`` and ``inverse`` (exact,
                                              but for softmax's additive constant and sigmoid's clip).
     LayerSpec, FSAEConfig                 -- the architecture and the variant, as typed config.
+    StrideWarning                         -- a strided conv layer that leaves part of its input unread.
     AbstractNet                           -- the supervised "top half": conv/linear layers, no pooling, no padding.
     ConcreteNet                           -- its layer-by-layer inverse, derived automatically from AbstractNet.
     FSAE                                  -- both halves plus the variants: plain, round, jump connections,
@@ -24,11 +25,14 @@ cannot be computed from it and is learned instead (the paper's point about eq. 1
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fsae.config import check
 
 # --------------------------------------------------------------------------------------------------------------------
 # Invertible activations (paper eq. 3-12). Each maps z -> h and back; the inverse is exact where the function is
@@ -44,7 +48,7 @@ class LeakyReLU(nn.Module):
 
     def __init__(self, slope: float):
         super().__init__()
-        assert 0.0 < slope < 1.0, f"leaky ReLU slope must be in (0, 1) to be invertible, got {slope}"
+        check(0.0 < slope < 1.0, f"leaky ReLU slope must be in (0, 1) to be invertible, got {slope}")
         self.slope = slope
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -113,11 +117,14 @@ class LayerSpec:
     kernel: int = 3
     """Conv kernel size (ignored for linear)."""
     stride: int = 1
-    """Conv stride (ignored for linear). Strides lose no information the concrete network could use anyway."""
+    """Conv stride (ignored for linear). The conv reads every input pixel only when (size - kernel) % stride == 0
+    and stride <= kernel. Otherwise its windows never reach the last rows/columns (or skip the gaps between them):
+    those pixels reach neither the code nor the jump connections, the concrete network regenerates them from its
+    biases alone, and ``AbstractNet`` warns (``StrideWarning``)."""
 
     def __post_init__(self):
-        assert self.type in ("conv", "linear"), f"layer type must be 'conv' or 'linear', got '{self.type}'"
-        assert self.out > 0 and self.kernel > 0 and self.stride > 0, f"layer sizes must be positive: {self}"
+        check(self.type in ("conv", "linear"), f"layer type must be 'conv' or 'linear', got '{self.type}'")
+        check(self.out > 0 and self.kernel > 0 and self.stride > 0, f"layer sizes must be positive: {self}")
 
 
 def paper_layers() -> list[LayerSpec]:
@@ -165,19 +172,21 @@ class FSAEConfig:
     def __post_init__(self):
         self.input_shape = tuple(self.input_shape)  # type: ignore[assignment]
         self.layers = [LayerSpec(**s) if isinstance(s, dict) else s for s in self.layers]
-        assert len(self.input_shape) == 3, f"input_shape must be (C, H, W), got {self.input_shape}"
-        assert len(self.layers) >= 1, "the abstract network needs at least one layer"
-        assert self.head in HEADS, f"head must be one of {HEADS}, got '{self.head}'"
-        assert self.layers[-1].type == "linear", "the last layer must be 'linear' (it produces the code)"
+        check(len(self.input_shape) == 3, f"input_shape must be (C, H, W), got {self.input_shape}")
+        check(len(self.layers) >= 1, "the abstract network needs at least one layer")
+        check(self.head in HEADS, f"head must be one of {HEADS}, got '{self.head}'")
+        check(self.layers[-1].type == "linear", "the last layer must be 'linear' (it produces the code)")
         if self.head == "groups":
-            assert self.groups and sum(self.groups) == self.layers[-1].out, (
-                f"head 'groups' needs groups summing to the last layer's out ({self.layers[-1].out}), got {self.groups}"
+            out = self.layers[-1].out
+            check(
+                self.groups and sum(self.groups) == out,
+                f"head 'groups' needs groups summing to the last layer's out ({out}), got {self.groups}",
             )
-        assert 0.0 < self.leaky_slope < 1.0, f"leaky_slope must be in (0, 1), got {self.leaky_slope}"
-        assert 0.0 < self.eps < 0.5, f"eps must be in (0, 0.5), got {self.eps}"
-        assert self.round_grid >= 0.0, f"round_grid must be >= 0, got {self.round_grid}"
-        assert self.feedback_steps >= 0, f"feedback_steps must be >= 0, got {self.feedback_steps}"
-        assert self.feedback_gain > 0.0, f"feedback_gain must be > 0, got {self.feedback_gain}"
+        check(0.0 < self.leaky_slope < 1.0, f"leaky_slope must be in (0, 1), got {self.leaky_slope}")
+        check(0.0 < self.eps < 0.5, f"eps must be in (0, 0.5), got {self.eps}")
+        check(self.round_grid >= 0.0, f"round_grid must be >= 0, got {self.round_grid}")
+        check(self.feedback_steps >= 0, f"feedback_steps must be >= 0, got {self.feedback_steps}")
+        check(self.feedback_gain > 0.0, f"feedback_gain must be > 0, got {self.feedback_gain}")
         self.jump_layers()  # validates
 
     @property
@@ -189,10 +198,10 @@ class FSAEConfig:
         n = len(self.layers)
         if isinstance(self.jumps, str):
             named = {"none": [], "last": [n - 1] if n > 1 else [], "all": list(range(1, n))}
-            assert self.jumps in named, f"jumps must be a list of layers or one of {list(named)}, got '{self.jumps}'"
+            check(self.jumps in named, f"jumps must be a list of layers or one of {list(named)}, got '{self.jumps}'")
             return named[self.jumps]
         for j in self.jumps:
-            assert 1 <= j <= n - 1, f"jump layer {j} out of range: hidden layers are 1..{n - 1}"
+            check(1 <= j <= n - 1, f"jump layer {j} out of range: hidden layers are 1..{n - 1}")
         return sorted(set(self.jumps))
 
 
@@ -204,8 +213,37 @@ def _conv_out(size: int, kernel: int, stride: int) -> int:
     return (size - kernel) // stride + 1  # no padding
 
 
+class StrideWarning(UserWarning):
+    """A strided conv layer never reads part of its input (see ``LayerSpec.stride``)."""
+
+
+def _unread_input(layer: int, h: int, w: int, kernel: int, stride: int) -> str | None:
+    """Why conv layer ``layer`` leaves part of its h x w input unread, and what would fit; None if it reads it all."""
+    if stride > kernel:
+        return (
+            f"layer {layer}: conv stride {stride} > kernel {kernel} never reads {stride - kernel} of every {stride} "
+            f"rows and columns of its {h}x{w} input; use a stride <= {kernel} or a kernel >= {stride}"
+        )
+    rest = {"row": (h - kernel) % stride, "column": (w - kernel) % stride}
+    if not any(rest.values()):
+        return None
+    size = {"row": h, "column": w}
+    unread = " and ".join(f"the last {r} {d}(s)" for d, r in rest.items() if r)
+    # the nearest sizes with (size - kernel) % stride == 0, and the kernels that tile this input
+    fits = ", ".join(f"{size[d] - r} or {size[d] - r + stride} {d}s" for d, r in rest.items() if r)
+    kernels = [k for k in range(max(1, kernel - stride + 1), min(h, w, kernel + stride - 1) + 1)
+               if (h - k) % stride == 0 and (w - k) % stride == 0]  # fmt: skip
+    alt = f", or a kernel of {' or '.join(map(str, kernels))}" if kernels else ""
+    return (
+        f"layer {layer}: conv kernel {kernel} stride {stride} never reads {unread} of its {h}x{w} input "
+        f"((size - kernel) % stride != 0), so the concrete network regenerates them from its biases alone; "
+        f"an input of {fits} fits{alt}"
+    )
+
+
 class AbstractNet(nn.Module):
-    """The supervised half: z_l = A_l(h_{l-1}), h_l = f_l(z_l). No pooling, no padding (both lose information)."""
+    """The supervised half: z_l = A_l(h_{l-1}), h_l = f_l(z_l). No pooling, no padding (both lose information), and
+    a ``StrideWarning`` for a strided conv whose windows do not cover its input (see ``LayerSpec.stride``)."""
 
     def __init__(self, config: FSAEConfig):
         super().__init__()
@@ -215,10 +253,13 @@ class AbstractNet(nn.Module):
         layers: list[nn.Module] = []
         for i, spec in enumerate(config.layers):
             if spec.type == "conv":
-                assert len(shape) == 3, f"layer {i + 1}: conv after a linear layer is not supported"
+                check(len(shape) == 3, f"layer {i + 1}: conv after a linear layer is not supported")
                 c, h, w = shape
                 oh, ow = _conv_out(h, spec.kernel, spec.stride), _conv_out(w, spec.kernel, spec.stride)
-                assert oh >= 1 and ow >= 1, f"layer {i + 1}: kernel {spec.kernel} does not fit a {h}x{w} input"
+                check(oh >= 1 and ow >= 1, f"layer {i + 1}: kernel {spec.kernel} does not fit a {h}x{w} input")
+                unread = _unread_input(i + 1, h, w, spec.kernel, spec.stride)
+                if unread:
+                    warnings.warn(unread, StrideWarning, stacklevel=2)
                 layers.append(nn.Conv2d(c, spec.out, spec.kernel, spec.stride, padding=0))
                 shape = (spec.out, oh, ow)
             else:
@@ -251,6 +292,7 @@ class ConcreteNet(nn.Module):
 
     Linear(in, out) becomes Linear(out, in); Conv2d(in_ch, out_ch, k, s) becomes ConvTranspose2d(out_ch, in_ch, k, s)
     with ``output_padding`` chosen so g_{l-1} has exactly h_{l-1}'s shape (a strided conv floors its output size).
+    The output-padding rows/columns are the ones the abstract conv never read: no weight reaches them, only the bias.
     """
 
     def __init__(self, abstract: AbstractNet):
@@ -299,7 +341,7 @@ class FSAE(nn.Module):
     ``generate(code)`` and ``generate_labels(labels)`` run the concrete network alone, from a concept.
 
     Example:
-        >>> model = FSAE(FSAEConfig(layers=[LayerSpec("conv", 4, 5, 2), LayerSpec("linear", 10)])).eval()
+        >>> model = FSAE(FSAEConfig(layers=[LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)])).eval()
         >>> model(torch.rand(2, 1, 28, 28)).shape
         torch.Size([2, 1, 28, 28])
         >>> model.generate_labels(torch.tensor([3, 8])).shape

@@ -3,6 +3,7 @@
 Contents:
     DataConfig, VariantConfig, PretrainConfig -- what to train on, which variants, and how.
     load_dataset      -- MNIST or task data (``.npz``) as float tensors (N, C, H, W) in [0, 1] and targets.
+    check_targets     -- refuse targets that do not fit the model's head (shape, dtype, class range), in one line.
     class_mean_reference -- MSE of outputting the mean training image of the predicted class (the round optimum).
     pretrain          -- the whole run: checkpoints, TensorBoard, ``fig2.png``, ``metrics.json``, ``run_info.json``
                          (provenance and the checkpoints' SHA-256); returns the metrics. Resumable after a kill
@@ -31,7 +32,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from fsae import train as T
 from fsae.checkpoint import CheckpointError, atomic_write_json, save_fsae
-from fsae.config import ConfigError, to_dict
+from fsae.config import ConfigError, check, to_dict
 from fsae.data import load_mnist, load_task_data, to_float_images
 from fsae.model import FSAE, FSAEConfig
 from fsae.provenance import write_run_info
@@ -63,9 +64,9 @@ class DataConfig:
     (row and column of the ink's centre, in [0, 1]: 2 regression targets)."""
 
     def __post_init__(self):
-        assert 0.0 < self.test_fraction < 1.0, f"test_fraction must be in (0, 1), got {self.test_fraction}"
-        assert self.train_size >= 0 and self.test_size >= 0, "train_size and test_size must be >= 0"
-        assert self.target in TARGETS, f"target must be one of {TARGETS}, got '{self.target}'"
+        check(0.0 < self.test_fraction < 1.0, f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        check(self.train_size >= 0 and self.test_size >= 0, "train_size and test_size must be >= 0")
+        check(self.target in TARGETS, f"target must be one of {TARGETS}, got '{self.target}'")
 
 
 @dataclass
@@ -108,7 +109,8 @@ class PretrainConfig:
     baseline_ae: bool = True
     """Also train the same-size conventional autoencoder (no labels) as a peer."""
     seed: int = 0
-    """Seeds everything: weights, batch order, data subsets."""
+    """Seeds the weights, the batch order, augmentation and, for task data without ``test_source``, which samples are
+    held out for testing. ``data.train_size``/``test_size`` always take the first N samples, whatever the seed."""
     device: str = "auto"
     """'auto' (CUDA when present), 'cpu' or 'cuda'."""
     deterministic: bool = False
@@ -118,20 +120,21 @@ class PretrainConfig:
 
     def __post_init__(self):
         names = [v.name for v in self.variants]
-        assert len(set(names)) == len(names), f"variant names must be unique, got {names}"
-        assert all(t >= 0 for t in self.feedback_steps), "feedback_steps must be >= 0"
-        assert self.feedback_gain > 0, f"feedback_gain must be > 0, got {self.feedback_gain}"
-        assert self.torch_threads >= 0, f"torch_threads must be >= 0, got {self.torch_threads}"
+        check(len(set(names)) == len(names), f"variant names must be unique, got {names}")
+        check(all(t >= 0 for t in self.feedback_steps), "feedback_steps must be >= 0")
+        check(self.feedback_gain > 0, f"feedback_gain must be > 0, got {self.feedback_gain}")
+        check(self.torch_threads >= 0, f"torch_threads must be >= 0, got {self.torch_threads}")
         m = self.model  # each variant sets these itself: a value here would be silently ignored
-        assert not m.round and m.jumps in ([], "none") and m.feedback_steps == 0 and m.feedback_gain == 1.0, (
+        check(
+            not m.round and m.jumps in ([], "none") and m.feedback_steps == 0 and m.feedback_gain == 1.0,
             "model.round, model.jumps, model.feedback_steps and model.feedback_gain are set per variant; use "
-            "variants[].round / variants[].jumps, and the top-level feedback_steps / feedback_gain"
+            "variants[].round / variants[].jumps, and the top-level feedback_steps / feedback_gain",
         )
         for v in self.variants:  # a bad variant (e.g. jumps: foo) fails here, not after the abstract phase
             try:
                 variant_config(self.model, v, self.feedback_gain)
-            except AssertionError as e:
-                raise AssertionError(f"variant '{v.name}': {e}") from None
+            except ConfigError as e:
+                raise ConfigError(f"variant '{v.name}': {e}") from None
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -154,8 +157,11 @@ def mnist_targets(images: np.ndarray, labels: np.ndarray, target: str) -> np.nda
     return np.stack([rows, cols], 1).astype(np.float32)
 
 
-def load_dataset(cfg: DataConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x_train, y_train, x_test, y_test): images float32 (N, C, H, W) in [0, 1], targets as long or float."""
+def load_dataset(
+    cfg: DataConfig, seed: int, model: FSAEConfig | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_train, y_train, x_test, y_test): images float32 (N, C, H, W) in [0, 1], integer targets as int64 (what
+    cross-entropy takes), others float. With ``model``, the targets are checked against its head (``check_targets``)."""
     if cfg.source == "mnist":
         (xtr, ytr), (xte, yte) = (load_mnist(s, cfg.root or None, cfg.download) for s in ("train", "test"))
         ytr, yte = mnist_targets(xtr, ytr, cfg.target), mnist_targets(xte, yte, cfg.target)
@@ -173,10 +179,55 @@ def load_dataset(cfg: DataConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor
     if cfg.test_size:
         xte, yte = xte[: cfg.test_size], yte[: cfg.test_size]
 
-    def targets(y: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.array(y))  # a writable copy of the (read-only, cached) labels
+    def targets(y: np.ndarray, split: str) -> torch.Tensor:
+        t = torch.from_numpy(np.array(y))  # a writable copy of the (read-only, cached) labels
+        t = t if t.is_floating_point() else t.long()  # task data may hold int32 or uint8 classes
+        if model is not None:
+            check_targets(t, model, split)
+        return t
 
-    return to_float_images(xtr), targets(ytr), to_float_images(xte), targets(yte)
+    return to_float_images(xtr), targets(ytr, "training"), to_float_images(xte), targets(yte, "test")
+
+
+_HEADS_TAKE = (
+    "set model.head to fit them (softmax: classes (N,); groups: a class per group (N, G); sigmoid: 0/1 attributes "
+    "(N, K); linear: values (N, K)), or data.source / data.target to fit the model"
+)
+
+
+def check_targets(y: torch.Tensor, model: FSAEConfig, split: str = "training") -> None:
+    """Refuse (``ConfigError``, one line) targets the model's head cannot train on, before training: softmax takes
+    class indices (N,) in 0..K-1, groups (N, G) indices within each group, sigmoid (N, K) values in [0, 1], linear
+    (N, K) values (or (N,) when K = 1). K is the code size, the last layer's ``out``."""
+    head, k = model.head, model.code_size
+    got = f"the {split} labels are {tuple(y.shape)} {str(y.dtype).replace('torch.', '')}"
+    if head in ("softmax", "groups"):
+        n_cols = 1 if head == "softmax" else len(model.groups)
+        shape_ok = y.dim() == 1 if head == "softmax" else (y.dim() == 2 and y.shape[1] == n_cols)
+        want = "(N,) class indices" if head == "softmax" else f"(N, {n_cols}) class indices, one per group"
+        check(shape_ok and not y.is_floating_point(), f"model.head {head} needs {want}, but {got}; {_HEADS_TAKE}")
+        if len(y):
+            cols = y.view(len(y), n_cols)
+            lows, highs = cols.min(0).values.tolist(), cols.max(0).values.tolist()
+            check(min(lows) >= 0, f"the {split} labels include {min(lows)}; class indices start at 0")
+            for i, (hi, n) in enumerate(zip(highs, [k] if head == "softmax" else model.groups)):
+                if head == "softmax":
+                    fix = f"the model has {n} classes (the last layer's out); make it {hi + 1}"
+                else:
+                    fix = f"model.groups[{i}] is {n}; make it {hi + 1} (and the last layer's out their sum)"
+                where = "" if head == "softmax" else f" of group {i}"
+                check(hi < n, f"the {split} labels{where} go up to {hi} but {fix}")
+    elif head == "sigmoid":
+        check(y.dim() == 2 and y.shape[1] == k, f"model.head sigmoid needs (N, {k}) 0/1 attributes, but {got}; "
+              f"set the last layer's out to the number of attributes, or {_HEADS_TAKE}")  # fmt: skip
+        if len(y):
+            lo, hi = y.min().item(), y.max().item()
+            check(lo >= 0 and hi <= 1, f"model.head sigmoid needs attributes in [0, 1], but the {split} labels "
+                  f"range over {lo}..{hi}; {_HEADS_TAKE}")  # fmt: skip
+    else:
+        ok = (y.dim() == 2 and y.shape[1] == k) or (y.dim() == 1 and k == 1)
+        check(ok, f"model.head linear needs (N, {k}) targets, but {got}; set the last layer's out to the number of "
+              f"targets, or {_HEADS_TAKE}")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -280,7 +331,9 @@ def pretrain(
 ) -> dict[str, float]:
     """Run the whole experiment into ``run_dir``; return (and write) ``metrics.json``'s dict.
 
-    With ``resume``, continue the run that ``run_dir`` holds from its ``train_state.pt`` (same config required).
+    With ``resume``, continue the run that ``run_dir`` holds from its ``train_state.pt``: the same config is required,
+    but for the settings that do not change training (``fsae.resume.MAY_DIFFER``: device, threads, where MNIST is,
+    the evaluation's batch size and feedback steps).
     """
     t_start = time.time()
     run_dir = Path(run_dir)
@@ -316,13 +369,16 @@ def pretrain(
             except FloatingPointError as e:
                 last = state.describe_last()
                 where = "no epoch finished before it, so there is no state to resume from"
-                if last:
-                    where = f"last good state: {last} (--resume continues from it with the same config)"
+                if last:  # resuming refuses a changed config, learning rate included
+                    where = (
+                        f"last good state: {last}; --resume continues from it only with the same config, so a lower "
+                        "learning rate means a new run (another --out)"
+                    )
                 raise FloatingPointError(f"{e}; {where}") from None
             state.finish(name, model, gen)
             return model
 
-        x_train, y_train, x_test, y_test = (t.to(device) for t in load_dataset(cfg.data, cfg.seed))
+        x_train, y_train, x_test, y_test = (t.to(device) for t in load_dataset(cfg.data, cfg.seed, cfg.model))
         if tuple(x_train.shape[1:]) != tuple(cfg.model.input_shape):
             raise ConfigError(
                 f"data images are {tuple(x_train.shape[1:])} but model.input_shape is {tuple(cfg.model.input_shape)}; "
@@ -348,11 +404,12 @@ def pretrain(
         if cfg.model.head in ("softmax", "groups", "sigmoid"):
             metrics["reference/class_mean_mse"] = class_mean_reference(pred_train, x_train, pred_test, x_test)
 
-        # Fig. 2 columns: the first test image of each class (or simply the first ten).
+        # Fig. 2 columns: the first test image of each class present (or simply the first ten).
         show = torch.arange(min(10, len(x_test)), device=device)
+        classes: list[int] = []  # softmax head: the class of each column
         if cfg.model.head == "softmax":
-            firsts = [int((y_test == c).nonzero()[0]) for c in range(cfg.model.code_size) if (y_test == c).any()]
-            show = torch.tensor(firsts[:10], device=device)
+            classes = [c for c in range(cfg.model.code_size) if (y_test == c).any()][:10]
+            show = torch.tensor([int((y_test == c).nonzero()[0]) for c in classes], device=device)
         fig_rows = {"input": x_test[show]}
         writer.add_images("images/input", x_test[show], 0)
 
@@ -406,8 +463,8 @@ def pretrain(
             metrics["prototype/cycle_accuracy"] = (again == labels.view(len(labels), -1)).all(1).float().mean().item()
             metrics["prototype/generator"] = gen_name  # type: ignore[assignment]
             writer.add_images("images/prototypes", protos[:100], 0)
-            if cfg.model.head == "softmax":
-                fig_rows["prototype"] = protos[: len(show)] if len(protos) >= len(show) else protos
+            if cfg.model.head == "softmax":  # label_grid is 0..K-1, so protos[c] is class c's prototype
+                fig_rows["prototype"] = protos[torch.tensor(classes, device=protos.device)]
 
         # The conventional-autoencoder peer.
         if cfg.baseline_ae:

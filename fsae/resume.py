@@ -27,7 +27,9 @@ from fsae.train import rng_state, set_rng_state
 
 STATE_FILE = "train_state.pt"
 STATE_FORMAT = "fsae-rl/pretrain-state"
-MAY_DIFFER = ("device", "torch_threads")  # settings that do not change what is trained
+# Settings (dotted paths) that do not change what is trained: where it runs, where MNIST is read from, and how the
+# trained networks are evaluated (the evaluation is re-run with the resumed run's values).
+MAY_DIFFER = ("device", "torch_threads", "train.eval_batch_size", "feedback_steps", "data.root", "data.download")
 
 
 def _config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
@@ -37,7 +39,7 @@ def _config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: 
         a, b = saved.get(k), current.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += _config_differences(a, b, f"{prefix}{k}.")
-        elif a != b and not (not prefix and k in MAY_DIFFER):
+        elif a != b and f"{prefix}{k}" not in MAY_DIFFER:
             out.append(f"{prefix}{k}")
     return out
 

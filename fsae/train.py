@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from fsae.config import ConfigError
+from fsae.config import ConfigError, check
 from fsae.model import FSAE
 
 
@@ -100,12 +100,14 @@ class TrainConfig:
     """Phase 1 only: shift each training image by up to this many pixels (random, per image; 0 = off)."""
 
     def __post_init__(self):
-        assert self.abstract_epochs >= 0 and self.concrete_epochs >= 0, "epochs must be >= 0"
-        assert self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}"
+        epochs = (self.abstract_epochs, self.concrete_epochs, self.baseline_epochs)
+        check(min(epochs) >= 0, f"epochs must be >= 0, got abstract, concrete, baseline = {epochs}")
+        check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
+        check(self.eval_batch_size > 0, f"eval_batch_size must be > 0, got {self.eval_batch_size}")
         lrs = (self.abstract_lr, self.concrete_lr)
-        assert all(0 < lr < math.inf for lr in lrs), f"learning rates must be finite and > 0, got {lrs}"
-        assert self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got '{self.schedule}'"
-        assert self.augment_shift >= 0, f"augment_shift must be >= 0, got {self.augment_shift}"
+        check(all(0 < lr < math.inf for lr in lrs), f"learning rates must be finite and > 0, got {lrs}")
+        check(self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got '{self.schedule}'")
+        check(self.augment_shift >= 0, f"augment_shift must be >= 0, got {self.augment_shift}")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -211,7 +213,7 @@ def _fit(
                     "model": module.state_dict(),
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
-                    "history": history,
+                    "history": list(history),  # a copy: the caller keeps it, and a later epoch must not change it
                     "rng": rng_state(generator),
                 }
             )

@@ -95,6 +95,7 @@ PREPARE: dict[str, Callable[[Path], None]] = {
     "digits.npz": lambda p: np.savez(p, obs=np.full((256, 1, 28, 28), 128, np.uint8), labels=np.arange(256) % 10),
     "wide.npz": lambda p: np.savez(p, obs=np.zeros((256, 1, 28, 56), np.uint8), labels=np.arange(256) % 10),
     "mismatch.npz": lambda p: np.savez(p, obs=np.zeros((4, 1, 28, 28), np.uint8), labels=np.zeros(3, np.int64)),
+    "attributes.npz": lambda p: np.savez(p, obs=np.zeros((256, 1, 28, 28), np.uint8), labels=np.ones((256, 3), int)),
     "empty": lambda p: p.mkdir(),
     "mnist": _mnist_truncated,
     "pretrain": _other_run_state,
@@ -130,6 +131,7 @@ CASES = [
     Case("pretrain-unknown-jumps", pretrain("variants=[{name: x, jumps: foo}]"), 2, "variant 'x': jumps must be"),
     Case("set-not-yaml", pretrain("feedback_steps=[0,"), 2, "override 'feedback_steps=[0,': the value is not valid"),
     Case("pretrain-model-variant-key", pretrain("model.feedback_gain=0.5"), 2, "are set per variant; use variants[]"),
+    Case("pretrain-eval-batch-size", pretrain("train.eval_batch_size=0"), 2, "eval_batch_size must be > 0, got 0"),
     Case("agent-fsae-without-augment", agent(flags=("--fsae", "{tmp}/fsae.pt")), 2,
          "--fsae is used only by --augment fsae or autoencoder, not 'none'", files=("fsae.pt",)),
     Case("compare-no-folder", ["scripts/compare.py", "{tmp}/nothing"], 2, "nothing is not a folder"),
@@ -142,6 +144,8 @@ CASES = [
          files=("no_labels.npz",)),
     Case("npz-mismatch", pretrain("data.source={tmp}/mismatch.npz"), 1, "obs has 4 samples but labels has 3",
          files=("mismatch.npz",)),
+    Case("npz-labels-head", pretrain("data.source={tmp}/attributes.npz"), 2, "model.head softmax needs (N,) class "
+         "indices, but the training labels are (230, 3) int64; set model.head to fit them", files=("attributes.npz",)),
     Case("npz-shape", pretrain("data.source={tmp}/wide.npz"), 2,
          "data images are (1, 28, 56) but model.input_shape is (1, 28, 28)", files=("wide.npz",)),
     # Checkpoints for --augment --fsae
@@ -159,7 +163,8 @@ CASES = [
     # ... and in the concrete phase, after the abstract one was saved: the message names the state to resume from.
     Case("pretrain-nonfinite-concrete", pretrain("train.concrete_lr=1.0e+30"), 1,
          "by step 2 (epoch 1); lower the learning rate or check the data for NaN; last good state: "
-         "{tmp}/pretrain/train_state.pt (after stage abstract) (--resume continues from it with the same config)"),
+         "{tmp}/pretrain/train_state.pt (after stage abstract); --resume continues from it only with the same config, "
+         "so a lower learning rate means a new run (another --out)"),
     # Resuming (scripts/pretrain.py --resume)
     Case("pretrain-resume-no-out", ["scripts/pretrain.py", "--resume"], 2, "--resume needs --out RUN_DIR"),
     Case("pretrain-resume-nothing", [*PRETRAIN, "--resume"], 2, "nothing to resume in"),

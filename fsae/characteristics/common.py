@@ -15,7 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from fsae import train as T
 from fsae.checkpoint import atomic_write_json
-from fsae.config import ConfigError, to_dict
+from fsae.config import ConfigError, check, to_dict
 from fsae.model import FSAE
 from fsae.pretrain import PretrainConfig, load_dataset, start_run, variant_config
 from fsae.provenance import write_run_info
@@ -37,13 +37,13 @@ def start_class_run(
             f"target '{cfg.data.target}'; use configs/pretrain/mnist_fast.yaml or mnist.yaml"
         )
     device, gen, writer = start_run(cfg, run_dir, command, to_dict(options))
-    data = tuple(t.to(device) for t in load_dataset(cfg.data, cfg.seed))
+    data = tuple(t.to(device) for t in load_dataset(cfg.data, cfg.seed, cfg.model))
     return device, gen, writer, data
 
 
 def select_classes(x: torch.Tensor, y: torch.Tensor, classes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """The images and targets of ``classes`` (class targets (N,) only)."""
-    assert y.dim() == 1, f"select_classes needs class targets (N,), got shape {tuple(y.shape)}"
+    check(y.dim() == 1, f"select_classes needs class targets (N,), got shape {tuple(y.shape)}")
     keep = torch.isin(y, torch.tensor(list(classes), device=y.device))
     return x[keep], y[keep]
 

@@ -14,7 +14,7 @@ import torch
 
 from fsae.characteristics.common import check_variant_names, finish_run, save_image_grid, train_variants
 from fsae.checkpoint import load_fsae
-from fsae.config import to_dict
+from fsae.config import check, to_dict
 from fsae.model import FSAE
 from fsae.pretrain import PretrainConfig, load_dataset, start_run
 
@@ -28,7 +28,7 @@ def mixture(model: FSAE, labels: Sequence[Any], weights: Sequence[float]) -> tor
     Labels are what ``model.code_from_labels`` takes for one sample: a class (softmax), a pair of classes (groups),
     a 0/1 vector (sigmoid) or values (linear). With weights summing to 1 a softmax code still sums to 1 (per group).
     """
-    assert len(labels) == len(weights) > 0, "mixture needs one weight per label"
+    check(len(labels) == len(weights) > 0, "mixture needs one weight per label")
     codes = torch.cat([model.code_from_labels(torch.as_tensor(lab).view(1, -1)) for lab in labels])  # (M, K)
     return (torch.as_tensor(weights, dtype=codes.dtype).view(-1, 1) * codes).sum(0, keepdim=True)
 
@@ -42,11 +42,11 @@ def interpolation_codes(model: FSAE, a: Any, b: Any, steps: int, space: str = "c
     does not: ln maps every weight in [0.1, 1] to [-2.3, 0] but a weight of 0 to ln(eps) = -13.8, so any nonzero
     share of b already draws most of the way to the blend.
     """
-    assert space in ("code", "log"), f"space must be 'code' or 'log', got '{space}'"
+    check(space in ("code", "log"), f"space must be 'code' or 'log', got '{space}'")
     alphas = torch.linspace(0, 1, steps).view(-1, 1)  # (steps, 1)
     if space == "code":
         return torch.cat([mixture(model, [a, b], [1 - t, t]) for t in alphas.view(-1).tolist()])
-    assert model.config.head in ("softmax", "groups"), "space='log' interpolates softmax codes; use 'code'"
+    check(model.config.head in ("softmax", "groups"), "space='log' interpolates softmax codes; use 'code'")
     za, zb = (mixture(model, [lab], [1.0]).clamp_min(model.config.eps).log() for lab in (a, b))  # (1, K) each
     return ((1 - alphas) * za + alphas * zb).exp()  # unnormalised on purpose: ln of it is exactly the blend
 
@@ -176,7 +176,7 @@ def run_concepts(
         model = load_fsae(opts.checkpoint)
         models = {str(model.checkpoint_meta.get("variant", "checkpoint")): model}
     else:
-        x_train, y_train, _, _ = load_dataset(cfg.data, cfg.seed)
+        x_train, y_train, _, _ = load_dataset(cfg.data, cfg.seed, cfg.model)
 
         def log(tag: str, value: float, step: int) -> None:
             writer.add_scalar(tag, value, step)

@@ -13,7 +13,7 @@ import torch
 
 from fsae import train as T
 from fsae.characteristics.common import finish_run, pyplot, select_classes, start_class_run, train_variants
-from fsae.config import ConfigError
+from fsae.config import ConfigError, check
 from fsae.model import FSAE
 from fsae.pretrain import PretrainConfig, baseline_config
 
@@ -28,7 +28,7 @@ def familiarity(model: FSAE, x: torch.Tensor, kind: str = "mse", batch_size: int
     ``kind='mse'`` gives -MSE(x, F(x)), ``'cosine'`` the cosine similarity over all pixels. F is ``model.regenerate``
     in the model's configured variant (with negative feedback if its config asks for it).
     """
-    assert kind in ("mse", "cosine"), f"kind must be 'mse' or 'cosine', got '{kind}'"
+    check(kind in ("mse", "cosine"), f"kind must be 'mse' or 'cosine', got '{kind}'")
     model.eval()
     scores = []
     for i in range(0, len(x), batch_size):
@@ -45,9 +45,9 @@ def roc_auc(scores_pos: torch.Tensor, scores_neg: torch.Tensor) -> float:
     their average rank), and AUC = U / (n_pos n_neg). O(n log n), no pairwise matrix.
     """
     pos, neg = scores_pos.detach().double().flatten().cpu(), scores_neg.detach().double().flatten().cpu()
-    assert len(pos) > 0 and len(neg) > 0, "roc_auc needs at least one positive and one negative score"
+    check(len(pos) > 0 and len(neg) > 0, "roc_auc needs at least one positive and one negative score")
     pooled = torch.cat([pos, neg])
-    assert torch.isfinite(pooled).all(), "roc_auc: scores must be finite"
+    check(torch.isfinite(pooled).all(), "roc_auc: scores must be finite")
     values, inverse, counts = torch.unique(pooled, sorted=True, return_inverse=True, return_counts=True)
     last = counts.cumsum(0).double()  # 1-based rank of the last element of each tie group
     avg_rank = last - (counts.double() - 1) / 2  # (U,) average rank of each distinct value
@@ -109,7 +109,7 @@ def run_familiarity(
     )
     x_seen, y_seen = select_classes(x_train, y_train, opts.seen)
     is_seen = torch.isin(y_test, torch.tensor(opts.seen, device=device))
-    assert is_seen.any() and (~is_seen).any(), "the test set needs both seen and unseen classes"
+    check(is_seen.any() and (~is_seen).any(), "the test set needs both seen and unseen classes")
     metrics: dict[str, Any] = {"familiarity/n_train": len(x_seen), "familiarity/n_seen": int(is_seen.sum())}
     metrics["familiarity/n_unseen"] = int((~is_seen).sum())
 

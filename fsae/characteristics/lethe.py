@@ -25,6 +25,7 @@ from fsae.characteristics.common import (
     start_class_run,
     train_variants,
 )
+from fsae.config import check
 from fsae.model import FSAE
 from fsae.pretrain import PretrainConfig
 
@@ -54,9 +55,13 @@ class LetheOptions:
     """Test images per group (old, new) used for the curve (0 = all)."""
 
     def __post_init__(self):
-        assert not set(self.old) & set(self.new), f"old {self.old} and new {self.new} classes must not overlap"
-        assert 0.0 <= self.replay_fraction < 1.0, f"replay_fraction must be in [0, 1), got {self.replay_fraction}"
-        assert self.epochs >= 0 and self.lr >= 0 and self.eval_every > 0 and self.eval_size >= 0
+        check(not set(self.old) & set(self.new), f"old {self.old} and new {self.new} classes must not overlap")
+        check(0.0 <= self.replay_fraction < 1.0, f"replay_fraction must be in [0, 1), got {self.replay_fraction}")
+        check(
+            self.epochs >= 0 and self.lr >= 0 and self.eval_every > 0 and self.eval_size >= 0,
+            f"epochs, lr and eval_size must be >= 0 and eval_every > 0, got epochs={self.epochs}, lr={self.lr}, "
+            f"eval_size={self.eval_size}, eval_every={self.eval_every}",
+        )
 
 
 @torch.no_grad()

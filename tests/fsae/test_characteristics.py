@@ -24,7 +24,7 @@ from fsae.characteristics import (
     run_lethe,
 )
 from fsae.checkpoint import save_fsae
-from fsae.config import from_dict
+from fsae.config import ConfigError, from_dict
 from fsae.data import load_mnist, to_float_images
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from fsae.pretrain import PretrainConfig
@@ -117,7 +117,7 @@ def test_familiarity_is_negative_mse_or_cosine(memorised):
     assert torch.allclose(familiarity(model, x[:5], "mse"), expected, atol=1e-7)
     cos = torch.nn.functional.cosine_similarity(xhat.flatten(1), x[:5].flatten(1))
     assert torch.allclose(familiarity(model, x[:5], "cosine", batch_size=2), cos, atol=1e-6)
-    with pytest.raises(AssertionError, match="kind"):
+    with pytest.raises(ConfigError, match="kind must be 'mse' or 'cosine', got 'l1'"):
         familiarity(model, x[:5], "l1")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import stat
 import warnings
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from fsae.checkpoint import (
     FSAE_FORMAT,
     CheckpointError,
     atomic_save,
+    atomic_write_json,
     load_fsae,
     safe_load,
     save_fsae,
@@ -23,6 +26,10 @@ from fsae.checkpoint import (
 )
 from fsae.config import to_dict
 from fsae.model import FSAE, FSAEConfig, LayerSpec
+
+# The model's strided conv leaves a row and a column of its 12x12 input unread on purpose: the output padding of its
+# inverse has to round-trip too.
+pytestmark = pytest.mark.filterwarnings("ignore::fsae.model.StrideWarning")
 
 
 def _model() -> FSAE:
@@ -113,8 +120,8 @@ def test_truncated_file_raises(tmp_path, keep):
 
 def test_not_a_pytorch_file_raises(tmp_path):
     path = tmp_path / "notes.pt"
-    path.write_text("hello, not a checkpoint\n")  # read as a legacy pickle: 'h' is BINGET of a missing memo (KeyError)
-    with pytest.raises(CheckpointError, match="truncated or not a PyTorch file"):
+    path.write_text("hello, not a checkpoint\n")  # a legacy pickle: 'h' is BINGET of memo ord('e') = 101, not there
+    with pytest.raises(CheckpointError, match=r"truncated or not a PyTorch file \(KeyError: 101\)"):
         load_fsae(path)
 
 
@@ -166,13 +173,17 @@ def test_weights_that_do_not_fit_the_config_raise(tmp_path):
     atomic_save(ckpt, path)
     with pytest.raises(CheckpointError) as err:
         load_fsae(path)
-    assert "weights do not fit its config" in _one_line(err)
+    assert _one_line(err).endswith("weights do not fit its config (concrete.layers.0.bias missing from the file)")
 
     ckpt = safe_load(save_fsae(path, _model()))
-    ckpt["config"]["layers"][1]["out"] = 9  # config and weights disagree in shape
+    ckpt["config"]["layers"][1]["out"] = 9  # 8 -> 9 units after the 4x5x5 conv output: 6 tensors change shape
     atomic_save(ckpt, path)
-    with pytest.raises(CheckpointError, match="weights do not fit its config"):
+    with pytest.raises(CheckpointError) as err:
         load_fsae(path)
+    assert _one_line(err).endswith(
+        "weights do not fit its config (abstract.layers.1.weight: file (8, 100), config (9, 100); "
+        "abstract.layers.1.bias: file (8,), config (9,); 4 more)"
+    )
 
 
 def test_invalid_saved_config_raises(tmp_path):
@@ -216,6 +227,15 @@ def test_malicious_pickle_is_refused_unread(tmp_path, writer):
 
 
 # --- atomic_save ------------------------------------------------------------------------------------------------------
+
+
+def test_atomic_files_get_the_mode_of_a_plain_write(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    for path in (atomic_save({"a": 1}, tmp_path / "a.pt"), atomic_write_json(tmp_path / "m.json", {"a": 1})):
+        assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~umask  # not 0o600
 
 
 def test_atomic_save_leaves_no_temp_files(tmp_path):

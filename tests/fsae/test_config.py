@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass, field
 
 import pytest
@@ -9,6 +12,7 @@ import yaml
 
 from fsae.config import ConfigError, apply_overrides, from_dict, load_config, load_yaml, to_dict
 from fsae.model import FSAEConfig, LayerSpec, paper_layers
+from fsae.pretrain import PretrainConfig
 
 
 def _one_line(err: pytest.ExceptionInfo) -> str:
@@ -131,6 +135,44 @@ def test_invalid_values_raise_config_error(d, expected):
     with pytest.raises(ConfigError) as err:
         from_dict(FSAEConfig, d)
     assert expected in _one_line(err)
+
+
+@pytest.mark.parametrize(
+    ("d", "expected"),
+    [
+        ({"baseline_epochs": -1}, "epochs must be >= 0, got abstract, concrete, baseline = (10, 10, -1)"),
+        ({"eval_batch_size": 0}, "eval_batch_size must be > 0, got 0"),
+        ({"batch_size": -2}, "batch_size must be > 0, got -2"),
+    ],
+)
+def test_invalid_train_values_raise_config_error(d, expected):
+    with pytest.raises(ConfigError) as err:
+        from_dict(PretrainConfig, {"train": d})
+    assert _one_line(err) == f"train: {expected}"  # the section named
+
+
+def test_config_checks_survive_python_O():
+    """Under ``python -O`` asserts vanish; the checks of user input must not."""
+    code = textwrap.dedent("""
+        from fsae.characteristics import LetheOptions
+        from fsae.config import ConfigError
+        from fsae.model import FSAEConfig
+        from fsae.train import TrainConfig
+        assert False, "asserts are on"  # skipped under -O
+        for make in (lambda: FSAEConfig(head="foo"), lambda: TrainConfig(eval_batch_size=0),
+                     lambda: LetheOptions(replay_fraction=1.0)):
+            try:
+                make()
+            except ConfigError as e:
+                print(e)
+    """)
+    proc = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [
+        "head must be one of ('softmax', 'sigmoid', 'groups', 'linear'), got 'foo'",
+        "eval_batch_size must be > 0, got 0",
+        "replay_fraction must be in [0, 1), got 1.0",
+    ]
 
 
 def test_valid_groups_and_jumps():

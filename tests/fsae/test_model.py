@@ -6,6 +6,7 @@ Models are tiny (inputs of at most 3x28x56, batches of at most 32) so the file r
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -15,7 +16,18 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torch import nn
 
-from fsae.model import FSAE, FSAEConfig, Identity, LayerSpec, LeakyReLU, Sigmoid, Softmax, paper_layers
+from fsae.config import ConfigError
+from fsae.model import (
+    FSAE,
+    FSAEConfig,
+    Identity,
+    LayerSpec,
+    LeakyReLU,
+    Sigmoid,
+    Softmax,
+    StrideWarning,
+    paper_layers,
+)
 
 HYPOTHESIS = settings(max_examples=40, deadline=None)
 EPS = 1e-6
@@ -117,7 +129,7 @@ def test_inverse_at_clipped_values():
 
 def test_leaky_relu_rejects_non_invertible_slopes():
     for slope in (0.0, 1.0, -0.1):
-        with pytest.raises(AssertionError):
+        with pytest.raises(ConfigError, match=f"slope must be in \\(0, 1\\) to be invertible, got {slope}"):
             LeakyReLU(slope)
 
 
@@ -181,10 +193,15 @@ ARCHITECTURES = {
 def test_concrete_shapes_mirror_abstract(name, jumps):
     input_shape, layers, head, groups, shapes, pads = ARCHITECTURES[name]
     torch.manual_seed(0)
-    model = FSAE(FSAEConfig(input_shape=input_shape, layers=layers, head=head, groups=groups, jumps=jumps))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = FSAE(FSAEConfig(input_shape=input_shape, layers=layers, head=head, groups=groups, jumps=jumps))
     assert model.abstract.shapes == shapes
     convs = [c for c in model.concrete.layers if isinstance(c, nn.ConvTranspose2d)]
     assert [tuple(c.output_padding) for c in convs] == pads
+    # an output padding is exactly the rows/columns the abstract conv never read, and each such layer is warned about
+    unread = [str(w.message) for w in caught if issubclass(w.category, StrideWarning)]
+    assert [m.split(":")[0] for m in unread] == [f"layer {i + 1}" for i, p in enumerate(pads) if any(p)]
 
     x = torch.rand(2, *input_shape)
     _, hs = model.abstract(x)
@@ -210,6 +227,32 @@ def test_concrete_shapes_mirror_abstract(name, jumps):
     for h in hooks:
         h.remove()
     assert model.generate(torch.rand(2, model.config.code_size)).shape == x.shape
+
+
+def test_strides_that_leave_input_unread_warn_with_sizes_that_fit():
+    def build(input_shape, *layers: LayerSpec) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            FSAE(FSAEConfig(input_shape=input_shape, layers=[*layers, LayerSpec("linear", 10)]))
+        return [str(w.message) for w in caught if issubclass(w.category, StrideWarning)]
+
+    # (28 - 5) % 2 = 1: row 27 and column 27 are never read; 27 or 29 fit, and so do kernels 4 and 6.
+    assert build((1, 28, 28), LayerSpec("conv", 4, 5, 2)) == [
+        "layer 1: conv kernel 5 stride 2 never reads the last 1 row(s) and the last 1 column(s) of its 28x28 input "
+        "((size - kernel) % stride != 0), so the concrete network regenerates them from its biases alone; an input "
+        "of 27 or 29 rows, 27 or 29 columns fits, or a kernel of 4 or 6"
+    ]
+    # The second layer's input is h_1 = 26x54: (26 - 4) % 3 = 1 row, (54 - 4) % 3 = 2 columns; no kernel fits both.
+    (msg,) = build((1, 28, 56), LayerSpec("conv", 4, 3, 1), LayerSpec("conv", 4, 4, 3))
+    assert msg.startswith("layer 2: conv kernel 4 stride 3 never reads the last 1 row(s) and the last 2 column(s)")
+    assert msg.endswith("an input of 25 or 28 rows, 52 or 55 columns fits")
+    assert build((1, 28, 28), LayerSpec("conv", 4, 2, 3)) == [
+        "layer 1: conv stride 3 > kernel 2 never reads 1 of every 3 rows and columns of its 28x28 input; use a "
+        "stride <= 2 or a kernel >= 3"
+    ]
+    # Every pixel read: (28 - 4) % 2 = 0 and (13 - 3) % 2 = 0 (configs/pretrain/mnist_fast.yaml), and stride 1.
+    assert build((1, 28, 28), LayerSpec("conv", 4, 4, 2), LayerSpec("conv", 4, 3, 2)) == []
+    assert build((1, 28, 56), *paper_layers()[:3]) == []
 
 
 # --- 3. Exact reproduction when every abstract layer is square and invertible ----------------------------------------
@@ -482,7 +525,7 @@ def test_generate_labels_gives_images(head, groups, labels):
 def test_init_concrete_matches_input_statistics_per_channel():
     torch.manual_seed(5)
     config = FSAEConfig(
-        input_shape=(3, 12, 12),
+        input_shape=(3, 13, 13),  # 13 -> 11 -> 5: every pixel read
         layers=[
             LayerSpec("conv", 8, 3, 1),
             LayerSpec("conv", 8, 3, 2),
@@ -492,7 +535,7 @@ def test_init_concrete_matches_input_statistics_per_channel():
         jumps="last",
     )
     model = FSAE(config)
-    x = torch.rand(32, 3, 12, 12) * torch.tensor([1.0, 0.5, 0.2]).view(1, 3, 1, 1)  # distinct per-channel stats
+    x = torch.rand(32, 3, 13, 13) * torch.tensor([1.0, 0.5, 0.2]).view(1, 3, 1, 1)  # distinct per-channel stats
     model.init_concrete(x)
     model.train()  # unclamped output
     with torch.no_grad():

@@ -11,9 +11,19 @@ import numpy as np
 import pytest
 import torch
 
+from fsae import pretrain as P
 from fsae.checkpoint import load_fsae, sha256_file
-from fsae.config import from_dict, load_config
-from fsae.pretrain import PretrainConfig, class_mean_reference, mnist_targets, pretrain
+from fsae.config import ConfigError, from_dict, load_config
+from fsae.model import FSAEConfig, LayerSpec
+from fsae.pretrain import (
+    DataConfig,
+    PretrainConfig,
+    check_targets,
+    class_mean_reference,
+    load_dataset,
+    mnist_targets,
+    pretrain,
+)
 from fsae.train import image_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,3 +143,54 @@ def test_image_metrics_by_hand():
     torch.testing.assert_close(m["mae"], torch.tensor([0.25, 1.0]))
     torch.testing.assert_close(m["cosine"], torch.tensor([1.0, 0.0]))
     torch.testing.assert_close(m["psnr"], torch.tensor([10 * math.log10(4.0), 0.0]))
+
+
+def _softmax(k: int = 10, head: str = "softmax", **kw) -> FSAEConfig:
+    return FSAEConfig(layers=[LayerSpec("conv", 4, 4, 2), LayerSpec("linear", k)], head=head, **kw)
+
+
+@pytest.mark.parametrize(
+    ("model", "y", "expected"),
+    [
+        (_softmax(), torch.zeros(5, 3, dtype=torch.long),  # MNIST attributes with a softmax head
+         "model.head softmax needs (N,) class indices, but the training labels are (5, 3) int64; set model.head"),
+        (_softmax(), torch.tensor([0, 12, 3]),
+         "the training labels go up to 12 but the model has 10 classes (the last layer's out); make it 13"),
+        (_softmax(), torch.tensor([0, -1]), "the training labels include -1; class indices start at 0"),
+        (_softmax(20, "groups", groups=[10, 10]), torch.tensor([[1, 2], [3, 10]]),
+         "the training labels of group 1 go up to 10 but model.groups[1] is 10; make it 11 (and the last layer's"),
+        (_softmax(3, "sigmoid"), torch.tensor([[0, 1, 2]]),
+         "model.head sigmoid needs attributes in [0, 1], but the training labels range over 0..2; set model.head"),
+        (_softmax(3, "linear"), torch.rand(5, 2),  # MNIST centre of mass (2 targets) with 3 outputs
+         "model.head linear needs (N, 3) targets, but the training labels are (5, 2) float32; set the last layer's"),
+    ],
+)  # fmt: skip
+def test_targets_that_do_not_fit_the_head_are_refused_in_one_line(model, y, expected):
+    with pytest.raises(ConfigError) as err:
+        check_targets(y, model)
+    assert str(err.value).startswith(expected) and "\n" not in str(err.value)
+    for fits, y_ok in [(_softmax(), torch.tensor([0, 9])), (_softmax(1, "linear"), torch.rand(4)),
+                       (_softmax(3, "sigmoid"), torch.tensor([[0.0, 1.0, 0.5]]))]:  # fmt: skip
+        check_targets(y_ok, fits)
+
+
+def test_int32_task_labels_and_a_test_set_with_some_classes(tmp_path, monkeypatch):
+    """int32 labels train (cross-entropy takes int64 only), and with only classes 3 and 7 in the test set Fig. 2's
+    prototype row shows the prototypes of 3 and 7 under their test images, not those of 0 and 1."""
+    rng = np.random.default_rng(0)
+    images = lambda n: rng.integers(0, 256, (n, 1, 28, 28), dtype=np.uint8)  # noqa: E731
+    np.savez(tmp_path / "train.npz", obs=images(200), labels=(np.arange(200) % 10).astype(np.int32))
+    np.savez(tmp_path / "test.npz", obs=images(6), labels=np.array([7, 3, 7, 3, 3, 7], np.int32))
+    data = {"source": str(tmp_path / "train.npz"), "test_source": str(tmp_path / "test.npz")}
+    x_train, y_train, x_test, y_test = load_dataset(from_dict(DataConfig, data), 0, _softmax())
+    assert y_train.dtype == y_test.dtype == torch.int64 and y_test.tolist() == [7, 3, 7, 3, 3, 7]
+
+    drawn = {}
+    monkeypatch.setattr(P, "save_fig2", lambda path, rows, titles: drawn.update(rows=rows, titles=titles))
+    cfg = _tiny_cfg(data=data, variants=[{"name": "plain"}], feedback_steps=[0])
+    pretrain(cfg, tmp_path / "run")
+    rows = drawn["rows"]
+    assert torch.equal(rows["input"], x_test[[1, 0]])  # columns in class order: the first 3, then the first 7
+    with torch.no_grad():
+        expected = load_fsae(tmp_path / "run" / "fsae_plain.pt").generate_labels(torch.tensor([3, 7]))
+    torch.testing.assert_close(rows["prototype"], expected)

@@ -3,8 +3,10 @@ weights of a run that was never stopped (bit-identical on a CPU), and what canno
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,10 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from fsae import train as T
 from fsae.checkpoint import CheckpointError, safe_load
-from fsae.config import apply_overrides, from_dict, load_yaml
+from fsae.config import apply_overrides, from_dict, load_yaml, to_dict
 from fsae.pretrain import PretrainConfig, pretrain
-from fsae.resume import STATE_FILE
+from fsae.resume import STATE_FILE, TrainingState
+from fsae.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ROOT / "configs" / "pretrain" / "mnist_fast.yaml"
@@ -117,3 +121,40 @@ def test_resume_refuses_another_config_and_a_finished_run(tmp_path, reference):
         pretrain(_config(), ref_dir, resume=True)
     with pytest.raises(CheckpointError, match="nothing to resume"):
         pretrain(_config(), tmp_path / "empty", resume=True)
+
+
+def test_resume_allows_settings_that_do_not_change_training(tmp_path):
+    saved = to_dict(_config())
+    TrainingState(tmp_path, saved, resume=False).finish("abstract", torch.nn.Linear(1, 1), torch.Generator())
+    evaluation_only = copy.deepcopy(saved)
+    evaluation_only["train"]["eval_batch_size"] = 7
+    evaluation_only["feedback_steps"] = [0, 3]
+    evaluation_only["data"] |= {"root": str(tmp_path / "mnist"), "download": False}
+    evaluation_only |= {"device": "cuda", "torch_threads": 4}
+    state = TrainingState(tmp_path, evaluation_only, resume=True)
+    assert state.finished("abstract") is not None and state.state["config"] == evaluation_only
+    changed = copy.deepcopy(evaluation_only)
+    changed["train"]["batch_size"] = 64
+    changed["data"]["train_size"] = 10
+    with pytest.raises(CheckpointError, match=r"differs in: data.train_size, train.batch_size\)"):
+        TrainingState(tmp_path, changed, resume=True)
+
+
+def test_a_non_finite_epoch_leaves_the_saved_state_and_its_description_alone(tmp_path):
+    """The end-of-epoch check fires after the epoch's loss joined the history: the state saved after the previous
+    epoch, on disk and in memory, still ends at that epoch (the list handed to ``on_epoch`` is a copy)."""
+    layer, calls = torch.nn.Linear(2, 1), [0]
+
+    def step_loss(idx: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        loss = layer(torch.ones(len(idx), 2)).pow(2).mean()
+        return loss * float("nan") if calls[0] == 3 else loss  # the first step of epoch 2
+
+    state = TrainingState(tmp_path, {"seed": 0}, resume=False)
+    cfg = TrainConfig(batch_size=4)  # 8 samples: 2 steps per epoch; with 6 steps the step check runs at step 6 only
+    with pytest.raises(FloatingPointError, match=r"the mean loss of epoch 2 is nan \(by step 4\)"):
+        T._fit(layer, list(layer.parameters()), step_loss, 8, cfg, 3, 0.1, torch.Generator(), "abstract", None,
+               on_epoch=lambda s: state.save_epoch("abstract", s))  # fmt: skip
+    assert state.describe_last() == f"{tmp_path / STATE_FILE} (after epoch 1 of stage abstract)"
+    history = safe_load(tmp_path / STATE_FILE)["current"]["history"]
+    assert len(history) == 1 and math.isfinite(history[0])

@@ -17,7 +17,7 @@ from fsae.provenance import ProvenanceWarning, check_dependencies, run_info, sha
 
 def _model(seed: int) -> FSAE:
     torch.manual_seed(seed)
-    return FSAE(FSAEConfig((1, 8, 8), [LayerSpec("conv", 2, 3, 2), LayerSpec("linear", 3)]))
+    return FSAE(FSAEConfig((1, 8, 8), [LayerSpec("conv", 2, 4, 2), LayerSpec("linear", 3)]))  # reads every pixel
 
 
 def test_run_info_fields():
