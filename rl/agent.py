@@ -14,14 +14,16 @@ raw: controls for the extra channels), 'autoencoder' (raw + the regeneration of 
 autoencoder that pretraining trains without labels). The run folder holds SB3's TensorBoard events and CSV log
 (written there directly, no ``PPO_1`` subfolder), ``config.yaml`` (resolved), ``command.txt``, ``fsae.json`` (which
 model: path, SHA-256, variant), ``run_info.json`` (code version, machine, the checkpoint's SHA-256), ``metrics.json``,
-``eval/evaluations.npz``, ``best_model.zip``, ``final_model.zip`` and ``checkpoints/``. The frozen model is not
-inside SB3's zip files (it lives in the env wrapper); ``fsae.json`` identifies it.
+``eval/evaluations.npz``, ``best_model.zip`` (when a periodic evaluation ran), ``final_model.zip`` and
+``checkpoints/``. The frozen model is not inside SB3's zip files (it lives in the env wrapper); ``fsae.json``
+identifies it.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +44,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from torch import nn
 
 from fsae.checkpoint import atomic_write, atomic_write_json
-from fsae.config import ConfigError, to_dict
+from fsae.config import ConfigError, check, to_dict
 from fsae.provenance import check_dependencies, write_run_info
 from fsae.train import resolve_device, seed_everything
 from rl import CONDITIONS
@@ -136,17 +138,21 @@ class AgentConfig:
 
     def __post_init__(self):
         self.policy = PolicyConfig(**self.policy) if isinstance(self.policy, dict) else self.policy
-        assert self.total_steps > 0 and self.n_envs > 0, "total_steps and n_envs must be positive"
-        assert self.eval_freq >= 0 and self.checkpoint_freq >= 0, "eval_freq and checkpoint_freq must be >= 0"
-        assert self.eval_episodes > 0, f"eval_episodes must be positive, got {self.eval_episodes}"
-        assert self.feedback_steps >= 0, f"feedback_steps must be >= 0, got {self.feedback_steps}"
-        assert self.torch_threads >= 0, f"torch_threads must be >= 0, got {self.torch_threads}"
-        assert self.condition in CONDITIONS and self.union in UNIONS and self.regen_dtype in DTYPES
-        assert not (self.condition == "copy" and self.union != "stack"), (
-            f"condition 'copy' controls for the extra channels of union 'stack'; with union '{self.union}' "
-            "it would equal 'none'"
+        check(self.total_steps > 0 and self.n_envs > 0, "total_steps and n_envs must be positive")
+        check(self.eval_freq >= 0 and self.checkpoint_freq >= 0, "eval_freq and checkpoint_freq must be >= 0")
+        check(self.eval_episodes > 0, f"eval_episodes must be positive, got {self.eval_episodes}")
+        check(self.feedback_steps >= 0, f"feedback_steps must be >= 0, got {self.feedback_steps}")
+        check(self.torch_threads >= 0, f"torch_threads must be >= 0, got {self.torch_threads}")
+        check(
+            self.condition in CONDITIONS and self.union in UNIONS and self.regen_dtype in DTYPES,
+            f"condition, union, regen_dtype must be in {CONDITIONS}, {UNIONS}, {list(DTYPES)}",
         )
-        assert "/" not in self.run_name, f"run_name must be a plain folder name, got '{self.run_name}'"
+        check(
+            not (self.condition == "copy" and self.union != "stack"),
+            f"condition 'copy' controls for the extra channels of union 'stack'; with union '{self.union}' "
+            "it would equal 'none'",
+        )
+        check("/" not in self.run_name, f"run_name must be a plain folder name, got '{self.run_name}'")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -436,7 +442,8 @@ def train_agent(cfg: AgentConfig, command: str | None = None, resume: bool = Fal
             "steps_per_second": (model.num_timesteps - start) / max(seconds, 1e-9),
             "final_eval/mean_reward": float(mean),
             "final_eval/std_reward": float(std),
-            "best_eval/mean_reward": float(callbacks[0].best_mean_reward),
+            # None (JSON null) when no periodic evaluation ran (eval_freq 0 or above total_steps): no best_model.zip
+            "best_eval/mean_reward": best if math.isfinite(best := float(callbacks[0].best_mean_reward)) else None,
         }
         if resume:
             metrics["resumed_from"] = start

@@ -39,6 +39,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from fsae.checkpoint import CheckpointError, load_fsae, sha256_file
+from fsae.config import check
 from fsae.model import FSAE
 from rl import CONDITIONS
 
@@ -55,7 +56,8 @@ def _check_image_space(space: gym.Space) -> spaces.Box:
         and np.all(space.low == 0)
         and np.all(space.high == 255)
     )
-    assert ok, f"common-sense wrappers need a uint8 Box(0, 255, (C, H, W)) observation space, got {space}"
+    if not ok:
+        raise ValueError(f"common-sense wrappers need a uint8 Box(0, 255, (C, H, W)) observation space, got {space}")
     return space  # type: ignore[return-value]
 
 
@@ -76,8 +78,8 @@ class Regenerator:
         condition: str = "fsae",
         checkpoint: str | None = None,
     ):
-        assert dtype in DTYPES, f"dtype must be one of {list(DTYPES)}, got '{dtype}'"
-        assert feedback_steps >= 0, f"feedback_steps must be >= 0, got {feedback_steps}"
+        check(dtype in DTYPES, f"dtype must be one of {list(DTYPES)}, got '{dtype}'")
+        check(feedback_steps >= 0, f"feedback_steps must be >= 0, got {feedback_steps}")
         self.device = torch.device(device)
         self.dtype = DTYPES[dtype]
         self.feedback_steps = feedback_steps
@@ -148,7 +150,7 @@ def make_regenerator(
     A checkpoint whose recorded variant contradicts the condition (the autoencoder under 'fsae', or an FSAE variant
     under 'autoencoder') is refused too, since mixing them up would silently swap two experimental conditions.
     """
-    assert condition in CONDITIONS, f"condition must be one of {CONDITIONS}, got '{condition}'"
+    check(condition in CONDITIONS, f"condition must be one of {CONDITIONS}, got '{condition}'")
     if condition == "none":
         return None
     if condition == "copy":
@@ -176,7 +178,7 @@ def make_regenerator(
 
 def union_space(space: gym.Space, mode: str) -> spaces.Box:
     """The observation space ``union`` returns for observations of ``space``."""
-    assert mode in UNIONS, f"union must be one of {UNIONS}, got '{mode}'"
+    check(mode in UNIONS, f"union must be one of {UNIONS}, got '{mode}'")
     c, h, w = _check_image_space(space).shape
     return spaces.Box(0, 255, (2 * c if mode == "stack" else c, h, w), np.uint8)
 
@@ -202,7 +204,7 @@ class CommonSense(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
     Example:
         >>> from fsae.model import FSAEConfig, LayerSpec
-        >>> model = FSAE(FSAEConfig((1, 8, 8), [LayerSpec("conv", 2, 3, 2), LayerSpec("linear", 3)]))
+        >>> model = FSAE(FSAEConfig((1, 8, 8), [LayerSpec("conv", 2, 4, 2), LayerSpec("linear", 3)]))
         >>> class Blank(gym.Env):
         ...     observation_space = spaces.Box(0, 255, (1, 8, 8), np.uint8)
         ...     action_space = spaces.Discrete(2)
@@ -237,7 +239,7 @@ class VecCommonSense(VecEnvWrapper):
     Example:
         >>> from stable_baselines3.common.vec_env import DummyVecEnv
         >>> from fsae.model import FSAEConfig, LayerSpec
-        >>> model = FSAE(FSAEConfig((1, 8, 8), [LayerSpec("conv", 2, 3, 2), LayerSpec("linear", 3)]))
+        >>> model = FSAE(FSAEConfig((1, 8, 8), [LayerSpec("conv", 2, 4, 2), LayerSpec("linear", 3)]))
         >>> class Blank(gym.Env):
         ...     observation_space = spaces.Box(0, 255, (1, 8, 8), np.uint8)
         ...     action_space = spaces.Discrete(2)

@@ -23,8 +23,10 @@ class SmallCNN(BaseFeaturesExtractor):
     """Three 3x3 convolutions (stride 1, 2, 2; 32, 64, 64 channels; ReLU), flatten, linear to ``features_dim``, ReLU.
 
     The input is channels-first (C, H, W); SB3 has already divided uint8 images by 255 when the policy's
-    ``normalize_images`` is on. The flattened size is computed with a dummy forward pass, so any C and any H, W >= 9
-    work: the union wrappers of ``rl.common_sense`` double the channels, and two-digit envs are 28x56.
+    ``normalize_images`` is on. As with SB3's ``NatureCNN``, a float observation space is refused unless
+    ``normalized_image=True`` says the images are scaled already (``policy_kwargs.features_extractor_kwargs``).
+    The flattened size is computed with a dummy forward pass, so any C and any H, W >= 9 work: the union wrappers of
+    ``rl.common_sense`` double the channels, and two-digit envs are 28x56.
 
     Example:
         >>> import numpy as np
@@ -34,18 +36,25 @@ class SmallCNN(BaseFeaturesExtractor):
     """
 
     def __init__(
-        self, observation_space: gym.Space, features_dim: int = 128, channels: tuple[int, int, int] = (32, 64, 64)
+        self,
+        observation_space: gym.Space,
+        features_dim: int = 128,
+        channels: tuple[int, int, int] = (32, 64, 64),
+        normalized_image: bool = False,
     ):
-        assert isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 3, (
-            f"SmallCNN needs a channels-first image Box (C, H, W), got {observation_space}; "
-            "use MlpPolicy for vector observations"
-        )
-        assert is_image_space(observation_space, check_channels=False, normalized_image=True), (
-            f"SmallCNN needs an image observation space, got {observation_space}"
-        )
+        if not (isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 3):
+            raise ValueError(
+                f"SmallCNN needs a channels-first image Box (C, H, W), got {observation_space}; "
+                "use MlpPolicy for vector observations"
+            )
+        if not is_image_space(observation_space, check_channels=False, normalized_image=normalized_image):
+            raise ValueError(
+                f"SmallCNN needs a uint8 Box(0, 255) image space, got {observation_space}; if the images are scaled "
+                "already, pass normalized_image=True (and normalize_images=False to the policy)"
+            )
         c, h, w = observation_space.shape
-        # 9 -> 7 -> 3 -> 1: the smallest side that leaves the third convolution one output pixel
-        assert h >= 9 and w >= 9, f"SmallCNN needs images of at least 9x9 pixels, got {h}x{w}; upscale the observation"
+        if h < 9 or w < 9:  # 9 -> 7 -> 3 -> 1: the smallest side that leaves the third convolution one output pixel
+            raise ValueError(f"SmallCNN needs images of at least 9x9 pixels, got {h}x{w}; upscale the observation")
         super().__init__(observation_space, features_dim)
         c1, c2, c3 = channels
         self.cnn = nn.Sequential(

@@ -50,7 +50,7 @@ from typing import Any, Literal
 import yaml
 
 from fsae.checkpoint import atomic_write_json
-from fsae.config import ConfigError, apply_overrides, from_dict, load_config, load_yaml, to_dict
+from fsae.config import ConfigError, apply_overrides, check, from_dict, load_config, load_yaml, to_dict
 from fsae.provenance import ProvenanceWarning, check_dependencies
 from rl import CONDITIONS
 
@@ -100,13 +100,13 @@ class SweepConfig:
     """``key=value`` overrides for every run's agent config (e.g. eval_freq=5000)."""
 
     def __post_init__(self):
-        assert self.envs, "a sweep needs at least one entry in envs"
-        assert self.conditions, "a sweep needs at least one condition"
-        assert self.seeds, "a sweep needs at least one seed"
-        assert len(set(self.seeds)) == len(self.seeds), f"seeds repeat: {self.seeds}"
-        assert len(set(self.conditions)) == len(self.conditions), f"conditions repeat: {self.conditions}"
-        assert self.total_steps is None or self.total_steps > 0, "total_steps must be positive"
-        assert self.n_envs is None or self.n_envs > 0, "n_envs must be positive"
+        check(self.envs, "a sweep needs at least one entry in envs")
+        check(self.conditions, "a sweep needs at least one condition")
+        check(self.seeds, "a sweep needs at least one seed")
+        check(len(set(self.seeds)) == len(self.seeds), f"seeds repeat: {self.seeds}")
+        check(len(set(self.conditions)) == len(self.conditions), f"conditions repeat: {self.conditions}")
+        check(self.total_steps is None or self.total_steps > 0, "total_steps must be positive")
+        check(self.n_envs is None or self.n_envs > 0, "n_envs must be positive")
 
 
 @dataclass
@@ -368,7 +368,7 @@ def run_local(runs: list[Run], workers: int = 1, log: Callable[[str], None] = pr
     Each run gets ``cpu_count // workers`` threads (``OMP_NUM_THREADS``, unless already set). When the sweep itself is
     interrupted (Ctrl-C, SIGTERM through the CLI), its running children are stopped and their folders stay unfinished.
     """
-    assert workers >= 1, f"workers must be >= 1, got {workers}"
+    check(workers >= 1, f"workers must be >= 1, got {workers}")
     threads = max(1, (os.cpu_count() or 1) // workers)
     with _lock({r.logdir for r in runs}):
         results, pending = _split(runs, log)

@@ -33,10 +33,15 @@ def test_nature_cnn_fails_on_28x28_and_small_images_are_refused():
     with pytest.raises(RuntimeError):  # why SmallCNN exists: 28 -> 6 -> 2 -> (3x3 kernel does not fit)
         NatureCNN(space)
     assert SmallCNN(spaces.Box(0, 255, (3, 9, 9), np.uint8)).linear[0].in_features == 64  # 9 -> 7 -> 3 -> 1
-    with pytest.raises(AssertionError, match="at least 9x9"):
+    with pytest.raises(ValueError, match="at least 9x9"):
         SmallCNN(spaces.Box(0, 255, (1, 8, 28), np.uint8))
-    with pytest.raises(AssertionError, match="channels-first image"):
+    with pytest.raises(ValueError, match="channels-first image"):
         SmallCNN(spaces.Box(0, 255, (28, 28), np.uint8))
+    # Float images that SB3 would not divide by 255: refused unless declared scaled already (as SB3's NatureCNN).
+    scaled = spaces.Box(-5.0, 5.0, (3, 28, 28), np.float32)
+    with pytest.raises(ValueError, match="normalized_image=True"):
+        SmallCNN(scaled)
+    assert SmallCNN(scaled, normalized_image=True)(torch.zeros(2, 3, 28, 28)).shape == (2, 128)
 
 
 class TwoChannelEnv(gym.Env):
