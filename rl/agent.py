@@ -4,6 +4,7 @@ Contents:
     PolicyConfig, AgentConfig -- typed configs (``configs/agent/*.yaml``); unknown keys and wrong types are refused.
     ALGOS                     -- 'ppo', 'a2c', 'dqn' -> the SB3 classes.
     resolve_checkpoint        -- which checkpoint a condition uses; says how to make one when there is none.
+    probe_env                 -- make the training and evaluation envs once: a bad id or kwarg fails before anything.
     make_vec_env_for          -- the vector env of a split with the condition's wrapper stack (training and eval alike).
     run_dir_for               -- ``logdir/<env>/<condition label>/seed<N>``.
     train_agent               -- build everything, train with periodic test-split evaluation and checkpoints, and
@@ -187,6 +188,20 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
+def probe_env(cfg: AgentConfig) -> gym.Space:
+    """Make the training and the evaluation environment once (checking the id and both kwargs) and return the training
+    environment's observation space; ``ConfigError`` naming the settings an environment refused."""
+    spaces = []
+    for kwargs in (cfg.env_kwargs, {**cfg.env_kwargs, **cfg.eval_env_kwargs}):
+        try:
+            probe = make_env(cfg.env_id, **kwargs)
+        except (gym.error.Error, TypeError, ValueError) as e:
+            raise ConfigError(f"cannot make environment '{cfg.env_id}' with {kwargs}: {e}") from None
+        spaces.append(probe.observation_space)
+        probe.close()
+    return spaces[0]
+
+
 def make_vec_env_for(
     cfg: AgentConfig, regen: Regenerator | None, n_envs: int, seed: int, env_kwargs: dict[str, Any]
 ) -> VecEnv:
@@ -354,14 +369,7 @@ def train_agent(cfg: AgentConfig, command: str | None = None, resume: bool = Fal
         torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    obs_space = None  # check the id, the training and the evaluation kwargs (and the checkpoint's fit) before writing
-    for kwargs in (cfg.env_kwargs, {**cfg.env_kwargs, **cfg.eval_env_kwargs}):
-        try:
-            probe = make_env(cfg.env_id, **kwargs)
-        except (gym.error.Error, TypeError, ValueError) as e:
-            raise ConfigError(f"cannot make environment '{cfg.env_id}' with {kwargs}: {e}") from None
-        obs_space = probe.observation_space if obs_space is None else obs_space  # the training env's
-        probe.close()
+    obs_space = probe_env(cfg)  # the id, both kwargs and (below) the checkpoint's fit are checked before writing
     checkpoint = resolve_checkpoint(cfg)
     regen = make_regenerator(
         cfg.condition, checkpoint, device, obs_space, cfg.feedback_steps, cfg.regen_dtype, env_name=cfg.env_id

@@ -49,8 +49,9 @@ from typing import Any, Literal
 
 import yaml
 
-from fsae.checkpoint import atomic_write_json
+from fsae.checkpoint import CheckpointError, atomic_write_json
 from fsae.config import ConfigError, apply_overrides, check, from_dict, load_config, load_yaml, to_dict
+from fsae.data import DatasetError
 from fsae.provenance import ProvenanceWarning, check_dependencies
 from rl import CONDITIONS
 
@@ -149,14 +150,16 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
     """Every (env, condition, seed) of ``cfg`` as a ``Run``, in that order.
 
     Each run's agent config is built exactly as ``scripts/train_agent.py`` will build it and checked (keys, types,
-    hyperparameters, the checkpoint a condition needs, and with ``check_files`` that the checkpoint exists), so that a
-    typo fails here and not in 60 runs. Paths in the commands are absolute (Ray workers run in another folder).
-    Raises ``ConfigError``.
+    hyperparameters, the checkpoint a condition needs, and with ``check_files`` that the checkpoint exists, that each
+    environment can be made with its kwargs, and that each checkpoint fits its environment), so that a typo fails here
+    and not in 60 runs. Paths in the commands are absolute (Ray workers run in another folder). Raises ``ConfigError``.
     """
-    from rl.agent import AgentConfig, check_hyperparams, condition_label, resolve_checkpoint, run_dir_for
+    from rl.agent import AgentConfig, check_hyperparams, condition_label, probe_env, resolve_checkpoint, run_dir_for
+    from rl.common_sense import make_regenerator
 
     logdir = Path(_abs(cfg.logdir))  # type: ignore[arg-type]
     runs: list[Run] = []
+    probed: dict[str, Any] = {}  # what was made once already: environments (by id and kwargs) and checkpoints
     for env in cfg.envs:
         agent_yaml = _abs(env.config)
         fsae_ckpt, ae_ckpt = _abs(env.fsae_checkpoint), _abs(env.autoencoder_checkpoint)
@@ -193,6 +196,16 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
                         f"{where}: checkpoint {ckpt} does not exist; make it with scripts/pretrain.py (see "
                         "configs/pretrain/ and the sweep config's header), or drop the conditions that need it"
                     )
+                if check_files:
+                    try:
+                        env_key = repr((agent.env_id, agent.env_kwargs, agent.eval_env_kwargs))
+                        if env_key not in probed:
+                            probed[env_key] = probe_env(agent)
+                        if ckpt is not None and (ckpt, env_key) not in probed:  # loads it: does it fit the env?
+                            make_regenerator(condition, ckpt, "cpu", probed[env_key], env_name=agent.env_id)
+                            probed[(ckpt, env_key)] = True
+                    except (ConfigError, CheckpointError, DatasetError) as e:
+                        raise ConfigError(f"{where}: {e}") from None
                 sets += ["overwrite=true", f"run_name={label}"]
                 run_dir = run_dir_for(dataclasses.replace(agent, run_name=label))
                 env_name = env.name or agent.env_id.split("/")[-1]

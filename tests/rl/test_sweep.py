@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fsae.checkpoint import save_fsae
 from fsae.config import ConfigError
+from fsae.model import FSAE, FSAEConfig, LayerSpec
 from fsae.provenance import write_run_info
 from rl import sweep
 from rl.sweep import Run, SweepConfig, SweepEnv, is_finished, load_sweep, plan, run_local
@@ -76,14 +78,19 @@ def test_plan_tiny_config():
     assert all(Path(a).is_absolute() for a in (cmd[cmd.index("--config") + 1], cmd[1]))
 
 
+def _tiny_checkpoint(path: Path, variant: str, shape: tuple[int, int, int] = (1, 28, 28)) -> Path:
+    layers = [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)]
+    head = "linear" if variant == "autoencoder" else "softmax"
+    return save_fsae(path, FSAE(FSAEConfig(shape, layers, round=variant == "round", head=head)), variant=variant)
+
+
 def test_plan_checkpoints_and_labels(tmp_path):
-    ckpt = tmp_path / "fsae_round.pt"
-    ckpt.write_bytes(b"")  # plan checks that it exists; reading it is train_agent's job
+    ckpt = _tiny_checkpoint(tmp_path / "fsae_round.pt", "round")
     env = SweepEnv(config=BANDIT, fsae_checkpoint=str(ckpt))
     cfg = SweepConfig(envs=[env], conditions=["fsae", "autoencoder"], seeds=[3], logdir=str(tmp_path / "logs"))
     with pytest.raises(ConfigError, match="autoencoder.pt does not exist"):  # beside the FSAE by default
         plan(cfg)
-    (tmp_path / "autoencoder.pt").write_bytes(b"")
+    _tiny_checkpoint(tmp_path / "autoencoder.pt", "autoencoder")
     fsae_run, ae_run = plan(cfg)
     assert fsae_run.run_dir == tmp_path / "logs" / "DigitBandit-v0" / "fsae-round" / "seed3"
     assert ae_run.run_dir.parent.name == "autoencoder"
@@ -111,6 +118,13 @@ def test_plan_refuses_bad_configs(tmp_path):
     two = SweepConfig(envs=[SweepEnv(config=BANDIT), SweepEnv(config=BANDIT)], conditions=["none"], seeds=[0])
     with pytest.raises(ConfigError, match="would share the folder"):
         plan(two)
+    # What only making the environment, or loading the checkpoint, can tell: also before the first run.
+    with pytest.raises(ConfigError, match=r"DigitBandit / none / seed 0: cannot make environment .*'noize'"):
+        plan(load_sweep(TINY, ["set=[env_kwargs.noize=0.1]"]))
+    ckpt = _tiny_checkpoint(tmp_path / "fsae_round.pt", "round")  # 28 x 28, but DigitSum's digits are 28 x 56
+    wrong = SweepEnv(config=BANDIT.replace("digit_bandit", "digit_sum"), fsae_checkpoint=str(ckpt))
+    with pytest.raises(ConfigError, match=r"fsae / seed 0: .*\(1, 28, 28\).*\(1, 28, 56\)"):
+        plan(SweepConfig(envs=[wrong], conditions=["none", "fsae"], seeds=[0]))
 
 
 # --------------------------------------------------------------------------------------------------------------------
