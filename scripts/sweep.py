@@ -14,6 +14,7 @@ start from scratch. --backend ray needs `pip install -e '.[ray]'` and, on severa
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -48,10 +49,13 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
         runs = plan(load_sweep(args.config, args.set))
         if args.dry_run:
-            for run in runs:
-                changed = is_finished(run) and settings_changed(run)
-                state = "CHANGED " if changed else "finished" if is_finished(run) else "to run  "
-                print(f"{state}  {run.name}  {run.run_dir}" + (f"  ({changed})" if changed else ""))
+            try:
+                for run in runs:
+                    changed = is_finished(run) and settings_changed(run)
+                    state = "CHANGED " if changed else "finished" if is_finished(run) else "to run  "
+                    print(f"{state}  {run.name}  {run.run_dir}" + (f"  ({changed})" if changed else ""), flush=True)
+            except BrokenPipeError:  # piped into head: stop quietly (Python's documented recipe)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         signal.signal(signal.SIGTERM, _stop)
         if args.backend == "ray":
