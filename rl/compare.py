@@ -199,7 +199,7 @@ def mean_curve(
 # The report
 
 
-def _condition_key(label: str) -> tuple[int, str]:
+def condition_key(label: str) -> tuple[int, str]:
     base = label.split("-")[0]
     return (CONDITIONS.index(base) if base in CONDITIONS else len(CONDITIONS), label)  # other labels after these
 
@@ -208,7 +208,7 @@ def _fmt(x: float, digits: int = 3) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
 
 
-def _fmt_ci(value: float, low: float, high: float) -> str:
+def fmt_ci(value: float, low: float, high: float) -> str:
     return f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]" if math.isfinite(low) else _fmt(value)
 
 
@@ -305,7 +305,7 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
 
     by_env: dict[str, dict[str, list[RunData]]] = {}
-    for run in sorted(runs, key=lambda r: (r.env, _condition_key(r.condition), r.seed)):
+    for run in sorted(runs, key=lambda r: (r.env, condition_key(r.condition), r.seed)):
         by_env.setdefault(run.env, {}).setdefault(run.condition, []).append(run)
 
     if isinstance(threshold, dict):
@@ -380,15 +380,11 @@ def markdown_table(
             median = r["steps_to_threshold_median"]
             steps = "never" if median == math.inf else _fmt(median, 6)
             steps = f"{steps} ({r['reached']}/{r['seeds']} reached {r['threshold']:g})"
-        p = (
-            "—"
-            if r["condition"] == baseline
-            else _fmt_ci(r["p_improve"], r["p_improve_ci_low"], r["p_improve_ci_high"])
-        )
+        p = "—" if r["condition"] == baseline else fmt_ci(r["p_improve"], r["p_improve_ci_low"], r["p_improve_ci_high"])
         lines.append(
             f"| {r['env']} | {r['condition']} | {r['seeds']} "
-            f"| {_fmt_ci(r['final_iqm'], r['final_ci_low'], r['final_ci_high'])} "
-            f"| {_fmt_ci(r['auc_iqm'], r['auc_ci_low'], r['auc_ci_high'])} | {steps} | {p} |"
+            f"| {fmt_ci(r['final_iqm'], r['final_ci_low'], r['final_ci_high'])} "
+            f"| {fmt_ci(r['auc_iqm'], r['auc_ci_low'], r['auc_ci_high'])} | {steps} | {p} |"
         )
     lines += [
         "",

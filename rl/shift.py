@@ -1,0 +1,169 @@
+"""Finished agents re-evaluated on changed environments: is the FSAE's "common sense" robust to stronger corruption
+than the agents were trained on?
+
+Contents:
+    load_final_agent -- a finished run's final policy and its evaluation environment, with some env kwargs changed. The
+                        model is rebuilt from the run's ``config.yaml`` and the weights of ``final_model.zip`` are read
+                        with ``set_parameters`` (nothing is unpickled), as ``rl.resume`` does.
+    evaluate_run     -- that policy's mean return over n episodes (deterministic, on the run's evaluation split).
+    evaluate_shifts  -- every finished run under a logdir (<env>/<condition>/seed<N>) under each named shift: per
+                        (env, shift, condition) the IQM over seeds with a bootstrap CI and P(improve over a baseline),
+                        the statistics of ``rl.compare``.
+    markdown_table, save -- those rows as a table; written as ``results.md`` and ``results.csv``.
+
+Every run is evaluated with the same environment seed under every shift (seed + 10000, as ``train_agent`` seeds its
+evaluation environment; the environments draw the same random numbers whatever the corruption level, so DigitBandit
+shows the same digits), so a shift changes the corruption and nothing else. The shift 'as trained' (no change) is
+the reference: its numbers differ a little from the runs' own final evaluation, which came after the periodic ones on
+the same environment and so saw other episodes.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv
+
+from fsae.config import ConfigError, load_config
+from fsae.provenance import check_dependencies
+from rl.agent import AgentConfig, build_model, make_vec_env_for, resolve_checkpoint
+from rl.common_sense import make_regenerator
+from rl.compare import bootstrap_ci, condition_key, fmt_ci, iqm, probability_of_improvement
+from rl.sweep import run_finished
+
+AS_TRAINED = "as trained"
+COLUMNS = ["env", "shift", "condition", "seeds", "iqm", "ci_low", "ci_high", "p_improve", "p_low", "p_high"]
+
+
+def load_final_agent(
+    run_dir: str | Path, env_kwargs: dict[str, Any] | None = None, device: str = "cpu"
+) -> tuple[BaseAlgorithm, VecEnv]:
+    """The final policy of the finished run in ``run_dir`` and one evaluation environment (the run's evaluation
+    kwargs updated with ``env_kwargs``, its condition's wrapper, seeded seed + 10000). Close the env when done."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "final_model.zip").is_file():
+        raise ConfigError(f"{run_dir} holds no final_model.zip: not a finished train_agent run")
+    cfg = load_config(AgentConfig, run_dir / "config.yaml")
+    check_dependencies(run_dir)  # warns if the FSAE checkpoint changed since the run
+    regen = make_regenerator(
+        cfg.condition, resolve_checkpoint(cfg), device, None, cfg.feedback_steps, cfg.regen_dtype, env_name=cfg.env_id
+    )
+    kwargs = {**cfg.env_kwargs, **cfg.eval_env_kwargs, **(env_kwargs or {})}
+    venv = make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, kwargs)
+    try:
+        model = build_model(cfg, venv, device)
+        model.set_parameters(str(run_dir / "final_model.zip"), exact_match=True, device=device)
+    finally:
+        venv.close()  # SB3 has re-seeded it with the training seed: evaluate on a fresh one
+    return model, make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, kwargs)
+
+
+def evaluate_run(
+    run_dir: str | Path, env_kwargs: dict[str, Any] | None = None, episodes: int = 50, device: str = "cpu"
+) -> float:
+    """Mean return of the run's final policy (deterministic) over ``episodes`` episodes of the changed environment."""
+    model, venv = load_final_agent(run_dir, env_kwargs, device)
+    try:
+        mean, _ = evaluate_policy(model, venv, n_eval_episodes=episodes, deterministic=True)
+    finally:
+        venv.close()
+    return float(mean)
+
+
+def finished_runs(logdir: str | Path) -> list[tuple[str, str, int, Path]]:
+    """(env, condition, seed, folder) of each finished run under ``logdir`` (the <env>/<condition>/seed<N> layout)."""
+    runs = []
+    for model_zip in sorted(Path(logdir).glob("*/*/seed*/final_model.zip")):
+        folder = model_zip.parent
+        seed = folder.name.removeprefix("seed")
+        if seed.lstrip("-").isdigit() and run_finished(folder):
+            runs.append((folder.parent.parent.name, folder.parent.name, int(seed), folder))
+    return runs
+
+
+def evaluate_shifts(
+    logdir: str | Path,
+    shifts: dict[str, dict[str, Any]],
+    episodes: int = 50,
+    baseline: str = "none",
+    envs: Sequence[str] | None = None,
+    conditions: Sequence[str] | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    device: str = "cpu",
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """One row per (env, shift, condition): ``seeds``, ``iqm`` of the seeds' mean returns with its 95% bootstrap CI
+    (``ci_low``, ``ci_high``), and ``p_improve`` (with ``p_low``, ``p_high``) over ``baseline`` under the same shift
+    (nan for the baseline itself, or where it has no runs). ``shifts`` maps a name to env kwargs, e.g.
+    ``{"noise 0.6": {"noise": 0.6}}``; 'as trained' ({}) is always evaluated first. ``FileNotFoundError`` when
+    ``logdir`` holds no finished run (of ``envs`` and ``conditions``, when given)."""
+    runs = [
+        r
+        for r in finished_runs(logdir)
+        if (envs is None or r[0] in envs) and (conditions is None or r[1] in conditions)
+    ]
+    if not runs:
+        raise FileNotFoundError(f"no finished runs (<env>/<condition>/seed<N> with final_model.zip) under {logdir}")
+    shifts = {AS_TRAINED: {}, **{k: v for k, v in shifts.items() if k != AS_TRAINED}}
+    returns: dict[tuple[str, str, str], list[float]] = {}
+    for i, (env, condition, run_seed, folder) in enumerate(runs, 1):
+        for name, kwargs in shifts.items():
+            returns.setdefault((env, name, condition), []).append(evaluate_run(folder, kwargs, episodes, device))
+        log(f"[{i}/{len(runs)}] {env}/{condition}/seed{run_seed}")
+
+    rows = []
+    order = sorted(returns, key=lambda k: (k[0], list(shifts).index(k[1]), condition_key(k[2])))
+    for env, name, condition in order:
+        x = np.array(returns[(env, name, condition)])
+        low, high = bootstrap_ci(x, iqm, 0.95, n_resamples, seed)
+        row = {"env": env, "shift": name, "condition": condition, "seeds": len(x), "iqm": float(iqm(x))}
+        row |= {"ci_low": float(low), "ci_high": float(high)}
+        base = returns.get((env, name, baseline))
+        row["p_improve"] = row["p_low"] = row["p_high"] = math.nan
+        if condition != baseline and base:
+            row["p_improve"] = float(probability_of_improvement(x, base))
+            p_low, p_high = bootstrap_ci((x, np.array(base)), probability_of_improvement, 0.95, n_resamples, seed)
+            row["p_low"], row["p_high"] = float(p_low), float(p_high)
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]], baseline: str = "none", episodes: int = 50) -> str:
+    lines = [
+        f"| env | shift | condition | seeds | mean return, IQM over seeds [95% CI] "
+        f"| P(improve over {baseline}) [95% CI] |",
+        "|---|---|---|---:|---|---|",
+    ]
+    for r in rows:
+        p = "—" if r["condition"] == baseline else fmt_ci(r["p_improve"], r["p_low"], r["p_high"])
+        ci = fmt_ci(r["iqm"], r["ci_low"], r["ci_high"])
+        lines.append(f"| {r['env']} | {r['shift']} | {r['condition']} | {r['seeds']} | {ci} | {p} |")
+    lines += [
+        "",
+        f"Each seed's final policy, deterministic, {episodes} episodes of its evaluation environment (seeded seed + "
+        "10000) with the shift's env kwargs; the same environment seeds under every shift. IQM and percentile "
+        "bootstrap CIs over seeds; P(improve): P(X > Y) + 0.5 P(X = Y) over pairs of seeds, Y the "
+        f"{baseline} runs' under the same shift.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def save(rows: list[dict[str, Any]], out: str | Path, baseline: str = "none", episodes: int = 50) -> Path:
+    """Write ``results.md`` (``markdown_table``) and ``results.csv`` (``COLUMNS``) into ``out``; return results.md."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "results.md").write_text(markdown_table(rows, baseline, episodes))
+    return out / "results.md"
