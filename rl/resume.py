@@ -15,7 +15,8 @@ The resumed run continues the step count (``learn(remaining, reset_num_timesteps
 an uninterrupted run: SB3 checkpoints hold no RNG or environment state, so the environments restart from a reset,
 seeded with seed + the checkpoint's step. An off-policy agent's (DQN's) replay buffer is not saved either (it would be
 buffer_size observations per checkpoint): the resumed agent collects ``learning_starts`` new transitions before its
-gradient steps start again, as at the start of the first run, instead of training on a buffer of a few dozen.
+gradient steps start again, as at the start of the first run, instead of training on a buffer of a few dozen. As at
+that start, SB3 acts uniformly at random while it collects them, which shows as a dip in ``rollout/ep_rew_mean``.
 
 A checkpoint is loaded without ``BaseAlgorithm.load``, which unpickles (cloudpickle) the classes, spaces and schedules
 stored in the zip's ``data``, so a planted file could run code. Instead the model is built again from the run's

@@ -5,7 +5,7 @@ Contents:
     Run, RunResult        -- one planned ``scripts/train_agent.py`` run (its command line and folder), and its outcome.
     plan                  -- the grid as a list of ``Run``; every run's agent config is checked before anything starts.
     DONE_MARKER, run_finished, is_finished -- the run-finished marker and its test.
-    settings_changed      -- how a finished run's config.yaml differs from the sweep's plan for it ('' if it does not).
+    settings_changed      -- how a finished run differs from the sweep's plan for it (settings, retrained checkpoint).
     run_local             -- the runs not yet finished, as parallel subprocesses on this machine.
     run_ray               -- the same on a Ray cluster, one task (with CPU/GPU resources) per run (``pip install -e
                              '.[ray]'``).
@@ -18,10 +18,10 @@ it knows each folder before the run starts: ``rl.agent.condition_label``, e.g. '
 
 Restarting: a run is finished when its folder holds ``done.json``, which the sweep writes (atomically) after the run's
 process exited 0, or else a readable ``metrics.json``, which ``rl.agent.train_agent`` writes as its very last file (this
-covers a sweep killed between the two). Finished runs are skipped, unless their ``config.yaml`` differs from what the
-sweep plans (an edited sweep config on the same logdir: refused, so old results are not reported as new); the folder
-of an unfinished run (killed or failed) is removed and the run starts again from scratch, so no stale TensorBoard
-events mix into its curves. One sweep at a time
+covers a sweep killed between the two). Finished runs are skipped, unless they were made with other settings than
+the sweep plans (an edited sweep config on the same logdir, or a checkpoint retrained since: refused, so that old
+results are not reported as new; see ``settings_changed``). The folder of an unfinished run (killed or failed) is
+removed and the run starts again from scratch, so no stale TensorBoard events mix into its curves. One sweep at a time
 may work on a logdir: a second one is refused (an ``flock`` on ``<logdir>/.sweep.lock``, released when the process
 dies, however it dies).
 """
@@ -32,6 +32,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -41,7 +42,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,10 +49,9 @@ from typing import Any, Literal
 
 import yaml
 
-from fsae.checkpoint import CheckpointError, atomic_write_json
+from fsae.checkpoint import CheckpointError, atomic_write_json, sha256_file
 from fsae.config import ConfigError, apply_overrides, check, from_dict, load_config, load_yaml, to_dict
 from fsae.data import DatasetError
-from fsae.provenance import ProvenanceWarning, check_dependencies
 from rl import CONDITIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +121,8 @@ class Run:
     logdir: Path
     config: dict[str, Any] = field(default_factory=dict)
     """The resolved agent config the run will write to its ``config.yaml`` ({}: unknown)."""
+    checkpoint: str | None = None
+    """The checkpoint its condition reads (None for 'none' and 'copy')."""
 
     @property
     def name(self) -> str:
@@ -201,9 +202,9 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
                         env_key = repr((agent.env_id, agent.env_kwargs, agent.eval_env_kwargs))
                         if env_key not in probed:
                             probed[env_key] = probe_env(agent)
-                        if ckpt is not None and (ckpt, env_key) not in probed:  # loads it: does it fit the env?
+                        if ckpt is not None and (ckpt, condition, env_key) not in probed:  # does it fit the env?
                             make_regenerator(condition, ckpt, "cpu", probed[env_key], env_name=agent.env_id)
-                            probed[(ckpt, env_key)] = True
+                            probed[(ckpt, condition, env_key)] = True
                     except (ConfigError, CheckpointError, DatasetError) as e:
                         raise ConfigError(f"{where}: {e}") from None
                 sets += ["overwrite=true", f"run_name={label}"]
@@ -212,7 +213,7 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
                 command = [sys.executable, str(TRAIN_SCRIPT), *argv, "--set", *sets]
                 final = dataclasses.replace(agent, run_name=label, overwrite=True)
                 config = yaml.safe_load(yaml.safe_dump(to_dict(final)))  # as train_agent writes it
-                runs.append(Run(env_name, condition, seed, run_dir, command, logdir, config))
+                runs.append(Run(env_name, condition, seed, run_dir, command, logdir, config, ckpt))
     seen: dict[Path, Run] = {}
     for run in runs:
         if run.run_dir in seen:
@@ -335,22 +336,45 @@ def _report(result: RunResult, i: int, n: int, log: Callable[[str], None]) -> No
             log(tail)
 
 
+_WHERE = {"logdir", "device", "torch_threads", "vec_env", "fsae_checkpoint", "autoencoder_checkpoint"}
+"""Settings that say where a run's files are and how fast it runs, not what it trains; a checkpoint is compared by
+its SHA-256 instead of its path (a moved repository or logdir changes every path, not the runs)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
 def settings_changed(run: Run) -> str:
-    """How a finished run's ``config.yaml`` differs from the config this sweep plans for it ('' when it does not, or
-    when either is unknown)."""
+    """How a finished run differs from the sweep's plan for it ('' when it does not, or when that is unknown): the
+    settings of its ``config.yaml`` that change what is trained, and the SHA-256 of the checkpoint it read
+    (``fsae.json``) against the planned checkpoint's now (retrained since)."""
     from rl.resume import config_differences
 
     try:
         saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
     except (OSError, yaml.YAMLError):
         return ""
-    return config_differences(saved, run.config) if isinstance(saved, dict) and run.config else ""
+    if not isinstance(saved, dict) or not run.config:
+        return ""
+    try:
+        recorded = json.loads((run.run_dir / "fsae.json").read_text()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    strip = lambda d: {k: v for k, v in d.items() if k not in _WHERE}  # noqa: E731
+    differ = [config_differences(strip(saved), strip(run.config))]
+    if run.checkpoint and recorded and Path(run.checkpoint).is_file():
+        now = _sha256(run.checkpoint, Path(run.checkpoint).stat().st_mtime_ns)
+        if now != recorded:
+            differ.append(f"checkpoint {run.checkpoint}: SHA-256 {recorded[:12]}... -> {now[:12]}... (retrained)")
+    return ", ".join(d for d in differ if d)
 
 
 def _split(runs: list[Run], log: Callable[[str], None]) -> tuple[list[RunResult], list[Run]]:
     """Finished runs (skipped) and the rest. A finished run made with other settings (an edited sweep config on the
-    same logdir) is refused, not skipped: its results would be reported as this sweep's. One whose checkpoint has been
-    retrained since is skipped with a warning (``fsae.provenance``: re-analysing old runs is legitimate)."""
+    same logdir, or a checkpoint retrained since) is refused, not skipped: its results would be reported as this
+    sweep's."""
     finished = [r for r in runs if is_finished(r)]
     stale = [(r, d) for r in finished if (d := settings_changed(r))]
     if stale:
@@ -359,13 +383,6 @@ def _split(runs: list[Run], log: Callable[[str], None]) -> tuple[list[RunResult]
             f"{len(stale)} finished run(s) in {run.logdir} were made with other settings, e.g. {run.name} in {diff}; "
             "give the sweep another logdir, or remove those run folders to run them again"
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ProvenanceWarning)
-        changed = [(r, m) for r in finished if (m := check_dependencies(r.run_dir))]
-    if changed:
-        run, messages = changed[0]
-        log(f"warning: {len(changed)} finished run(s) read a file that has changed since, e.g. {run.name}: "
-            f"{messages[0]}; remove their folders to run them again on the new file")  # fmt: skip
     pending = [r for r in runs if r not in finished]
     log(f"sweep: {len(runs)} runs, {len(finished)} already finished (skipped), {len(pending)} to run")
     return [RunResult(r, "skipped") for r in finished], pending

@@ -32,7 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cpus-per-run", type=float, default=1, help="ray backend: CPUs per run (default: %(default)s)")
     p.add_argument("--gpus-per-run", type=float, default=0, help="ray backend: GPUs per run (default: %(default)s)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override sweep keys, e.g. seeds=[0,1]")
-    p.add_argument("--dry-run", action="store_true", help="list the runs (and which are finished), run nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the plan (it makes each environment and loads each checkpoint: MNIST is needed) and list the runs "
+        "(to run, finished, or CHANGED: finished with other settings), run nothing",
+    )
     return p.parse_args(argv)
 
 

@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from fsae.checkpoint import save_fsae
+from fsae.checkpoint import save_fsae, sha256_file
 from fsae.config import ConfigError
 from fsae.model import FSAE, FSAEConfig, LayerSpec
-from fsae.provenance import write_run_info
 from rl import sweep
-from rl.sweep import Run, SweepConfig, SweepEnv, is_finished, load_sweep, plan, run_local
+from rl.sweep import Run, SweepConfig, SweepEnv, is_finished, load_sweep, plan, run_local, settings_changed
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "sweeps" / "tiny.yaml"
@@ -78,7 +78,8 @@ def test_plan_tiny_config():
     assert all(Path(a).is_absolute() for a in (cmd[cmd.index("--config") + 1], cmd[1]))
 
 
-def _tiny_checkpoint(path: Path, variant: str, shape: tuple[int, int, int] = (1, 28, 28)) -> Path:
+def _tiny_checkpoint(path: Path, variant: str, shape: tuple[int, int, int] = (1, 28, 28), seed: int = 0) -> Path:
+    torch.manual_seed(seed)
     layers = [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)]
     head = "linear" if variant == "autoencoder" else "softmax"
     return save_fsae(path, FSAE(FSAEConfig(shape, layers, round=variant == "round", head=head)), variant=variant)
@@ -179,19 +180,24 @@ def test_interrupt_stops_a_run_that_starts_during_the_stop(tmp_path, monkeypatch
     assert not is_finished(runs[0])
 
 
-def test_changed_checkpoints_of_finished_runs_are_named(tmp_path, capsys):
-    runs = _fake_runs(tmp_path / "logs", tmp_path / "counter.txt", [0.0, 0.0])
-    assert [r.status for r in run_local(runs, workers=1, log=print)] == ["done", "done"]
-    # A checkpoint retrained since a run read it: skipped (old results may be re-analysed) but named in a warning.
-    ckpt = tmp_path / "fsae_round.pt"
-    ckpt.write_bytes(b"first")
-    write_run_info(runs[0].run_dir, depends_on={"fsae": ckpt})
-    ckpt.write_bytes(b"retrained")
-    capsys.readouterr()
-    assert [r.status for r in run_local(runs, workers=1, log=print)] == ["skipped", "skipped"]
-    out = capsys.readouterr().out
-    assert "warning: 1 finished run(s) read a file that has changed since, e.g. Env-v0/none/seed0" in out
-    assert str(ckpt) in out
+def test_finished_runs_are_compared_by_settings_and_checkpoint_not_by_paths(tmp_path):
+    ckpt = _tiny_checkpoint(tmp_path / "pretrain" / "fsae_round.pt", "round")
+    env = SweepEnv(config=BANDIT, fsae_checkpoint=str(ckpt))
+    cfg = SweepConfig(envs=[env], conditions=["fsae"], seeds=[0], logdir=str(tmp_path / "logs"))
+    (run,) = plan(cfg)
+    run.run_dir.mkdir(parents=True)  # finished, as train_agent leaves a run
+    (run.run_dir / "fsae.json").write_text(json.dumps({"checkpoint": str(ckpt), "sha256": sha256_file(ckpt)}))
+    (run.run_dir / "metrics.json").write_text("{}")
+    # Made elsewhere (another logdir and checkpoint path, another device and thread count): the same run.
+    moved = {**run.config, "logdir": "/elsewhere", "fsae_checkpoint": "/elsewhere/fsae_round.pt", "device": "cuda"}
+    (run.run_dir / "config.yaml").write_text(yaml.safe_dump({**moved, "torch_threads": 8}))
+    assert settings_changed(run) == "" and run_local([run], log=lambda m: None)[0].status == "skipped"
+    # The checkpoint retrained since: refused, its result would be reported as the new checkpoint's.
+    _tiny_checkpoint(ckpt, "round", (1, 28, 28), seed=1)
+    assert settings_changed(run).startswith(f"checkpoint {ckpt}: SHA-256 ")
+    refused = r"1 finished run\(s\) .* other settings, e.g. DigitBandit-v0/fsae-round/seed0 in checkpoint"
+    with pytest.raises(ConfigError, match=refused):
+        run_local([run], log=lambda m: None)
 
 
 def test_killed_sweep_restarts_without_redoing_finished_runs(tmp_path):
