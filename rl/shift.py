@@ -13,15 +13,18 @@ Contents:
 
 Every run is evaluated with the same environment seed under every shift (seed + 10000, as ``train_agent`` seeds its
 evaluation environment; the environments draw the same random numbers whatever the corruption level, so DigitBandit
-shows the same digits), so a shift changes the corruption and nothing else. The shift 'as trained' (no change) is
-the reference: its numbers differ a little from the runs' own final evaluation, which came after the periodic ones on
-the same environment and so saw other episodes.
+shows the same digits), so a shift changes the corruption and nothing else. One exception: with ``noise=0`` the
+environments draw no noise bank, so their random stream, and the digits, differ from those of a noisy setting. The
+shift 'as trained' (no change) is the reference: its numbers differ a little from the runs' own final evaluation,
+which came after the periodic ones on the same environment and so saw other episodes.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,8 +35,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
 
 from fsae.config import ConfigError, load_config
-from fsae.provenance import check_dependencies
-from rl.agent import AgentConfig, build_model, make_vec_env_for, resolve_checkpoint
+from fsae.provenance import ProvenanceWarning, check_dependencies
+from rl.agent import AgentConfig, build_model, make_vec_env_for, probe_env, resolve_checkpoint
 from rl.common_sense import make_regenerator
 from rl.compare import bootstrap_ci, condition_key, fmt_ci, iqm, probability_of_improvement
 from rl.sweep import run_finished
@@ -43,15 +46,22 @@ COLUMNS = ["env", "shift", "condition", "seeds", "iqm", "ci_low", "ci_high", "p_
 
 
 def load_final_agent(
-    run_dir: str | Path, env_kwargs: dict[str, Any] | None = None, device: str = "cpu"
+    run_dir: str | Path, env_kwargs: dict[str, Any] | None = None, device: str = "cpu", allow_changed: bool = False
 ) -> tuple[BaseAlgorithm, VecEnv]:
     """The final policy of the finished run in ``run_dir`` and one evaluation environment (the run's evaluation
-    kwargs updated with ``env_kwargs``, its condition's wrapper, seeded seed + 10000). Close the env when done."""
+    kwargs updated with ``env_kwargs``, its condition's wrapper, seeded seed + 10000). Close the env when done.
+
+    A checkpoint the run read that has changed since (``run_info.json``'s SHA-256) is refused (``ConfigError``): the
+    agent was trained on the old model's regenerations. ``allow_changed`` evaluates it with the new one anyway."""
     run_dir = Path(run_dir)
     if not (run_dir / "final_model.zip").is_file():
         raise ConfigError(f"{run_dir} holds no final_model.zip: not a finished train_agent run")
     cfg = load_config(AgentConfig, run_dir / "config.yaml")
-    check_dependencies(run_dir)  # warns if the FSAE checkpoint changed since the run
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProvenanceWarning)
+        changed = check_dependencies(run_dir)
+    if changed and not allow_changed:
+        raise ConfigError(f"{changed[0]}; the agent was trained with the old file: restore it, or allow_changed")
     regen = make_regenerator(
         cfg.condition, resolve_checkpoint(cfg), device, None, cfg.feedback_steps, cfg.regen_dtype, env_name=cfg.env_id
     )
@@ -66,10 +76,14 @@ def load_final_agent(
 
 
 def evaluate_run(
-    run_dir: str | Path, env_kwargs: dict[str, Any] | None = None, episodes: int = 50, device: str = "cpu"
+    run_dir: str | Path,
+    env_kwargs: dict[str, Any] | None = None,
+    episodes: int = 50,
+    device: str = "cpu",
+    allow_changed: bool = False,
 ) -> float:
     """Mean return of the run's final policy (deterministic) over ``episodes`` episodes of the changed environment."""
-    model, venv = load_final_agent(run_dir, env_kwargs, device)
+    model, venv = load_final_agent(run_dir, env_kwargs, device, allow_changed)
     try:
         mean, _ = evaluate_policy(model, venv, n_eval_episodes=episodes, deterministic=True)
     finally:
@@ -99,12 +113,14 @@ def evaluate_shifts(
     seed: int = 0,
     device: str = "cpu",
     log: Callable[[str], None] = print,
+    allow_changed: bool = False,
 ) -> list[dict[str, Any]]:
     """One row per (env, shift, condition): ``seeds``, ``iqm`` of the seeds' mean returns with its 95% bootstrap CI
     (``ci_low``, ``ci_high``), and ``p_improve`` (with ``p_low``, ``p_high``) over ``baseline`` under the same shift
     (nan for the baseline itself, or where it has no runs). ``shifts`` maps a name to env kwargs, e.g.
-    ``{"noise 0.6": {"noise": 0.6}}``; 'as trained' ({}) is always evaluated first. ``FileNotFoundError`` when
-    ``logdir`` holds no finished run (of ``envs`` and ``conditions``, when given)."""
+    ``{"noise 0.6": {"noise": 0.6}}``; 'as trained' ({}) is always evaluated first. Every shift is tried on each
+    environment before any evaluation (``ConfigError`` naming a kwarg the environment refuses). ``FileNotFoundError``
+    when ``logdir`` holds no finished run (of ``envs`` and ``conditions``, when given)."""
     runs = [
         r
         for r in finished_runs(logdir)
@@ -113,10 +129,20 @@ def evaluate_shifts(
     if not runs:
         raise FileNotFoundError(f"no finished runs (<env>/<condition>/seed<N> with final_model.zip) under {logdir}")
     shifts = {AS_TRAINED: {}, **{k: v for k, v in shifts.items() if k != AS_TRAINED}}
+    for env in sorted({r[0] for r in runs}):
+        cfg = load_config(AgentConfig, next(r[3] for r in runs if r[0] == env) / "config.yaml")
+        for name, kwargs in shifts.items():
+            try:
+                probe_env(dataclasses.replace(cfg, eval_env_kwargs={**cfg.eval_env_kwargs, **kwargs}))
+            except ConfigError as e:
+                raise ConfigError(f"shift '{name}': {e}") from None
+        if baseline not in {r[1] for r in runs if r[0] == env}:
+            log(f"warning: {env} has no runs of the baseline '{baseline}'; P(improve) is left out (see --baseline)")
     returns: dict[tuple[str, str, str], list[float]] = {}
     for i, (env, condition, run_seed, folder) in enumerate(runs, 1):
         for name, kwargs in shifts.items():
-            returns.setdefault((env, name, condition), []).append(evaluate_run(folder, kwargs, episodes, device))
+            mean = evaluate_run(folder, kwargs, episodes, device, allow_changed)
+            returns.setdefault((env, name, condition), []).append(mean)
         log(f"[{i}/{len(runs)}] {env}/{condition}/seed{run_seed}")
 
     rows = []
@@ -149,7 +175,8 @@ def markdown_table(rows: list[dict[str, Any]], baseline: str = "none", episodes:
     lines += [
         "",
         f"Each seed's final policy, deterministic, {episodes} episodes of its evaluation environment (seeded seed + "
-        "10000) with the shift's env kwargs; the same environment seeds under every shift. IQM and percentile "
+        "10000) with the shift's env kwargs; the same environment seeds (and, but for noise=0, digits) under every "
+        "shift. IQM and percentile "
         "bootstrap CIs over seeds; P(improve): P(X > Y) + 0.5 P(X = Y) over pairs of seeds, Y the "
         f"{baseline} runs' under the same shift.",
         "",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 from fsae.checkpoint import CheckpointError
@@ -35,6 +34,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="output folder (default: LOGDIR/shift)")
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device of the policies and FSAEs")
+    p.add_argument(
+        "--allow-changed",
+        action="store_true",
+        help="evaluate runs whose FSAE checkpoint has changed since they were trained (refused otherwise)",
+    )
     return p.parse_args(argv)
 
 
@@ -46,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         shifts = {s: apply_overrides({}, s.split()) for s in args.shift}
         rows = evaluate_shifts(
             args.logdir, shifts, args.episodes, args.baseline, args.envs, args.conditions, args.n_resamples,
-            device=args.device, log=lambda msg: print(msg, file=sys.stderr),
+            device=args.device, log=lambda msg: print(msg, file=sys.stderr), allow_changed=args.allow_changed,
         )  # fmt: skip
-    except (ConfigError, CheckpointError, FileNotFoundError, TypeError, ValueError) as e:
-        return error(e, 2)  # a bad kwarg reaches the environment's constructor as TypeError or ValueError
+    except (ConfigError, CheckpointError, FileNotFoundError) as e:
+        return error(e, 2)
     except DatasetError as e:
         return error(e, 1)
     path = save(rows, args.out or Path(args.logdir) / "shift", args.baseline, args.episodes)
@@ -59,5 +63,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    warnings.filterwarnings("once")
     sys.exit(main())

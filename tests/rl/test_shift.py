@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +58,15 @@ def test_final_agent_is_the_trained_one_and_the_shift_reaches_the_env(logdir):
     expected, _ = evaluate_policy(saved, fresh, n_eval_episodes=6, deterministic=True)
     fresh.close()
     assert evaluate_run(run, {}, episodes=6) == pytest.approx(expected, abs=0)
-    # The same episodes, differently corrupted: the same first digit, under much stronger noise.
+    # The same episodes, differently corrupted: the same digits step by step, under much stronger noise.
     (_, plain), (_, noisy) = load_final_agent(run), load_final_agent(run, {"noise": 1.0})
     a, b = plain.reset().astype(np.int16), noisy.reset().astype(np.int16)
-    assert plain.reset_infos[0]["label"] == noisy.reset_infos[0]["label"]
     assert (a != b).mean() > 0.3 and b.std() > a.std()
+    labels = [[venv.reset_infos[0]["label"]] for venv in (plain, noisy)]
+    for _ in range(7):  # the rest of the 8-step episode
+        for venv, seen in zip((plain, noisy), labels):
+            seen.append(venv.step(np.array([0]))[3][0]["label"])
+    assert labels[0] == labels[1] and len(set(labels[0])) > 1
     plain.close(), noisy.close()
 
 
@@ -82,6 +87,22 @@ def test_evaluate_shifts_rows(logdir):
         evaluate_shifts(logdir, {}, conditions=["copy"])
 
 
+def test_a_retrained_checkpoint_is_refused_unless_allowed(logdir, tmp_path):
+    run = tmp_path / "seed0"
+    shutil.copytree(logdir / "DigitBandit-v0" / "fsae-round" / "seed0", run)
+    ckpt = Path(yaml.safe_load((run / "config.yaml").read_text())["fsae_checkpoint"])
+    before = ckpt.read_bytes()
+    try:
+        torch.manual_seed(1)
+        layers = [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)]
+        save_fsae(ckpt, FSAE(FSAEConfig((1, 28, 28), layers, round=True)), variant="round")  # retrained
+        with pytest.raises(ConfigError, match="fsae_round.pt.*the agent was trained with the old file"):
+            evaluate_run(run, episodes=1)
+        assert math.isfinite(evaluate_run(run, episodes=1, allow_changed=True))
+    finally:
+        ckpt.write_bytes(before)
+
+
 def _load_script():
     spec = importlib.util.spec_from_file_location("evaluate_shift", ROOT / "scripts" / "evaluate_shift.py")
     module = importlib.util.module_from_spec(spec)
@@ -95,8 +116,8 @@ def test_cli(logdir, tmp_path, capsys):
     assert script.main([*argv, "--shift", "noise=0.6 occlusion=1.0"]) == 0
     assert "| DigitBandit-v0 | noise=0.6 occlusion=1.0 | none | 2 |" in capsys.readouterr().out
     assert (tmp_path / "results.csv").read_text().splitlines()[0].startswith("env,shift,condition,seeds,iqm")
-    assert script.main([*argv, "--shift", "noize=0.6"]) == 2  # the environment refuses it: one line
+    assert script.main([*argv, "--shift", "noize=0.6"]) == 2  # the environment refuses it, before any evaluation
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and "noize" in err[-1]
+    assert len(err) == 1 and err[0].startswith("error: shift 'noize=0.6': cannot make environment 'fsae/DigitBandit")
     with pytest.raises(ConfigError, match="no final_model.zip"):
         load_final_agent(tmp_path)
