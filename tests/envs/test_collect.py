@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -108,10 +107,8 @@ def test_script_writes_the_same_data_as_the_library(tmp_path):
         assert json.loads(str(f["env_kwargs"])) == {"noise": 0.1, "occlusion_size": 8}
 
 
-def test_script_reports_bad_arguments_and_writes_nothing(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("collect_script", REPO / "scripts" / "collect.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)  # the __main__ guard keeps it from running
+def test_script_reports_bad_arguments_and_writes_nothing(tmp_path, capsys, load_script):
+    script = load_script("collect")
     out = tmp_path / "bad.npz"
     base = ["--steps", "5", "--out", str(out), "--no-progress"]
     assert script.main(["--env", "fsae/DigitLock-v0", *base, "--env-kwargs", "noise=2"]) == 2

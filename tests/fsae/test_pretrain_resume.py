@@ -4,7 +4,6 @@ weights of a run that was never stopped (bit-identical on a CPU), and what canno
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
 import os
@@ -45,13 +44,6 @@ def _without_times(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not k.startswith("time/")}
 
 
-def _script_main():
-    spec = importlib.util.spec_from_file_location("pretrain_script", ROOT / "scripts" / "pretrain.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
 def _killed_run(out: Path, method: str, calls: int) -> None:
     """Run scripts/pretrain.py in a subprocess that SIGKILLs itself right after the ``calls``-th TrainingState.<method>
     (which has just written train_state.pt): a real ``kill -9`` at a known point of the run."""
@@ -87,7 +79,9 @@ KILLS = [("save_epoch", 1, "abstract", 1), ("save_epoch", 4, "concrete/plain", 2
 
 
 @pytest.mark.parametrize("method, calls, stage, epochs", KILLS, ids=["mid-abstract", "mid-concrete", "boundary"])
-def test_killed_and_resumed_equals_uninterrupted(tmp_path, reference, monkeypatch, method, calls, stage, epochs):
+def test_killed_and_resumed_equals_uninterrupted(
+    tmp_path, reference, monkeypatch, load_script, method, calls, stage, epochs
+):
     ref_dir, ref_metrics = reference
     out = tmp_path / "run"
     _killed_run(out, method, calls)
@@ -98,7 +92,7 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, reference, monkeypatc
         assert len(current["history"]) == epochs
 
     monkeypatch.setattr(sys, "argv", ["scripts/pretrain.py", *_argv(out), "--resume"])  # as command.txt records it
-    assert _script_main()() == 0
+    assert load_script("pretrain").main() == 0
     resumed = json.loads((out / "metrics.json").read_text())
     assert _without_times(resumed) == ref_metrics  # bit-identical on a CPU, not merely close
     for name in PRODUCTS:

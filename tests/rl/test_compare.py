@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -236,15 +235,8 @@ def test_report_files(report):
     assert float(csv_rows[1]["final_iqm"]) == pytest.approx(5.5)
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("compare_script", ROOT / "scripts" / "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_cli(logdir, tmp_path, capsys):
-    script = _load_script()
+def test_cli(logdir, tmp_path, capsys, load_script):
+    script = load_script("compare")
     out = tmp_path / "out"
     rc = script.main([str(logdir), "--out", str(out), "--threshold", "EnvA=5", "EnvB=2", "--n-resamples", "99"])
     assert rc == 0 and (out / "results.md").is_file()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import shutil
 from pathlib import Path
@@ -103,15 +102,8 @@ def test_a_retrained_checkpoint_is_refused_unless_allowed(logdir, tmp_path):
         ckpt.write_bytes(before)
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("evaluate_shift", ROOT / "scripts" / "evaluate_shift.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_cli(logdir, tmp_path, capsys):
-    script = _load_script()
+def test_cli(logdir, tmp_path, capsys, load_script):
+    script = load_script("evaluate_shift")
     argv = [str(logdir), "--conditions", "none", "--episodes", "2", "--n-resamples", "99", "--out", str(tmp_path)]
     assert script.main([*argv, "--shift", "noise=0.6 occlusion=1.0"]) == 0
     assert "| DigitBandit-v0 | noise=0.6 occlusion=1.0 | none | 2 |" in capsys.readouterr().out

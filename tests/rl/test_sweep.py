@@ -3,7 +3,6 @@ runs, the logdir lock, the CLI, Ray (when installed) and, marked slow, a real 2-
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -265,15 +264,8 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
 # The CLI
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("sweep_script", ROOT / "scripts" / "sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_cli_errors_and_dry_run(tmp_path, capsys):
-    script = _load_script()
+def test_cli_errors_and_dry_run(tmp_path, capsys, load_script):
+    script = load_script("sweep")
     assert script.main(["--config", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "does not exist" in err and len(err.strip().splitlines()) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -58,13 +57,6 @@ def ckpts(tmp_path_factory) -> Path:
     return folder
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("train_agent_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def tiny_config(tmp_path: Path, **kw) -> AgentConfig:
     d = apply_overrides(yaml.safe_load(BANDIT.read_text()), TINY)
     d.update(total_steps=256, n_envs=2, logdir=str(tmp_path), **kw)
@@ -85,8 +77,8 @@ def test_shipped_configs_load(name):
         assert cfg.hyperparams["gamma"] == 0  # bandits: each step is independent
 
 
-def test_augment_flag(tmp_path, monkeypatch):
-    script = _load_script()
+def test_augment_flag(tmp_path, monkeypatch, load_script):
+    script = load_script("train_agent")
     assert script.parse_args([]).augment is None  # the config's condition
     assert script.parse_args(["--augment"]).augment == "fsae"
     assert script.parse_args(["--augment", "copy"]).augment == "copy"
@@ -103,31 +95,37 @@ def test_augment_flag(tmp_path, monkeypatch):
     assert seen == ["copy", "none", "none", "copy", "none"]
 
 
-def _cli_error(capsys, argv: list[str]) -> str:
-    assert _load_script().main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
+@pytest.fixture
+def cli_error(capsys, load_script):
+    """Run train_agent.py's main on argv: it must fail with exit 2 and one ``error:`` line, which is returned."""
+
+    def run(argv: list[str]) -> str:
+        assert load_script("train_agent").main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: "), err
+        return err[0]
+
+    return run
 
 
-def test_unknown_key_is_one_error_line(capsys, tmp_path):
-    err = _cli_error(capsys, ["--config", str(BANDIT), "--logdir", str(tmp_path), "--set", "lerning_rate=0.1"])
+def test_unknown_key_is_one_error_line(cli_error, tmp_path):
+    err = cli_error(["--config", str(BANDIT), "--logdir", str(tmp_path), "--set", "lerning_rate=0.1"])
     assert "unknown AgentConfig key 'lerning_rate'" in err
-    err = _cli_error(capsys, ["--config", str(BANDIT), "--logdir", str(tmp_path), "--set", "hyperparams.lr=0.1"])
+    err = cli_error(["--config", str(BANDIT), "--logdir", str(tmp_path), "--set", "hyperparams.lr=0.1"])
     assert "unknown PPO hyperparameter 'lr'" in err
     assert not any(tmp_path.iterdir()), "nothing is written before the config is accepted"
 
 
-def test_mismatched_checkpoint_is_one_error_line(capsys, tmp_path, ckpts):
+def test_mismatched_checkpoint_is_one_error_line(cli_error, tmp_path, ckpts):
     cfg = ROOT / "configs" / "agent" / "digit_sum.yaml"
-    err = _cli_error(
-        capsys, ["--config", str(cfg), "--augment", "--fsae", str(ckpts / "fsae_round.pt"), "--logdir", str(tmp_path)]
+    err = cli_error(
+        ["--config", str(cfg), "--augment", "--fsae", str(ckpts / "fsae_round.pt"), "--logdir", str(tmp_path)]
     )
     assert "(1, 28, 28)" in err and "(1, 28, 56)" in err
 
 
-def test_fsae_without_checkpoint_names_the_pretraining_command(capsys, tmp_path):
-    err = _cli_error(capsys, ["--config", str(BANDIT), "--augment", "--logdir", str(tmp_path)])
+def test_fsae_without_checkpoint_names_the_pretraining_command(cli_error, tmp_path):
+    err = cli_error(["--config", str(BANDIT), "--augment", "--logdir", str(tmp_path)])
     assert "scripts/pretrain.py --config configs/pretrain/mnist_fast.yaml" in err
 
 
