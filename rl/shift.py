@@ -2,10 +2,12 @@
 than the agents were trained on?
 
 Contents:
-    load_final_agent -- a finished run's final policy and its evaluation environment, with some env kwargs changed. The
-                        model is rebuilt from the run's ``config.yaml`` and the weights of ``final_model.zip`` are read
-                        with ``set_parameters`` (nothing is unpickled), as ``rl.resume`` does.
-    evaluate_run     -- that policy's mean return over n episodes (deterministic, on the run's evaluation split).
+    FinalAgent, load_final_agent -- a finished run's final policy, its config and regenerator, loaded once; its
+                        ``env(kwargs)`` is the run's evaluation environment with some env kwargs changed, ``evaluate``
+                        the policy's mean return there. The model is rebuilt from the run's ``config.yaml`` and the
+                        weights of ``final_model.zip`` are read with ``set_parameters`` (nothing is unpickled), as
+                        ``rl.resume`` does.
+    evaluate_run     -- load and evaluate in one call.
     evaluate_shifts  -- every finished run under a logdir (<env>/<condition>/seed<N>) under each named shift: per
                         (env, shift, condition) the IQM over seeds with a bootstrap CI and P(improve over a baseline),
                         the statistics of ``rl.compare``.
@@ -26,6 +28,7 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from fsae.config import ConfigError, load_config
 from fsae.provenance import ProvenanceWarning, check_dependencies
 from rl.agent import AgentConfig, build_model, make_vec_env_for, probe_env, resolve_checkpoint
-from rl.common_sense import make_regenerator
+from rl.common_sense import Regenerator, make_regenerator
 from rl.compare import bootstrap_ci, condition_key, fmt_ci, iqm, probability_of_improvement
 from rl.sweep import run_finished
 
@@ -45,11 +48,37 @@ AS_TRAINED = "as trained"
 COLUMNS = ["env", "shift", "condition", "seeds", "iqm", "ci_low", "ci_high", "p_improve", "p_low", "p_high"]
 
 
-def load_final_agent(
-    run_dir: str | Path, env_kwargs: dict[str, Any] | None = None, device: str = "cpu", allow_changed: bool = False
-) -> tuple[BaseAlgorithm, VecEnv]:
-    """The final policy of the finished run in ``run_dir`` and one evaluation environment (the run's evaluation
-    kwargs updated with ``env_kwargs``, its condition's wrapper, seeded seed + 10000). Close the env when done.
+@dataclass
+class FinalAgent:
+    """A finished run's final policy with its config and regenerator, loaded once and evaluated on any environment."""
+
+    cfg: AgentConfig
+    model: BaseAlgorithm
+    regen: Regenerator | None
+
+    def env(self, env_kwargs: dict[str, Any] | None = None) -> VecEnv:
+        """One evaluation environment: the run's evaluation kwargs updated with ``env_kwargs``, its condition's
+        wrapper, seeded seed + 10000 as ``train_agent`` seeds it. Close it when done."""
+        return _eval_env(self.cfg, self.regen, env_kwargs)
+
+    def evaluate(self, env_kwargs: dict[str, Any] | None = None, episodes: int = 50) -> float:
+        """Mean return of the policy (deterministic) over ``episodes`` episodes of a fresh ``env(env_kwargs)``."""
+        venv = self.env(env_kwargs)
+        try:
+            mean, _ = evaluate_policy(self.model, venv, n_eval_episodes=episodes, deterministic=True)
+        finally:
+            venv.close()
+        return float(mean)
+
+
+def _eval_env(cfg: AgentConfig, regen: Regenerator | None, env_kwargs: dict[str, Any] | None) -> VecEnv:
+    kwargs = {**cfg.env_kwargs, **cfg.eval_env_kwargs, **(env_kwargs or {})}
+    return make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, kwargs)
+
+
+def load_final_agent(run_dir: str | Path, device: str = "cpu", allow_changed: bool = False) -> FinalAgent:
+    """The final policy of the finished run in ``run_dir``, rebuilt from its config with the weights of
+    ``final_model.zip``, and its condition's regenerator.
 
     A checkpoint the run read that has changed since (``run_info.json``'s SHA-256) is refused (``ConfigError``): the
     agent was trained on the old model's regenerations. ``allow_changed`` evaluates it with the new one anyway."""
@@ -65,14 +94,13 @@ def load_final_agent(
     regen = make_regenerator(
         cfg.condition, resolve_checkpoint(cfg), device, None, cfg.feedback_steps, cfg.regen_dtype, env_name=cfg.env_id
     )
-    kwargs = {**cfg.env_kwargs, **cfg.eval_env_kwargs, **(env_kwargs or {})}
-    venv = make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, kwargs)
+    venv = _eval_env(cfg, regen, None)  # for the spaces only: SB3 re-seeds the env a model is built on
     try:
         model = build_model(cfg, venv, device)
         model.set_parameters(str(run_dir / "final_model.zip"), exact_match=True, device=device)
     finally:
-        venv.close()  # SB3 has re-seeded it with the training seed: evaluate on a fresh one
-    return model, make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, kwargs)
+        venv.close()
+    return FinalAgent(cfg, model, regen)
 
 
 def evaluate_run(
@@ -83,12 +111,7 @@ def evaluate_run(
     allow_changed: bool = False,
 ) -> float:
     """Mean return of the run's final policy (deterministic) over ``episodes`` episodes of the changed environment."""
-    model, venv = load_final_agent(run_dir, env_kwargs, device, allow_changed)
-    try:
-        mean, _ = evaluate_policy(model, venv, n_eval_episodes=episodes, deterministic=True)
-    finally:
-        venv.close()
-    return float(mean)
+    return load_final_agent(run_dir, device, allow_changed).evaluate(env_kwargs, episodes)
 
 
 def finished_runs(logdir: str | Path) -> list[tuple[str, str, int, Path]]:
@@ -140,9 +163,9 @@ def evaluate_shifts(
             log(f"warning: {env} has no runs of the baseline '{baseline}'; P(improve) is left out (see --baseline)")
     returns: dict[tuple[str, str, str], list[float]] = {}
     for i, (env, condition, run_seed, folder) in enumerate(runs, 1):
+        agent = load_final_agent(folder, device, allow_changed)  # once per run, then one fresh env per shift
         for name, kwargs in shifts.items():
-            mean = evaluate_run(folder, kwargs, episodes, device, allow_changed)
-            returns.setdefault((env, name, condition), []).append(mean)
+            returns.setdefault((env, name, condition), []).append(agent.evaluate(kwargs, episodes))
         log(f"[{i}/{len(runs)}] {env}/{condition}/seed{run_seed}")
 
     rows = []

@@ -45,10 +45,11 @@ def logdir(tmp_path_factory) -> Path:
 
 def test_final_agent_is_the_trained_one_and_the_shift_reaches_the_env(logdir):
     run = logdir / "DigitBandit-v0" / "none" / "seed0"
-    model, venv = load_final_agent(run, {"noise": 0.6})
+    agent = load_final_agent(run)
+    venv = agent.env({"noise": 0.6})
     saved = PPO.load(run / "final_model.zip", device="cpu")  # the test's own file: trusted
     for name, value in saved.policy.state_dict().items():
-        torch.testing.assert_close(model.policy.state_dict()[name], value, rtol=0, atol=0, msg=name)
+        torch.testing.assert_close(agent.model.policy.state_dict()[name], value, rtol=0, atol=0, msg=name)
     assert venv.get_attr("noise") == [0.6] and venv.get_attr("split") == ["test"]
     venv.close()
     # 'As trained' is the trained policy on the run's evaluation env, seeded seed + 10000: the same number as SB3's.
@@ -58,7 +59,7 @@ def test_final_agent_is_the_trained_one_and_the_shift_reaches_the_env(logdir):
     fresh.close()
     assert evaluate_run(run, {}, episodes=6) == pytest.approx(expected, abs=0)
     # The same episodes, differently corrupted: the same digits step by step, under much stronger noise.
-    (_, plain), (_, noisy) = load_final_agent(run), load_final_agent(run, {"noise": 1.0})
+    plain, noisy = agent.env(), agent.env({"noise": 1.0})
     a, b = plain.reset().astype(np.int16), noisy.reset().astype(np.int16)
     assert (a != b).mean() > 0.3 and b.std() > a.std()
     labels = [[venv.reset_infos[0]["label"]] for venv in (plain, noisy)]
