@@ -33,6 +33,7 @@ import re
 import time
 import warnings
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +72,16 @@ def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:
         raise ConfigError(f"--resume: the config differs from the run's config.yaml in {differ}; resume with the same")
 
 
-def config_differences(saved: dict[str, Any], config: dict[str, Any]) -> str:
+def config_differences(saved: dict[str, Any], config: dict[str, Any], ignore: Collection[str] = ()) -> str:
     """``'key: old -> new, ...'`` for each setting (top-level key of two ``AgentConfig`` dicts) that changes what is
-    trained, '' when none does. A key missing on one side (a config written before the key existed) counts as its
-    default."""
+    trained, '' when none does; ``ignore`` names more keys to leave out. A key missing on one side (a config written
+    before the key existed) counts as its default."""
     from rl.agent import AgentConfig  # rl.agent imports this module
 
     defaults = {f.name: f.default for f in dataclasses.fields(AgentConfig) if f.default is not dataclasses.MISSING}
     old, new = {**defaults, **saved}, {**defaults, **config}
-    differ = sorted(k for k in set(old) | set(new) if k not in _MAY_DIFFER and old.get(k) != new.get(k))
+    skip = _MAY_DIFFER | set(ignore)
+    differ = sorted(k for k in set(old) | set(new) if k not in skip and old.get(k) != new.get(k))
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differ)
 
 

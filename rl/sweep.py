@@ -362,8 +362,7 @@ def settings_changed(run: Run) -> str:
         recorded = json.loads((run.run_dir / "fsae.json").read_text()).get("sha256")
     except (OSError, ValueError, AttributeError):
         recorded = None
-    strip = lambda d: {k: v for k, v in d.items() if k not in _WHERE}  # noqa: E731
-    differ = [config_differences(strip(saved), strip(run.config))]
+    differ = [config_differences(saved, run.config, ignore=_WHERE)]
     if run.checkpoint and recorded and Path(run.checkpoint).is_file():
         now = _sha256(run.checkpoint, Path(run.checkpoint).stat().st_mtime_ns)
         if now != recorded:
@@ -375,7 +374,9 @@ def _split(runs: list[Run], log: Callable[[str], None]) -> tuple[list[RunResult]
     """Finished runs (skipped) and the rest. A finished run made with other settings (an edited sweep config on the
     same logdir, or a checkpoint retrained since) is refused, not skipped: its results would be reported as this
     sweep's."""
-    finished = [r for r in runs if is_finished(r)]
+    finished, pending = [], []
+    for r in runs:
+        (finished if is_finished(r) else pending).append(r)
     stale = [(r, d) for r in finished if (d := settings_changed(r))]
     if stale:
         run, diff = stale[0]
@@ -383,7 +384,6 @@ def _split(runs: list[Run], log: Callable[[str], None]) -> tuple[list[RunResult]
             f"{len(stale)} finished run(s) in {run.logdir} were made with other settings, e.g. {run.name} in {diff}; "
             "give the sweep another logdir, or remove those run folders to run them again"
         )
-    pending = [r for r in runs if r not in finished]
     log(f"sweep: {len(runs)} runs, {len(finished)} already finished (skipped), {len(pending)} to run")
     return [RunResult(r, "skipped") for r in finished], pending
 

@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             try:
                 for run in runs:
-                    changed = is_finished(run) and settings_changed(run)
-                    state = "CHANGED " if changed else "finished" if is_finished(run) else "to run  "
+                    done = is_finished(run)
+                    changed = done and settings_changed(run)
+                    state = "CHANGED " if changed else "finished" if done else "to run  "
                     print(f"{state}  {run.name}  {run.run_dir}" + (f"  ({changed})" if changed else ""), flush=True)
             except BrokenPipeError:  # piped into head: stop quietly (Python's documented recipe)
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
