@@ -122,6 +122,22 @@ def _ppo(n_envs: int, regen: Regenerator | None, device: str, union: str = "stac
     return PPO("CnnPolicy", venv, policy_kwargs=policy_kwargs(cfg), seed=0, device=device, **cfg.hyperparams)
 
 
+def time_learn(models: dict[str, PPO], steps: int, repeats: int) -> dict[str, float]:
+    """Steps/s of ``learn(steps)`` per model: an untimed warm-up (one rollout and update), then ``repeats`` timed calls
+    with the models alternating inside each repeat; the median per model. Closes the models' envs."""
+    for model in models.values():
+        model.learn(model.n_steps * model.n_envs)
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(repeats):
+        for k, model in models.items():
+            t0 = time.perf_counter()
+            model.learn(steps, reset_num_timesteps=False)
+            times[k].append(time.perf_counter() - t0)
+    for model in models.values():
+        model.get_env().close()
+    return {k: steps / statistics.median(t) for k, t in times.items()}
+
+
 def measure_ppo(
     steps: int = 8192,
     repeats: int = 3,
@@ -140,17 +156,7 @@ def measure_ppo(
     """
     regen = Regenerator(fast_fsae(checkpoint), device, dtype=dtype)
     models = {name: _ppo(n_envs, r, device, union) for name, r in (("raw", None), ("augmented", regen))}
-    for model in models.values():
-        model.learn(model.n_steps * n_envs)  # warm-up: one rollout and update
-    times: dict[str, list[float]] = {k: [] for k in models}
-    for _ in range(repeats):
-        for k, model in models.items():
-            t0 = time.perf_counter()
-            model.learn(steps, reset_num_timesteps=False)
-            times[k].append(time.perf_counter() - t0)
-    rates = {k: steps / statistics.median(t) for k, t in times.items()}
-    for model in models.values():
-        model.get_env().close()
+    rates = time_learn(models, steps, repeats)
     return {
         "ppo/raw_steps_per_s": rates["raw"],
         "ppo/augmented_steps_per_s": rates["augmented"],
