@@ -1,16 +1,15 @@
-"""Experiment (GPU only): does replaying the regenerator as a CUDA graph close the gap between augmented and raw PPO?
+"""GPU only: what replaying the regenerator as a CUDA graph (``Regenerator(cuda_graph=True)``, the default on CUDA)
+buys augmented PPO, against the plain forward pass (``cuda_graph=False``).
 
 On a GPU the fast FSAE's forward pass for one vector step (8 images) is a few dozen tiny kernels, each launched from
 Python; the PPO target of the performance issue (augmented >= 0.8x raw) is about that launch cost. A CUDA graph
 captures the kernels of one call once and replays them with one launch. This script
 
 1. checks that the graphed regenerator returns exactly the plain one's uint8 regeneration (batch 1, 8, 64);
-2. times PPO on DigitBandit raw, augmented, and augmented with the graphed regenerator, alternating inside each repeat
+2. times PPO on DigitBandit raw, augmented (plain forward) and augmented (CUDA graph), alternating inside each repeat
    (``wrapper.time_learn``), and prints the two ratios.
 
     python benchmarks/cuda_graph.py --quick --out graph.json
-
-The graphed regenerator lives here, not in ``rl/``, until a GPU run has shown it helps.
 """
 
 from __future__ import annotations
@@ -30,43 +29,7 @@ from wrapper import _ppo, fast_fsae, time_learn  # noqa: E402
 from rl.common_sense import Regenerator  # noqa: E402
 
 
-class GraphedRegenerator(Regenerator):
-    """``Regenerator`` whose forward pass (uint8 in, uint8 out, no feedback) is one CUDA graph per batch shape."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.device.type != "cuda" or self.model is None or self.feedback_steps:
-            raise ValueError("GraphedRegenerator needs a model on a CUDA device and feedback_steps=0")
-        self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
-
-    def _forward(self, x_u8: torch.Tensor) -> torch.Tensor:
-        x = x_u8.to(self.dtype).div_(255.0)
-        return self.model.regenerate(x, steps=0).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-
-    def _capture(self, shape: tuple[int, ...]):
-        static_in = torch.zeros(shape, dtype=torch.uint8, device=self.device)
-        side = torch.cuda.Stream(self.device)  # warm-up on a side stream, as torch.cuda.graph's docs ask
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                self._forward(static_in)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = self._forward(static_in)
-        return graph, static_in, static_out
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            if obs.shape not in self._graphs:
-                self._graphs[obs.shape] = self._capture(obs.shape)
-            graph, static_in, static_out = self._graphs[obs.shape]
-            static_in.copy_(torch.from_numpy(obs))
-            graph.replay()
-            return static_out.cpu().numpy()
-
-
-def check_equal(plain: Regenerator, graphed: GraphedRegenerator, batches=(1, 8, 64)) -> dict[str, int]:
+def check_equal(plain: Regenerator, graphed: Regenerator, batches=(1, 8, 64)) -> dict[str, int]:
     """Number of differing uint8 values between the two regenerators on random images, per batch size."""
     rng = np.random.default_rng(0)
     out = {}
@@ -87,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit("error: benchmarks/cuda_graph.py needs a CUDA GPU (torch.cuda.is_available() is False)")
     steps, repeats = (2048, 3) if args.quick else (8192, 5)
     model = fast_fsae()
-    plain, graphed = Regenerator(model, "cuda"), GraphedRegenerator(model, "cuda")
+    plain, graphed = Regenerator(model, "cuda", cuda_graph=False), Regenerator(model, "cuda")
     results: dict = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, **check_equal(plain, graphed)}
     print("graphed vs plain regeneration, differing uint8 values:", results)
     models = {k: _ppo(args.n_envs, r, "cuda") for k, r in (("raw", None), ("plain", plain), ("graphed", graphed))}

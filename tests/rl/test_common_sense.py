@@ -15,7 +15,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import envs  # noqa: F401  (registers the fsae/ ids)
-from fsae.checkpoint import CheckpointError, save_fsae
+from fsae.checkpoint import CheckpointError, load_fsae, save_fsae
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from rl.common_sense import (
     CommonSense,
@@ -218,3 +218,59 @@ def test_condition_and_checkpoint_kind_must_agree(tmp_path):
     assert make_regenerator("autoencoder", ae).describe()["variant"] == "autoencoder"
     with pytest.raises(CheckpointError, match="does not exist"):
         make_regenerator("fsae", tmp_path / "missing.pt")
+
+
+# -- on a GPU: the regenerator replayed as a CUDA graph (deselected by default; run `pytest -m gpu` on a GPU machine) --
+
+
+@pytest.fixture
+def cuda() -> str:
+    if not torch.cuda.is_available():
+        pytest.fail("the gpu tests need a CUDA GPU (torch.cuda.is_available() is False); run them on a GPU machine")
+    return "cuda"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("jumps, feedback_steps", [([], 0), ("all", 0), ("last", 2)])
+def test_cuda_graph_equals_plain_forward(cuda, jumps, feedback_steps):
+    """The captured graph returns the plain forward pass's uint8 regeneration bit for bit, on new data after the
+    capture too, one graph per batch shape."""
+    model = tiny_fsae(jumps=jumps)
+    graphed = Regenerator(model, cuda, feedback_steps)
+    plain = Regenerator(model, cuda, feedback_steps, cuda_graph=False)
+    assert graphed.cuda_graph and not plain.cuda_graph
+    rng = np.random.default_rng(0)
+    for b in (1, 8, 8, 64, 1, 8):
+        obs = rng.integers(0, 256, (b, 1, 28, 28), dtype=np.uint8)
+        np.testing.assert_array_equal(graphed(obs), plain(obs))
+    assert sorted(graphed._graphs) == [(1, 1, 28, 28), (8, 1, 28, 28), (64, 1, 28, 28)]
+
+
+@pytest.mark.gpu
+def test_cuda_graph_vec_wrapper_equals_plain(cuda, ckpt):
+    """VecCommonSense with the graphed regenerator == with the plain one, terminal observations (other batch shapes)
+    included."""
+    wrapped = {
+        graph: VecCommonSense(
+            DummyVecEnv([FakeImageEnv] * 6), Regenerator(load_fsae(ckpt), cuda, cuda_graph=graph), "stack"
+        )
+        for graph in (True, False)
+    }
+    for venv in wrapped.values():
+        venv.seed(5)
+    np.testing.assert_array_equal(wrapped[True].reset(), wrapped[False].reset())
+    n_terminal = 0
+    for a in np.random.default_rng(2).integers(0, 3, (30, 6)):
+        (o1, _, d1, i1), (o2, _, _, i2) = wrapped[True].step(a), wrapped[False].step(a)
+        np.testing.assert_array_equal(o1, o2)
+        for j in np.flatnonzero(d1):
+            np.testing.assert_array_equal(i1[j]["terminal_observation"], i2[j]["terminal_observation"])
+            n_terminal += 1
+    assert n_terminal > 6
+
+
+def test_cuda_graph_only_on_cuda():
+    """On the CPU the flag is off whatever was asked, and the identity ('copy') never captures."""
+    assert not Regenerator(tiny_fsae(), "cpu").cuda_graph
+    assert not Regenerator(None, "cuda").cuda_graph
+    assert Regenerator(tiny_fsae(), "cpu").describe()["cuda_graph"] is False
