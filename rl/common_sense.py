@@ -150,6 +150,16 @@ class Regenerator:
             static_out = self._regenerate(static_in)
         return graph, static_in, static_out
 
+    def __deepcopy__(self, memo: dict) -> Regenerator:
+        """The regenerator is frozen, so a deep copy shares it: gymnasium's ``RecordConstructorArgs`` deep-copies each
+        wrapper's arguments into ``env.spec``, which would otherwise copy the model once per environment (and fail
+        on captured CUDA graphs, which cannot be copied)."""
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (e.g. into a ``SubprocVecEnv`` worker) without its CUDA graphs; they are captured again on use."""
+        return {**self.__dict__, "_graphs": {}}
+
     def describe(self) -> dict[str, Any]:
         """What a run records about its regenerator (``fsae.json``): path, SHA-256, variant, shape, settings."""
         info: dict[str, Any] = {"condition": self.condition, "checkpoint": None, "sha256": None, "variant": None}

@@ -3,6 +3,8 @@ frozen model, refused checkpoints."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 import warnings
 
 import gymnasium as gym
@@ -274,3 +276,29 @@ def test_cuda_graph_only_on_cuda():
     assert not Regenerator(tiny_fsae(), "cpu").cuda_graph
     assert not Regenerator(None, "cuda").cuda_graph
     assert Regenerator(tiny_fsae(), "cpu").describe()["cuda_graph"] is False
+
+
+@pytest.mark.gpu
+def test_cuda_graph_regenerator_shared_by_per_env_wrappers(cuda, ckpt):
+    """Per-env wrappers made after the regenerator captured graphs (gymnasium deep-copies wrapper arguments into
+    env.spec) share it instead of copying it, and it pickles without its graphs."""
+    regen = Regenerator(load_fsae(ckpt), cuda)
+    obs = np.random.default_rng(0).integers(0, 256, (2, 1, 28, 28), dtype=np.uint8)
+    expected = regen(obs)
+    assert regen._graphs
+    assert copy.deepcopy(regen) is regen
+    per_env = DummyVecEnv([lambda: CommonSense(FakeImageEnv(), regen, "stack")] * 2)
+    assert per_env.reset().shape == (2, 2, 28, 28)
+    clone = pickle.loads(pickle.dumps(regen))
+    assert clone.cuda_graph and not clone._graphs
+    np.testing.assert_array_equal(clone(obs), expected)
+
+
+def test_regenerator_deepcopy_shares_and_pickle_round_trips(ckpt):
+    """A deep copy is the same (frozen) regenerator, not a copy of the model per wrapped env; a pickled one
+    regenerates the same images."""
+    regen = make_regenerator("fsae", ckpt, "cpu")
+    assert copy.deepcopy(regen) is regen
+    assert CommonSense(FakeImageEnv(), regen, "stack").regenerator is regen
+    obs = np.random.default_rng(0).integers(0, 256, (4, 1, 28, 28), dtype=np.uint8)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(regen))(obs), regen(obs))
