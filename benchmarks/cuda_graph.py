@@ -15,7 +15,9 @@ captures the kernels of one call once and replays them with one launch. This scr
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -51,7 +53,13 @@ def main(argv: list[str] | None = None) -> dict:
     steps, repeats = (2048, 3) if args.quick else (8192, 5)
     model = fast_fsae()
     plain, graphed = Regenerator(model, "cuda", cuda_graph=False), Regenerator(model, "cuda")
-    results: dict = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, **check_equal(plain, graphed)}
+    results: dict = {
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "date": datetime.date.today().isoformat(),
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        **check_equal(plain, graphed),
+    }
     print("graphed vs plain regeneration, differing uint8 values:", results)
     models = {k: _ppo(args.n_envs, r, "cuda") for k, r in (("raw", None), ("plain", plain), ("graphed", graphed))}
     rates = time_learn(models, steps, repeats)

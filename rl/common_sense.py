@@ -72,7 +72,7 @@ class Regenerator:
     captured once per batch shape as a CUDA graph and then replayed: one launch instead of a few dozen small kernels
     launched from Python, which is what a vector step of a few images costs on a GPU. The output is the plain forward
     pass's bit for bit (``pytest -m gpu`` on a GPU machine; ``benchmarks/cuda_graph.py``). It took augmented PPO from
-    0.75x to 0.93x raw PPO's steps/s on an H200 (``docs/PERFORMANCE.md``). Each batch shape keeps its graph and
+    0.75x to 0.92x raw PPO's steps/s on an H200 (``docs/PERFORMANCE.md``). Each batch shape keeps its graph and
     buffers (a few MB for the fast FSAE); a vector env uses a handful (n_envs, and the numbers of episodes ending).
     """
 
