@@ -72,8 +72,12 @@ class Regenerator:
     captured once per batch shape as a CUDA graph and then replayed: one launch instead of a few dozen small kernels
     launched from Python, which is what a vector step of a few images costs on a GPU. The output is the plain forward
     pass's bit for bit (``pytest -m gpu`` on a GPU machine; ``benchmarks/cuda_graph.py``). It took augmented PPO from
-    0.75x to 0.92x raw PPO's steps/s on an H200 (``docs/PERFORMANCE.md``). Each batch shape keeps its graph and
-    buffers (a few MB for the fast FSAE); a vector env uses a handful (n_envs, and the numbers of episodes ending).
+    0.75x to 0.92x raw PPO's steps/s on an H200 (``docs/PERFORMANCE.md``). Each batch shape keeps its graph and its
+    own activation memory, about 0.12 MB per image for the fast FSAE and 1 MB for the paper's (the inference peaks
+    at batch 4096 in ``docs/bench_gpu``). ``VecCommonSense`` meets up to n_envs + 1 shapes (n_envs + k rows: the
+    current observations and the terminal ones of the k episodes that end in the step), so only the first
+    ``max_graphs`` shapes are captured and any other runs the plain forward pass: with 64 envs and the paper's FSAE,
+    16 graphs of at most 128 rows hold at most about 2 GB.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class Regenerator:
         condition: str = "fsae",
         checkpoint: str | None = None,
         cuda_graph: bool = True,
+        max_graphs: int = 16,
     ):
         check(dtype in DTYPES, f"dtype must be one of {list(DTYPES)}, got '{dtype}'")
         check(feedback_steps >= 0, f"feedback_steps must be >= 0, got {feedback_steps}")
@@ -98,6 +103,7 @@ class Regenerator:
             model.eval().requires_grad_(False)
             self.model = model.to(device=self.device, dtype=self.dtype)
         self.cuda_graph = cuda_graph and model is not None and self.device.type == "cuda"
+        self.max_graphs = max_graphs
         self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
 
     @property
@@ -121,11 +127,10 @@ class Regenerator:
         if self.model is None:
             return obs
         with torch.inference_mode():
-            if not self.cuda_graph:
+            captured = self._graph(obs.shape) if self.cuda_graph else None
+            if captured is None:
                 return self._regenerate(torch.from_numpy(obs).to(self.device)).cpu().numpy()
-            if obs.shape not in self._graphs:
-                self._graphs[obs.shape] = self._capture(obs.shape)
-            graph, static_in, static_out = self._graphs[obs.shape]
+            graph, static_in, static_out = captured
             static_in.copy_(torch.from_numpy(obs))
             graph.replay()
             return static_out.cpu().numpy()
@@ -135,6 +140,13 @@ class Regenerator:
         x = obs.to(self.dtype).div_(255.0)  # in [0, 1]
         xhat = self.model.regenerate(x, steps=self.feedback_steps)
         return xhat.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+
+    def _graph(self, shape: tuple[int, ...]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor] | None:
+        """The graph of this batch shape, captured on its first call while fewer than ``max_graphs`` are held; None
+        past the cap (that shape runs the plain forward pass)."""
+        if shape not in self._graphs and len(self._graphs) < self.max_graphs:
+            self._graphs[shape] = self._capture(shape)
+        return self._graphs.get(shape)
 
     def _capture(self, shape: tuple[int, ...]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
         """A CUDA graph of ``_regenerate`` on a static input buffer of ``shape``: (graph, input, output)."""

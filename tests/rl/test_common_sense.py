@@ -302,3 +302,36 @@ def test_regenerator_deepcopy_shares_and_pickle_round_trips(ckpt):
     assert CommonSense(FakeImageEnv(), regen, "stack").regenerator is regen
     obs = np.random.default_rng(0).integers(0, 256, (4, 1, 28, 28), dtype=np.uint8)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(regen))(obs), regen(obs))
+
+
+def test_cuda_graph_cap_falls_back_to_plain_forward(ckpt, monkeypatch):
+    """The first max_graphs batch shapes are captured (once each), any further shape runs the plain forward pass.
+
+    The dispatch is checked on the CPU with a stand-in for the capture: a 'graph' whose replay runs the plain forward
+    pass into the static output buffer, as the CUDA graph does (that one is checked by the gpu tests above).
+    """
+    regen = make_regenerator("fsae", ckpt, "cpu")
+    plain = make_regenerator("fsae", ckpt, "cpu")
+    regen.cuda_graph, regen.max_graphs = True, 2
+    captured = []
+
+    class Replay:
+        def __init__(self, static_in, static_out):
+            self.static_in, self.static_out = static_in, static_out
+
+        def replay(self):
+            self.static_out.copy_(regen._regenerate(self.static_in))
+
+    def capture(shape):
+        captured.append(shape)
+        static_in = torch.zeros(shape, dtype=torch.uint8)
+        static_out = torch.zeros(shape, dtype=torch.uint8)
+        return Replay(static_in, static_out), static_in, static_out
+
+    monkeypatch.setattr(regen, "_capture", capture)
+    rng = np.random.default_rng(0)
+    for b in (3, 5, 3, 7, 5, 7):
+        obs = rng.integers(0, 256, (b, 1, 28, 28), dtype=np.uint8)
+        np.testing.assert_array_equal(regen(obs), plain(obs))
+    assert captured == [(3, 1, 28, 28), (5, 1, 28, 28)]
+    assert sorted(regen._graphs) == captured
