@@ -93,6 +93,7 @@ class Regenerator:
     ):
         check(dtype in DTYPES, f"dtype must be one of {list(DTYPES)}, got '{dtype}'")
         check(feedback_steps >= 0, f"feedback_steps must be >= 0, got {feedback_steps}")
+        check(max_graphs >= 0, f"max_graphs must be >= 0, got {max_graphs}")
         self.device = torch.device(device)
         self.dtype = DTYPES[dtype]
         self.feedback_steps = feedback_steps
