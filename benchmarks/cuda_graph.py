@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from wrapper import _ppo, fast_fsae, time_learn  # noqa: E402
+from wrapper import fast_fsae, ppo_agent, time_learn  # noqa: E402
 
 from rl.common_sense import Regenerator  # noqa: E402
 
@@ -38,7 +38,8 @@ def check_equal(plain: Regenerator, graphed: Regenerator, batches=(1, 8, 64)) ->
     for b in batches:
         for _ in range(2):  # the second call replays the captured graph on new data
             obs = rng.integers(0, 256, (b, *plain.input_shape), dtype=np.uint8)
-            out[f"batch{b}/differing_values"] = int((plain(obs) != graphed(obs)).sum())
+            key = f"batch{b}/differing_values"
+            out[key] = out.get(key, 0) + int((plain(obs) != graphed(obs)).sum())
     return out
 
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
         **check_equal(plain, graphed),
     }
     print("graphed vs plain regeneration, differing uint8 values:", results)
-    models = {k: _ppo(args.n_envs, r, "cuda") for k, r in (("raw", None), ("plain", plain), ("graphed", graphed))}
+    models = {k: ppo_agent(args.n_envs, r, "cuda") for k, r in (("raw", None), ("plain", plain), ("graphed", graphed))}
     rates = time_learn(models, steps, repeats)
     results.update({f"ppo/{k}_steps_per_s": v for k, v in rates.items()})
     results["ppo/plain_over_raw"] = rates["plain"] / rates["raw"]

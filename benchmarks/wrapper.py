@@ -115,7 +115,7 @@ def measure_wrapper(
     return out
 
 
-def _ppo(n_envs: int, regen: Regenerator | None, device: str, union: str = "stack") -> PPO:
+def ppo_agent(n_envs: int, regen: Regenerator | None, device: str, union: str = "stack") -> PPO:
     """PPO with the DigitBandit config's policy and hyperparameters on ``n_envs`` envs, wrapped by ``regen`` if any."""
     cfg = load_config(AgentConfig, AGENT_CONFIG, [f"n_envs={n_envs}", f"union={union}", "condition=fsae"])
     venv = make_vec_env_for(cfg, regen, n_envs, 0, {})
@@ -155,7 +155,7 @@ def measure_ppo(
         ``{"ppo/raw_steps_per_s", "ppo/augmented_steps_per_s", "ppo/augmented_over_raw", "regen_dtype"}``.
     """
     regen = Regenerator(fast_fsae(checkpoint), device, dtype=dtype)
-    models = {name: _ppo(n_envs, r, device, union) for name, r in (("raw", None), ("augmented", regen))}
+    models = {name: ppo_agent(n_envs, r, device, union) for name, r in (("raw", None), ("augmented", regen))}
     rates = time_learn(models, steps, repeats)
     return {
         "ppo/raw_steps_per_s": rates["raw"],
@@ -171,7 +171,7 @@ def measure_policy_cost(n_envs: int = 8, repeats: int = 5, device: str = "cpu", 
 
     Returns ``{f"n{n_envs}/policy_fwd_bwd_ms": median over repeats of the mean over ``calls`` calls}``.
     """
-    model = _ppo(n_envs, Regenerator(None), device)  # the identity stacked on the raw image: 2 channels, as augmented
+    model = ppo_agent(n_envs, Regenerator(None), device)  # identity stacked on the raw image: 2 channels
     venv, policy = model.get_env(), model.policy
     policy.set_training_mode(True)
     obs, _ = policy.obs_to_tensor(venv.reset())

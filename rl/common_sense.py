@@ -70,14 +70,19 @@ class Regenerator:
 
     On a CUDA device (unless ``cuda_graph=False``) the whole call, uint8 in to uint8 out, feedback passes included, is
     captured once per batch shape as a CUDA graph and then replayed: one launch instead of a few dozen small kernels
-    launched from Python, which is what a vector step of a few images costs on a GPU. The output is the plain forward
-    pass's bit for bit (``pytest -m gpu`` on a GPU machine; ``benchmarks/cuda_graph.py``). It took augmented PPO from
-    0.75x to 0.92x raw PPO's steps/s on an H200 (``docs/PERFORMANCE.md``). Each batch shape keeps its graph and its
-    own activation memory, about 0.12 MB per image for the fast FSAE and 1 MB for the paper's (the inference peaks
-    at batch 4096 in ``docs/bench_gpu``). ``VecCommonSense`` meets up to n_envs + 1 shapes (n_envs + k rows: the
-    current observations and the terminal ones of the k episodes that end in the step), so only the first
-    ``max_graphs`` shapes are captured and any other runs the plain forward pass: with 64 envs and the paper's FSAE,
-    16 graphs of at most 128 rows hold at most about 2 GB.
+    launched from Python, which is what a vector step of a few images costs on a GPU (the gain for PPO is in
+    ``docs/PERFORMANCE.md``). It computes what the plain forward pass computes, with the same kernels: bit for bit
+    under PyTorch's default cuDNN settings (``pytest -m gpu``; ``benchmarks/cuda_graph.py``). With
+    ``cudnn.benchmark`` on (as ``seed_everything`` sets it for speed) cuDNN may pick other kernels per shape, and any
+    two calls, graphed or not, may then differ in the last bits of a float and so, rarely, by one grey level.
+
+    Each captured shape keeps its graph and its own memory: with the fast FSAE and 8 envs, PPO's peak GPU memory went
+    from 164 to 262 MB (``docs/bench_gpu``); the paper's FSAE needs about 1 MB per image of a batch. ``VecCommonSense``
+    meets up to n_envs + 1 shapes (n_envs + k rows: the current observations and the terminal ones of the k episodes
+    that end in the step), so only the first ``max_graphs`` shapes are captured and any other runs the plain forward
+    pass. A graph bakes in the model's parameters (their addresses), ``dtype``, ``device`` and ``feedback_steps``:
+    don't change them after the first call, and don't call one regenerator from several threads. Graphs are used only
+    while ``device`` is the current CUDA device (or names none); ``cuda_graph`` is the setting in effect.
     """
 
     def __init__(
@@ -128,7 +133,7 @@ class Regenerator:
         if self.model is None:
             return obs
         with torch.inference_mode():
-            captured = self._graph(obs.shape) if self.cuda_graph else None
+            captured = self._graph(obs.shape) if self.cuda_graph and self._on_current_device() else None
             if captured is None:
                 return self._regenerate(torch.from_numpy(obs).to(self.device)).cpu().numpy()
             graph, static_in, static_out = captured
@@ -141,6 +146,10 @@ class Regenerator:
         x = obs.to(self.dtype).div_(255.0)  # in [0, 1]
         xhat = self.model.regenerate(x, steps=self.feedback_steps)
         return xhat.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+
+    def _on_current_device(self) -> bool:
+        """A graph captures the current device's stream: on another device it would capture nothing."""
+        return self.device.index is None or self.device.index == torch.cuda.current_device()
 
     def _graph(self, shape: tuple[int, ...]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor] | None:
         """The graph of this batch shape, captured on its first call while fewer than ``max_graphs`` are held; None
@@ -170,7 +179,8 @@ class Regenerator:
         return self
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled (e.g. into a ``SubprocVecEnv`` worker) without its CUDA graphs; they are captured again on use."""
+        """Pickled (say, inside a per-env ``CommonSense`` sent to a ``SubprocVecEnv`` worker) without its CUDA graphs,
+        which cannot be pickled; they are captured again on use."""
         return {**self.__dict__, "_graphs": {}}
 
     def describe(self) -> dict[str, Any]:
@@ -188,7 +198,7 @@ class Regenerator:
         info["feedback_steps"] = self.feedback_steps
         info["dtype"] = str(self.dtype).removeprefix("torch.")
         info["device"] = str(self.device)
-        info["cuda_graph"] = self.cuda_graph
+        info["cuda_graph"], info["max_graphs"] = self.cuda_graph, self.max_graphs
         return info
 
 
