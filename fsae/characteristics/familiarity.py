@@ -22,18 +22,26 @@ from fsae.pretrain import PretrainConfig, baseline_config
 
 
 @torch.no_grad()
-def familiarity(model: FSAE, x: torch.Tensor, kind: str = "mse", batch_size: int = 1000) -> torch.Tensor:
+def familiarity(
+    model: FSAE,
+    x: torch.Tensor,
+    kind: str = "mse",
+    batch_size: int = 1000,
+    steps: int | None = None,
+    gain: float | None = None,
+) -> torch.Tensor:
     """How familiar each image is to the model: the similarity of x and its regeneration, (B,), higher = more familiar.
 
     ``kind='mse'`` gives -MSE(x, F(x)), ``'cosine'`` the cosine similarity over all pixels. F is ``model.regenerate``
-    in the model's configured variant (with negative feedback if its config asks for it).
+    in the model's configured variant, with ``steps`` negative-feedback steps of gain ``gain`` (default: the model
+    config's).
     """
     check(kind in ("mse", "cosine"), f"kind must be 'mse' or 'cosine', got '{kind}'")
     model.eval()
     scores = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size]
-        m = T.image_metrics(xb, model.regenerate(xb))
+        m = T.image_metrics(xb, model.regenerate(xb, steps=steps, gain=gain))
         scores.append(-m["mse"] if kind == "mse" else m["cosine"])
     return torch.cat(scores)
 
@@ -68,6 +76,10 @@ class FamiliarityOptions:
     """Classes the networks train on; every other test class is unseen."""
     kinds: list[str] = field(default_factory=lambda: ["mse", "cosine"])
     """Familiarity scores to evaluate (see ``familiarity``)."""
+    feedback_steps: list[int] = field(default_factory=lambda: [0])
+    """Negative-feedback steps T at which every regenerating detector (the variants, the autoencoder) is scored, with
+    the config's ``feedback_gain``; T > 0 adds the detector ``<name>_T<T>``. Feedback lowers every image's residual,
+    so it can blur the difference between seen and unseen that familiarity relies on."""
 
 
 def _plot_familiarity(path: Path, scores: dict[tuple[str, str], torch.Tensor], is_seen: torch.Tensor, kind: str):
@@ -97,9 +109,13 @@ def run_familiarity(
     conventional autoencoder of the same size (``cfg.baseline_ae``), and two references that need no memory of
     shapes: the distance to the mean seen training image (does the score just measure ink?) and the abstract
     network's maximum softmax probability (the usual out-of-distribution baseline; not a regeneration).
-    Keys: ``familiarity/<detector>/auc_<kind>``, ``.../seen_mean_<kind>``, ``.../unseen_mean_<kind>``.
+    Keys: ``familiarity/<detector>/auc_<kind>``, ``.../seen_mean_<kind>``, ``.../unseen_mean_<kind>``; with feedback
+    (``options.feedback_steps``) the regenerating detectors again as ``<name>_T<T>``.
     """
     opts = options or FamiliarityOptions()
+    check(
+        bool(opts.feedback_steps) and min(opts.feedback_steps) >= 0, f"feedback: give T >= 0, got {opts.feedback_steps}"
+    )
     n_classes = cfg.model.code_size
     if not set(opts.seen) < set(range(n_classes)) or not opts.seen:
         raise ConfigError(f"--seen {opts.seen}: give some but not all of the classes 0..{n_classes - 1}")
@@ -116,14 +132,18 @@ def run_familiarity(
     def log(tag: str, value: float, step: int) -> None:
         writer.add_scalar(tag, value, step)
 
-    detectors: dict[str, Callable[[str], torch.Tensor]] = {}
     models = train_variants(cfg, x_seen, y_seen, gen, log)
-    for name, model in models.items():
-        detectors[name] = lambda kind, m=model: familiarity(m, x_test, kind, cfg.train.eval_batch_size)
+    regenerators = dict(models)
     if cfg.baseline_ae:
         ae = FSAE(baseline_config(cfg.model)).to(device)
         T.train_autoencoder(ae, x_seen, cfg.train, gen, log)
-        detectors["autoencoder"] = lambda kind: familiarity(ae, x_test, kind, cfg.train.eval_batch_size)
+        regenerators["autoencoder"] = ae
+    detectors: dict[str, Callable[[str], torch.Tensor]] = {}
+    for t in opts.feedback_steps:
+        for name, model in regenerators.items():
+            detectors[name if t == 0 else f"{name}_T{t}"] = lambda kind, m=model, t=t: familiarity(
+                m, x_test, kind, cfg.train.eval_batch_size, steps=t, gain=cfg.feedback_gain
+            )
     mean_image = x_seen.mean(0, keepdim=True).expand_as(x_test)
     detectors["mean_image"] = lambda kind: (
         -T.image_metrics(x_test, mean_image)["mse"] if kind == "mse" else T.image_metrics(x_test, mean_image)["cosine"]
@@ -144,5 +164,6 @@ def run_familiarity(
         for c in torch.unique(y_test).tolist():
             metrics[f"familiarity/{name}/class{c}_mean_{kind}"] = s[y_test == c].mean().item()
         writer.add_scalar(f"eval/familiarity_auc_{kind}/{name}", auc, 0)
-    _plot_familiarity(run_dir / "familiarity.png", scores, is_seen, opts.kinds[0])
+    without_feedback = {(name, kind): s for (name, kind), s in scores.items() if "_T" not in name}
+    _plot_familiarity(run_dir / "familiarity.png", without_feedback, is_seen, opts.kinds[0])
     return finish_run(run_dir, metrics, writer, t_start)

@@ -109,6 +109,16 @@ def test_trained_inputs_are_more_familiar_than_noise(memorised, kind):
     assert seen.min() > unseen.max() if kind == "mse" else seen.mean() > unseen.mean() + 0.1
 
 
+def test_feedback_never_lowers_familiarity(memorised):
+    """Negative feedback accepts a step only where it lowers the residual, so -MSE familiarity can only rise with T."""
+    model, x = memorised
+    noise = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    for images in (x, noise):
+        t0, t3 = (familiarity(model, images, "mse", steps=t) for t in (0, 3))
+        assert (t3 >= t0).all()
+        assert (t3 > t0).any(), "some step must have been accepted, or the test checks nothing"
+
+
 def test_familiarity_is_negative_mse_or_cosine(memorised):
     model, x = memorised
     with torch.no_grad():
@@ -155,11 +165,16 @@ def test_mixture_codes_shape_and_sum():
 
 
 def test_run_familiarity_tiny(tmp_path):
-    m = run_familiarity(_tiny_cfg(), tmp_path, FamiliarityOptions(seen=[0, 1, 2, 3, 4]))
-    for det in ("plain", "round", "jump_all", "autoencoder", "mean_image"):
+    m = run_familiarity(_tiny_cfg(), tmp_path, FamiliarityOptions(seen=[0, 1, 2, 3, 4], feedback_steps=[0, 2]))
+    for det in ("plain", "round", "jump_all", "autoencoder", "mean_image", "jump_all_T2", "autoencoder_T2"):
         for kind in ("mse", "cosine"):
             assert 0.0 <= m[f"familiarity/{det}/auc_{kind}"] <= 1.0
             assert f"familiarity/{det}/class9_mean_{kind}" in m
+    assert "familiarity/mean_image_T2/auc_mse" not in m  # the references do not regenerate
+    for det in ("plain", "round", "jump_all", "autoencoder"):
+        for group in ("seen", "unseen"):  # feedback never raises a residual
+            assert m[f"familiarity/{det}_T2/{group}_mean_mse"] >= m[f"familiarity/{det}/{group}_mean_mse"] - 1e-7
+    assert m["familiarity/jump_all_T2/seen_mean_mse"] > m["familiarity/jump_all/seen_mean_mse"]
     assert 0.0 <= m["familiarity/abstract_msp/auc_prob"] <= 1.0
     assert m["familiarity/n_seen"] + m["familiarity/n_unseen"] == 200
     for name in ("metrics.json", "familiarity.png", "config.yaml", "options.yaml", "command.txt", "run_info.json"):
