@@ -120,6 +120,9 @@ class AgentConfig:
     """Negative-feedback steps T of the regeneration (paper Fig. 2d); each costs one more forward pass."""
     regen_dtype: Literal["float64", "float32"] = "float32"
     """Precision of the regeneration (float64: slower, batch-size invariant; see ``rl.common_sense``)."""
+    cuda_graph: bool = True
+    """On a GPU, replay the regeneration as a CUDA graph per batch shape (same output, fewer launches; see
+    ``rl.common_sense.Regenerator``). Ignored on the CPU."""
     run_name: str = ""
     """Folder name of the condition ('' = the condition, e.g. 'fsae-round', plus '-max'/'-fb2' when not default)."""
     seed: int = 0
@@ -372,7 +375,7 @@ def train_agent(cfg: AgentConfig, command: str | None = None, resume: bool = Fal
     obs_space = probe_env(cfg)  # the id, both kwargs and (below) the checkpoint's fit are checked before writing
     checkpoint = resolve_checkpoint(cfg)
     regen = make_regenerator(
-        cfg.condition, checkpoint, device, obs_space, cfg.feedback_steps, cfg.regen_dtype, env_name=cfg.env_id
+        cfg.condition, checkpoint, device, obs_space, cfg.feedback_steps, cfg.regen_dtype, cfg.env_id, cfg.cuda_graph
     )
     run_dir = run_dir_for(cfg)
     if resume:

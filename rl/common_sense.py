@@ -210,6 +210,7 @@ def make_regenerator(
     feedback_steps: int = 0,
     dtype: str = "float32",
     env_name: str = "the environment",
+    cuda_graph: bool = True,
 ) -> Regenerator | None:
     """The regenerator for a condition: None for 'none' (no wrapper), the identity for 'copy', else a loaded model.
 
@@ -217,6 +218,7 @@ def make_regenerator(
     ``observation_space`` is given, refuse a model that does not fit it (``CheckpointError`` naming both shapes).
     A checkpoint whose recorded variant contradicts the condition (the autoencoder under 'fsae', or an FSAE variant
     under 'autoencoder') is refused too, since mixing them up would silently swap two experimental conditions.
+    ``cuda_graph``: see ``Regenerator``.
     """
     check(condition in CONDITIONS, f"condition must be one of {CONDITIONS}, got '{condition}'")
     if condition == "none":
@@ -238,7 +240,7 @@ def make_regenerator(
                 f"checkpoint {checkpoint} is the FSAE variant '{variant}', not the conventional autoencoder; "
                 "pass the autoencoder.pt written by the same pretraining run"
             )
-        regen = Regenerator(model, device, feedback_steps, dtype, condition, str(checkpoint))
+        regen = Regenerator(model, device, feedback_steps, dtype, condition, str(checkpoint), cuda_graph)
     if observation_space is not None:
         regen.check_space(observation_space, env_name)
     return regen

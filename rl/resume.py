@@ -46,7 +46,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from fsae.config import ConfigError
 
 _CHECKPOINT = re.compile(r"agent_(\d+)_steps\.zip")
-_MAY_DIFFER = {"overwrite", "progress_bar", "verbose"}  # settings that do not change what is trained
+_MAY_DIFFER = {"overwrite", "progress_bar", "verbose", "cuda_graph"}  # settings that do not change what is trained
 
 
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:

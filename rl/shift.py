@@ -91,8 +91,9 @@ def load_final_agent(run_dir: str | Path, device: str = "cpu", allow_changed: bo
         changed = check_dependencies(run_dir)
     if changed and not allow_changed:
         raise ConfigError(f"{changed[0]}; the agent was trained with the old file: restore it, or allow_changed")
+    checkpoint = resolve_checkpoint(cfg)
     regen = make_regenerator(
-        cfg.condition, resolve_checkpoint(cfg), device, None, cfg.feedback_steps, cfg.regen_dtype, env_name=cfg.env_id
+        cfg.condition, checkpoint, device, None, cfg.feedback_steps, cfg.regen_dtype, cfg.env_id, cfg.cuda_graph
     )
     venv = _eval_env(cfg, regen, None)  # for the spaces only: SB3 re-seeds the env a model is built on
     try:

@@ -187,9 +187,10 @@ def test_finished_runs_are_compared_by_settings_and_checkpoint_not_by_paths(tmp_
     run.run_dir.mkdir(parents=True)  # finished, as train_agent leaves a run
     (run.run_dir / "fsae.json").write_text(json.dumps({"checkpoint": str(ckpt), "sha256": sha256_file(ckpt)}))
     (run.run_dir / "metrics.json").write_text("{}")
-    # Made elsewhere (another logdir and checkpoint path, another device and thread count): the same run.
+    # Made elsewhere (another logdir and checkpoint path, another device, thread count and CUDA-graph setting, which
+    # change where and how fast it ran, not what it learnt): the same run.
     moved = {**run.config, "logdir": "/elsewhere", "fsae_checkpoint": "/elsewhere/fsae_round.pt", "device": "cuda"}
-    (run.run_dir / "config.yaml").write_text(yaml.safe_dump({**moved, "torch_threads": 8}))
+    (run.run_dir / "config.yaml").write_text(yaml.safe_dump({**moved, "torch_threads": 8, "cuda_graph": False}))
     assert settings_changed(run) == "" and run_local([run], log=lambda m: None)[0].status == "skipped"
     # The checkpoint retrained since: refused, its result would be reported as the new checkpoint's.
     _tiny_checkpoint(ckpt, "round", (1, 28, 28), seed=1)
