@@ -19,7 +19,8 @@ parser = config_parser(__doc__, "familiarity")
 parser.add_argument("--seen", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="classes trained on (default: 0-4)")
 parser.add_argument(
     "--feedback", type=int, nargs="+", default=[0], metavar="T",
-    help="also score each regenerating detector after T negative-feedback steps (default: 0 only)",
+    help="also score each regenerating detector after T negative-feedback steps, gain feedback_gain (0 is always "
+    "scored; default: 0 only)",
 )  # fmt: skip
 
 

@@ -4,6 +4,7 @@ Modules: ``familiarity``, ``lethe``, ``concepts`` (the experiments) and ``common
 
 Contents:
     familiarity        -- similarity(x, F(x)) per image, negative MSE or cosine: higher means more familiar.
+    familiarity_by_steps -- the same after each of several numbers of negative-feedback steps, in one pass.
     roc_auc            -- ROC AUC of two score sets from the Mann-Whitney U statistic (ties count half).
     select_classes     -- the images and targets of some classes.
     train_variants     -- one abstract network and a concrete network per variant, with ``fsae.train``'s loops.
@@ -35,7 +36,13 @@ from fsae.characteristics.concepts import (
     mixture,
     run_concepts,
 )
-from fsae.characteristics.familiarity import FamiliarityOptions, familiarity, roc_auc, run_familiarity
+from fsae.characteristics.familiarity import (
+    FamiliarityOptions,
+    familiarity,
+    familiarity_by_steps,
+    roc_auc,
+    run_familiarity,
+)
 from fsae.characteristics.lethe import LetheOptions, continue_concrete, run_lethe
 
 __all__ = [
@@ -45,6 +52,7 @@ __all__ = [
     "all_attribute_codes",
     "continue_concrete",
     "familiarity",
+    "familiarity_by_steps",
     "interpolation_codes",
     "mixture",
     "roc_auc",

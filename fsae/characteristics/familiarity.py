@@ -4,7 +4,6 @@ ROC AUC, and the experiment that trains on some classes and asks how familiar se
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,35 @@ def familiarity(
     in the model's configured variant, with ``steps`` negative-feedback steps of gain ``gain`` (default: the model
     config's).
     """
-    check(kind in ("mse", "cosine"), f"kind must be 'mse' or 'cosine', got '{kind}'")
+    steps = model.config.feedback_steps if steps is None else steps
+    return familiarity_by_steps(model, x, [kind], [steps], batch_size, gain)[(steps, kind)]
+
+
+@torch.no_grad()
+def familiarity_by_steps(
+    model: FSAE,
+    x: torch.Tensor,
+    kinds: list[str],
+    steps: list[int],
+    batch_size: int = 1000,
+    gain: float | None = None,
+) -> dict[tuple[int, str], torch.Tensor]:
+    """``familiarity`` for every T in ``steps`` and every kind, ``{(T, kind): (B,) scores}``, from one regeneration
+    per batch: ``regenerate(..., steps=max(steps), trace=True)`` returns the output after each feedback step, the same
+    as a regeneration with fewer steps would (max(steps) + 1 forward passes for all of them)."""
+    for kind in kinds:
+        check(kind in ("mse", "cosine"), f"kind must be 'mse' or 'cosine', got '{kind}'")
+    check(bool(steps) and min(steps) >= 0, f"feedback steps must be >= 0, got {steps}")
     model.eval()
-    scores = []
+    parts: dict[tuple[int, str], list[torch.Tensor]] = {(t, kind): [] for t in steps for kind in kinds}
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size]
-        m = T.image_metrics(xb, model.regenerate(xb, steps=steps, gain=gain))
-        scores.append(-m["mse"] if kind == "mse" else m["cosine"])
-    return torch.cat(scores)
+        outputs = model.regenerate(xb, steps=max(steps), gain=gain, trace=True)
+        for t in steps:
+            m = T.image_metrics(xb, outputs[t])
+            for kind in kinds:
+                parts[(t, kind)].append(-m["mse"] if kind == "mse" else m["cosine"])
+    return {key: torch.cat(p) for key, p in parts.items()}
 
 
 def roc_auc(scores_pos: torch.Tensor, scores_neg: torch.Tensor) -> float:
@@ -78,8 +98,8 @@ class FamiliarityOptions:
     """Familiarity scores to evaluate (see ``familiarity``)."""
     feedback_steps: list[int] = field(default_factory=lambda: [0])
     """Negative-feedback steps T at which every regenerating detector (the variants, the autoencoder) is scored, with
-    the config's ``feedback_gain``; T > 0 adds the detector ``<name>_T<T>``. Feedback lowers every image's residual,
-    so it can blur the difference between seen and unseen that familiarity relies on."""
+    the config's ``feedback_gain``. T = 0 is always scored (detector ``<name>``); each T > 0 adds ``<name>/T<T>``.
+    (The config's top-level ``feedback_steps`` is pretraining's evaluation grid and is not read here.)"""
 
 
 def _plot_familiarity(path: Path, scores: dict[tuple[str, str], torch.Tensor], is_seen: torch.Tensor, kind: str):
@@ -110,12 +130,11 @@ def run_familiarity(
     shapes: the distance to the mean seen training image (does the score just measure ink?) and the abstract
     network's maximum softmax probability (the usual out-of-distribution baseline; not a regeneration).
     Keys: ``familiarity/<detector>/auc_<kind>``, ``.../seen_mean_<kind>``, ``.../unseen_mean_<kind>``; with feedback
-    (``options.feedback_steps``) the regenerating detectors again as ``<name>_T<T>``.
+    (``options.feedback_steps``) the regenerating detectors again as ``<name>/T<T>``.
     """
     opts = options or FamiliarityOptions()
-    check(
-        bool(opts.feedback_steps) and min(opts.feedback_steps) >= 0, f"feedback: give T >= 0, got {opts.feedback_steps}"
-    )
+    check(all(t >= 0 for t in opts.feedback_steps), f"feedback steps must be >= 0, got {opts.feedback_steps}")
+    steps = sorted({0, *opts.feedback_steps})
     n_classes = cfg.model.code_size
     if not set(opts.seen) < set(range(n_classes)) or not opts.seen:
         raise ConfigError(f"--seen {opts.seen}: give some but not all of the classes 0..{n_classes - 1}")
@@ -138,22 +157,19 @@ def run_familiarity(
         ae = FSAE(baseline_config(cfg.model)).to(device)
         T.train_autoencoder(ae, x_seen, cfg.train, gen, log)
         regenerators["autoencoder"] = ae
-    detectors: dict[str, Callable[[str], torch.Tensor]] = {}
-    for t in opts.feedback_steps:
-        for name, model in regenerators.items():
-            detectors[name if t == 0 else f"{name}_T{t}"] = lambda kind, m=model, t=t: familiarity(
-                m, x_test, kind, cfg.train.eval_batch_size, steps=t, gain=cfg.feedback_gain
-            )
-    mean_image = x_seen.mean(0, keepdim=True).expand_as(x_test)
-    detectors["mean_image"] = lambda kind: (
-        -T.image_metrics(x_test, mean_image)["mse"] if kind == "mse" else T.image_metrics(x_test, mean_image)["cosine"]
-    )
-
+    bs = cfg.train.eval_batch_size
+    scores: dict[tuple[str, str], torch.Tensor] = {}
     with torch.no_grad():
-        scores = {(name, kind): score(kind) for name, score in detectors.items() for kind in opts.kinds}
+        for name, model in regenerators.items():
+            by_steps = familiarity_by_steps(model, x_test, opts.kinds, steps, bs, cfg.feedback_gain)
+            for (t, kind), s in by_steps.items():
+                scores[(name if t == 0 else f"{name}/T{t}", kind)] = s
+        mean_image = x_seen.mean(0, keepdim=True).expand_as(x_test)
+        m = T.image_metrics(x_test, mean_image)
+        for kind in opts.kinds:
+            scores[("mean_image", kind)] = -m["mse"] if kind == "mse" else m["cosine"]
         if models:  # the abstract network's confidence, shared by all variants
             abstract = next(iter(models.values())).abstract
-            bs = cfg.train.eval_batch_size
             probs = torch.cat([abstract(x_test[i : i + bs])[0].softmax(-1) for i in range(0, len(x_test), bs)])
             scores[("abstract_msp", "prob")] = probs.max(-1).values
     for (name, kind), s in scores.items():
@@ -164,6 +180,7 @@ def run_familiarity(
         for c in torch.unique(y_test).tolist():
             metrics[f"familiarity/{name}/class{c}_mean_{kind}"] = s[y_test == c].mean().item()
         writer.add_scalar(f"eval/familiarity_auc_{kind}/{name}", auc, 0)
-    without_feedback = {(name, kind): s for (name, kind), s in scores.items() if "_T" not in name}
-    _plot_familiarity(run_dir / "familiarity.png", without_feedback, is_seen, opts.kinds[0])
+    with_feedback = {f"{name}/T{t}" for name in regenerators for t in steps if t > 0}
+    plotted = {key: s for key, s in scores.items() if key[0] not in with_feedback}
+    _plot_familiarity(run_dir / "familiarity.png", plotted, is_seen, opts.kinds[0])
     return finish_run(run_dir, metrics, writer, t_start)

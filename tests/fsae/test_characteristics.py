@@ -16,6 +16,7 @@ from fsae.characteristics import (
     LetheOptions,
     all_attribute_codes,
     familiarity,
+    familiarity_by_steps,
     interpolation_codes,
     mixture,
     roc_auc,
@@ -109,14 +110,20 @@ def test_trained_inputs_are_more_familiar_than_noise(memorised, kind):
     assert seen.min() > unseen.max() if kind == "mse" else seen.mean() > unseen.mean() + 0.1
 
 
-def test_feedback_never_lowers_familiarity(memorised):
-    """Negative feedback accepts a step only where it lowers the residual, so -MSE familiarity can only rise with T."""
+def test_familiarity_by_steps_equals_one_regeneration_per_step_count(memorised):
+    """One traced regeneration gives every T's scores exactly as separate regenerations with T steps would; the gain
+    is passed on (a smaller one changes the scores); feedback never lowers -MSE familiarity."""
     model, x = memorised
     noise = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-    for images in (x, noise):
-        t0, t3 = (familiarity(model, images, "mse", steps=t) for t in (0, 3))
-        assert (t3 >= t0).all()
-        assert (t3 > t0).any(), "some step must have been accepted, or the test checks nothing"
+    images = torch.cat([x, noise])
+    by_steps = familiarity_by_steps(model, images, ["mse", "cosine"], [0, 1, 3], batch_size=50)
+    assert sorted(by_steps) == [(t, k) for t in (0, 1, 3) for k in ("cosine", "mse")]
+    for (t, kind), scores in by_steps.items():
+        assert torch.equal(scores, familiarity(model, images, kind, batch_size=50, steps=t)), (t, kind)
+    assert (by_steps[(3, "mse")] >= by_steps[(0, "mse")]).all()
+    assert (by_steps[(3, "mse")] > by_steps[(0, "mse")]).any(), "some step must have been accepted"
+    half = familiarity_by_steps(model, images, ["mse"], [3], batch_size=50, gain=0.5)[(3, "mse")]
+    assert not torch.equal(half, by_steps[(3, "mse")])
 
 
 def test_familiarity_is_negative_mse_or_cosine(memorised):
@@ -165,16 +172,17 @@ def test_mixture_codes_shape_and_sum():
 
 
 def test_run_familiarity_tiny(tmp_path):
-    m = run_familiarity(_tiny_cfg(), tmp_path, FamiliarityOptions(seen=[0, 1, 2, 3, 4], feedback_steps=[0, 2]))
-    for det in ("plain", "round", "jump_all", "autoencoder", "mean_image", "jump_all_T2", "autoencoder_T2"):
+    # --feedback 2 alone: T = 0 is scored too.
+    m = run_familiarity(_tiny_cfg(), tmp_path, FamiliarityOptions(seen=[0, 1, 2, 3, 4], feedback_steps=[2]))
+    for det in ("plain", "round", "jump_all", "autoencoder", "mean_image", "jump_all/T2", "autoencoder/T2"):
         for kind in ("mse", "cosine"):
             assert 0.0 <= m[f"familiarity/{det}/auc_{kind}"] <= 1.0
             assert f"familiarity/{det}/class9_mean_{kind}" in m
-    assert "familiarity/mean_image_T2/auc_mse" not in m  # the references do not regenerate
+    assert "familiarity/mean_image/T2/auc_mse" not in m  # the references do not regenerate
     for det in ("plain", "round", "jump_all", "autoencoder"):
         for group in ("seen", "unseen"):  # feedback never raises a residual
-            assert m[f"familiarity/{det}_T2/{group}_mean_mse"] >= m[f"familiarity/{det}/{group}_mean_mse"] - 1e-7
-    assert m["familiarity/jump_all_T2/seen_mean_mse"] > m["familiarity/jump_all/seen_mean_mse"]
+            assert m[f"familiarity/{det}/T2/{group}_mean_mse"] >= m[f"familiarity/{det}/{group}_mean_mse"] - 1e-7
+    assert m["familiarity/jump_all/T2/seen_mean_mse"] > m["familiarity/jump_all/seen_mean_mse"]
     assert 0.0 <= m["familiarity/abstract_msp/auc_prob"] <= 1.0
     assert m["familiarity/n_seen"] + m["familiarity/n_unseen"] == 200
     for name in ("metrics.json", "familiarity.png", "config.yaml", "options.yaml", "command.txt", "run_info.json"):

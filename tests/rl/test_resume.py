@@ -65,6 +65,12 @@ def _saved_checkpoint(tmp_path: Path, sets: list[str], steps: int):
     return cfg, venv, trained, path
 
 
+def _logged_steps(run: Path) -> list[int]:
+    """``time/total_timesteps`` of each row of the run's progress.csv."""
+    rows = list(csv.DictReader((run / "progress.csv").open()))
+    return [int(float(r["time/total_timesteps"])) for r in rows if r.get("time/total_timesteps")]
+
+
 def _kill_after_first_checkpoint(logdir: Path, run: Path) -> None:
     proc = subprocess.Popen(_argv(logdir), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     first = run / "checkpoints" / "agent_128_steps.zip"
@@ -84,6 +90,7 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     run = tmp_path / "DigitBandit-v0" / "none" / "seed0"
     _kill_after_first_checkpoint(tmp_path, run)
     newest = max(int(p.name.split("_")[1]) for p in (run / "checkpoints").glob("agent_*_steps.zip"))
+    at_kill = _logged_steps(run)
 
     # Without --resume the folder is refused, and so is --resume with another config; with the same, the run finishes.
     proc = subprocess.run(_argv(tmp_path), env=ENV, capture_output=True, text=True, timeout=300)
@@ -99,17 +106,16 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     assert metrics["timesteps"] == TOTAL and metrics["resumed_from"] == newest
     steps = sorted(int(p.name.split("_")[1]) for p in (run / "checkpoints").glob("agent_*_steps.zip"))
     assert steps == list(range(128, TOTAL + 1, 128))
-    # Curves: the first run's points up to the checkpoint, then the resumed run's, none twice. progress.csv has a row
-    # per rollout (128 steps) and one more per evaluation (every 256) as an uninterrupted run has, except at the
-    # checkpoint's step: the checkpoint is saved during the rollout's last step and its rows are written after the
-    # rollout, so the kill may come before either row, or between the two.
-    rows = list(csv.DictReader((run / "progress.csv").open()))
-    logged = [int(float(r["time/total_timesteps"])) for r in rows if r.get("time/total_timesteps")]
+    # Curves: the first run's rows up to the checkpoint, exactly as the kill left them, then the resumed run's, none
+    # twice. progress.csv has a row per rollout (128 steps) and one more per evaluation (every 256). The checkpoint is
+    # saved during the rollout's last step (after that step's evaluation row) and the rollout's row is written after
+    # the rollout, so the kill may have come before the checkpoint step's rollout row: what was on disk is kept.
+    logged = _logged_steps(run)
     rollouts = list(range(newest + 128, TOTAL + 1, 128))
     resumed = [step for step in rollouts for _ in range(1 + (step % 256 == 0))]
     assert logged[-len(resumed) :] == resumed and logged == sorted(logged), logged
-    first = set(logged[: -len(resumed)])
-    assert set(range(128, newest, 128)) <= first <= set(range(128, newest + 1, 128)), logged
+    assert logged[: -len(resumed)] == [step for step in at_kill if step <= newest], (at_kill, logged)
+    assert set(range(128, newest, 128)) <= set(at_kill), at_kill
     assert max(Counter(logged).values()) == 2
     curve = EventAccumulator(str(run)).Reload().Scalars("rollout/ep_rew_mean")  # TensorBoard drops points after the
     curve_steps = [e.step for e in curve]  # checkpoint logged before the kill
