@@ -173,6 +173,22 @@ def probability_of_improvement(x: Any, y: Any, axis: int = -1) -> Any:
     return np.mean((x > y) + 0.5 * (x == y), axis=(-2, -1))
 
 
+def iqm_ci(x: Any, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(IQM of the seeds' values ``x``, its 95% bootstrap CI low, high); nan where ``x`` is empty (no CI below 2)."""
+    x = np.asarray(x, dtype=np.float64)
+    low, high = bootstrap_ci(x, iqm, 0.95, n_resamples, seed)
+    return (float(iqm(x)) if len(x) else math.nan), float(low), float(high)
+
+
+def improvement_ci(x: Any, y: Any, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(``probability_of_improvement`` of X over Y, its 95% bootstrap CI low, high); nan where either is empty."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if not len(x) or not len(y):
+        return math.nan, math.nan, math.nan
+    low, high = bootstrap_ci((x, y), probability_of_improvement, 0.95, n_resamples, seed, axis=-1)
+    return float(probability_of_improvement(x, y)), float(low), float(high)
+
+
 def mean_curve(
     curves: list[tuple[np.ndarray, np.ndarray]], n_points: int = 100, n_resamples: int = 1000, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -329,10 +345,8 @@ def compare(
             curves = [r.curve(curve) for r in group]
             aucs = np.array([auc(s, v) for s, v in curves if len(s)])
             row: dict[str, Any] = {"env": env, "condition": condition, "seeds": len(group)}
-            row["final_iqm"] = float(iqm(final)) if len(final) else math.nan
-            row["final_ci_low"], row["final_ci_high"] = map(float, bootstrap_ci(final, iqm, 0.95, n_resamples, seed))
-            row["auc_iqm"] = float(iqm(aucs)) if len(aucs) else math.nan
-            row["auc_ci_low"], row["auc_ci_high"] = map(float, bootstrap_ci(aucs, iqm, 0.95, n_resamples, seed))
+            row["final_iqm"], row["final_ci_low"], row["final_ci_high"] = iqm_ci(final, n_resamples, seed)
+            row["auc_iqm"], row["auc_ci_low"], row["auc_ci_high"] = iqm_ci(aucs, n_resamples, seed)
             row["threshold"] = thr
             if thr is not None:
                 hits = np.array([steps_to_threshold(s, v, thr) for s, v in curves if len(s)])
@@ -340,13 +354,10 @@ def compare(
                 row["reached"] = int(np.isfinite(hits).sum())
             else:
                 row["steps_to_threshold_median"], row["reached"] = math.nan, None
-            base = finals.get(baseline)
-            if condition != baseline and base is not None and len(base) and len(final):
-                row["p_improve"] = float(probability_of_improvement(final, base))
-                low, high = bootstrap_ci((final, base), probability_of_improvement, 0.95, n_resamples, seed, axis=-1)
-                row["p_improve_ci_low"], row["p_improve_ci_high"] = float(low), float(high)
-            else:
-                row["p_improve"] = row["p_improve_ci_low"] = row["p_improve_ci_high"] = math.nan
+            base = finals.get(baseline, []) if condition != baseline else []
+            row["p_improve"], row["p_improve_ci_low"], row["p_improve_ci_high"] = improvement_ci(
+                final, base, n_resamples, seed
+            )
             rows.append(row)
         _plot(env, groups, thr, out / f"{env}.png", seed)
 

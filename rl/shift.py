@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
@@ -41,7 +39,7 @@ from fsae.config import ConfigError, load_config
 from fsae.provenance import ProvenanceWarning, check_dependencies
 from rl.agent import AgentConfig, build_model, make_vec_env_for, probe_env, resolve_checkpoint
 from rl.common_sense import Regenerator, make_regenerator
-from rl.compare import bootstrap_ci, condition_key, fmt_ci, iqm, probability_of_improvement
+from rl.compare import condition_key, fmt_ci, improvement_ci, iqm_ci
 from rl.sweep import run_finished
 
 AS_TRAINED = "as trained"
@@ -172,16 +170,11 @@ def evaluate_shifts(
     rows = []
     order = sorted(returns, key=lambda k: (k[0], list(shifts).index(k[1]), condition_key(k[2])))
     for env, name, condition in order:
-        x = np.array(returns[(env, name, condition)])
-        low, high = bootstrap_ci(x, iqm, 0.95, n_resamples, seed)
-        row = {"env": env, "shift": name, "condition": condition, "seeds": len(x), "iqm": float(iqm(x))}
-        row |= {"ci_low": float(low), "ci_high": float(high)}
-        base = returns.get((env, name, baseline))
-        row["p_improve"] = row["p_low"] = row["p_high"] = math.nan
-        if condition != baseline and base:
-            row["p_improve"] = float(probability_of_improvement(x, base))
-            p_low, p_high = bootstrap_ci((x, np.array(base)), probability_of_improvement, 0.95, n_resamples, seed)
-            row["p_low"], row["p_high"] = float(p_low), float(p_high)
+        x = returns[(env, name, condition)]
+        row = {"env": env, "shift": name, "condition": condition, "seeds": len(x)}
+        row["iqm"], row["ci_low"], row["ci_high"] = iqm_ci(x, n_resamples, seed)
+        base = returns.get((env, name, baseline), []) if condition != baseline else []
+        row["p_improve"], row["p_low"], row["p_high"] = improvement_ci(x, base, n_resamples, seed)
         rows.append(row)
     return rows
 
