@@ -160,7 +160,8 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
 
     logdir = Path(_abs(cfg.logdir))  # type: ignore[arg-type]
     runs: list[Run] = []
-    probed: dict[str, Any] = {}  # what was made once already: environments (by id and kwargs) and checkpoints
+    spaces: dict[str, Any] = {}  # observation space of each environment made once (by id and kwargs)
+    fitted: set[tuple[str, str, str]] = set()  # (checkpoint, condition, environment) loaded against it once
     for env in cfg.envs:
         agent_yaml = _abs(env.config)
         fsae_ckpt, ae_ckpt = _abs(env.fsae_checkpoint), _abs(env.autoencoder_checkpoint)
@@ -200,11 +201,11 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
                 if check_files:
                     try:
                         env_key = repr((agent.env_id, agent.env_kwargs, agent.eval_env_kwargs))
-                        if env_key not in probed:
-                            probed[env_key] = probe_env(agent)
-                        if ckpt is not None and (ckpt, condition, env_key) not in probed:  # does it fit the env?
-                            make_regenerator(condition, ckpt, "cpu", probed[env_key], env_name=agent.env_id)
-                            probed[(ckpt, condition, env_key)] = True
+                        if env_key not in spaces:
+                            spaces[env_key] = probe_env(agent)
+                        if ckpt is not None and (ckpt, condition, env_key) not in fitted:  # does it fit the env?
+                            make_regenerator(condition, ckpt, "cpu", spaces[env_key], env_name=agent.env_id)
+                            fitted.add((ckpt, condition, env_key))
                     except (ConfigError, CheckpointError, DatasetError) as e:
                         raise ConfigError(f"{where}: {e}") from None
                 sets += ["overwrite=true", f"run_name={label}"]

@@ -8,10 +8,9 @@ python scripts/train_agent.py --config $CFG --augment autoencoder --fsae $CKPT  
 tensorboard --logdir runs/agents                  # runs overlay as <env>/<condition>/seed<N>
 
 --augment alone means 'fsae'; without it the config's condition holds ('none', raw observations, in every shipped
-config). 'copy' stacks the raw image with
-itself (controls for the extra channels); 'autoencoder' uses autoencoder.pt beside the --fsae checkpoint (or the
-config's autoencoder_checkpoint). Any config key can be set with --set key=value (e.g. hyperparams.learning_rate=1e-3,
-union=max, feedback_steps=2, torch_threads=1).
+config). 'copy' stacks the raw image with itself (controls for the extra channels); 'autoencoder' uses autoencoder.pt
+beside the --fsae checkpoint (or the config's autoencoder_checkpoint). Any config key can be set with --set key=value
+(e.g. hyperparams.learning_rate=1e-3, union=max, feedback_steps=2, torch_threads=1).
 
 Quick path from nothing to a first augmented run on a CPU (measured on a busy 2-core machine: pretraining 4.5
 minutes, then 1 minute of agent training, which reaches a test reward of about 12 of 16):

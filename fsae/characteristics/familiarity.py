@@ -20,7 +20,6 @@ from fsae.pretrain import PretrainConfig, baseline_config
 # Scores
 
 
-@torch.no_grad()
 def familiarity(
     model: FSAE,
     x: torch.Tensor,
