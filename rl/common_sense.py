@@ -3,7 +3,9 @@ frozen autoencoder's regeneration of it.
 
 Contents:
     UNIONS             -- the union modes (the conditions, rl.CONDITIONS, are defined in rl/__init__.py).
-    Regenerator        -- a frozen model (or the identity, for 'copy'): uint8 batch (B, C, H, W) -> uint8 regeneration.
+    Regenerator        -- a frozen model (or the identity, for 'copy'): uint8 batch (B, C, H, W) -> uint8 regeneration;
+                          where the regeneration depends on the rounded code alone, a lookup of prototype images.
+    rounded_codes      -- every code a round-without-jumps model can feed its concrete network (None for other models).
     make_regenerator   -- load a checkpoint for a condition, freeze it, check it fits the environment's observations.
     union, union_space -- THE one implementation of "regenerate a uint8 batch and unite it with the raw batch", and
                           the observation space it produces. Both wrappers call ``union``, so they agree bit for bit.
@@ -28,6 +30,7 @@ value in practice); the tests that compare the two wrappers use it.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +43,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from fsae.checkpoint import CheckpointError, load_fsae, sha256_file
 from fsae.config import check
-from fsae.model import FSAE
+from fsae.model import FSAE, FSAEConfig
 from rl import CONDITIONS
 
 UNIONS = ("stack", "max", "mean")
@@ -82,7 +85,23 @@ class Regenerator:
     that end in the step), so only the first ``max_graphs`` shapes are captured and any other runs the plain forward
     pass. A graph bakes in the model's parameters (their addresses), ``dtype``, ``device`` and ``feedback_steps``:
     don't change them after the first call, and don't call one regenerator from several threads. Graphs are used only
-    while ``device`` is the current CUDA device (or names none); ``cuda_graph`` is the setting in effect.
+    while ``device`` is the current CUDA device (or names none); ``cuda_graph`` is the setting in effect. With the
+    lookup the graph holds the abstract pass and the lookup.
+
+    **The lookup** (``lookup=True``, the default). With round and no jump connections, the concrete network sees only
+    the rounded code, one of a finite set (a one-hot of K for a softmax head, a product of one-hots for groups, 0/1 per
+    attribute for sigmoid: ``rounded_codes``), so the regeneration is one of a handful of images. The regenerator
+    computes them once, when it is made, and serves each observation by the abstract pass, the rounding, and a lookup
+    of the image of its code: the concrete network never runs again. Negative feedback cannot change such a
+    regeneration: a step is accepted only if it keeps the rounded code (the concept test of ``FSAE.regenerate``), and
+    then the concrete network's output, and the residual, are what they were, so no step is ever accepted (tested for
+    every T); the lookup serves any ``feedback_steps`` without running them. The lookup's images equal the forward
+    pass's bit for bit in float64, per environment and batched (tested, as the two wrappers are). In float32 the forward
+    pass itself depends on the batch size (the module docstring); the table is computed at the batch of all codes, and
+    matches the forward pass of every batch of 3 or more images bit for bit in the tests; batches of 1 and 2 run other
+    GEMM kernels whose last bits differ, which may, rarely, move a pixel by one grey level (measured in
+    ``docs/PERFORMANCE.md``), as between the per-environment and the batched wrapper. ``describe()`` says whether it
+    is on; at most ``max_codes`` images are kept (else the forward pass runs).
     """
 
     def __init__(
@@ -95,6 +114,8 @@ class Regenerator:
         checkpoint: str | None = None,
         cuda_graph: bool = True,
         max_graphs: int = 16,
+        lookup: bool = True,
+        max_codes: int = 4096,
     ):
         check(dtype in DTYPES, f"dtype must be one of {list(DTYPES)}, got '{dtype}'")
         check(feedback_steps >= 0, f"feedback_steps must be >= 0, got {feedback_steps}")
@@ -111,6 +132,15 @@ class Regenerator:
         self.cuda_graph = cuda_graph and model is not None and self.device.type == "cuda"
         self.max_graphs = max_graphs
         self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self._table: torch.Tensor | None = None  # (N, C, H, W) uint8: the regeneration of each rounded code
+        self._radix: torch.Tensor | None = None  # the place value of each group's digit in a code's index
+        codes = rounded_codes(self.model, max_codes) if lookup and self.model is not None else None
+        if codes is not None:
+            sizes = _digit_sizes(self.model.config)
+            self._radix = torch.tensor([math.prod(sizes[i + 1 :]) for i in range(len(sizes))], device=self.device)
+            with torch.inference_mode():  # in chunks: the paper's FSAE needs about 1 MB per image
+                codes = codes.to(device=self.device, dtype=self.dtype)
+                self._table = torch.cat([_quantise(self.model.generate(c)) for c in codes.split(256)])
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
@@ -141,11 +171,28 @@ class Regenerator:
             graph.replay()
             return static_out.cpu().numpy()
 
+    @property
+    def lookup(self) -> bool:
+        """Whether observations are served from the table of prototype images (see the class docstring)."""
+        return self._table is not None
+
     def _regenerate(self, obs: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W) on the device -> uint8 regeneration on the device."""
         x = obs.to(self.dtype).div_(255.0)  # in [0, 1]
-        xhat = self.model.regenerate(x, steps=self.feedback_steps)
-        return xhat.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+        if self._table is not None:  # what FSAE._regenerate computes, up to the concrete network: the rounded code
+            _, hs = self.model.abstract(x)
+            return self._table[self._index(self.model.round_code(hs[-1]))]
+        return _quantise(self.model.regenerate(x, steps=self.feedback_steps))
+
+    def _index(self, rounded: torch.Tensor) -> torch.Tensor:
+        """Rounded codes (B, K) -> their rows in the table (B,): the digits (the class of each group, or each
+        attribute's 0/1) as one mixed-radix number, the first digit the most significant (``rounded_codes``' order)."""
+        cfg = self.model.config
+        if cfg.head == "sigmoid":
+            digits = rounded.long()
+        else:
+            digits = torch.stack([g.argmax(-1) for g in rounded.split(_digit_sizes(cfg), -1)], -1)
+        return (digits * self._radix).sum(-1)
 
     def _on_current_device(self) -> bool:
         """A graph captures the current device's stream: on another device it would capture nothing."""
@@ -199,7 +246,37 @@ class Regenerator:
         info["dtype"] = str(self.dtype).removeprefix("torch.")
         info["device"] = str(self.device)
         info["cuda_graph"], info["max_graphs"] = self.cuda_graph, self.max_graphs
+        info["lookup"] = self.lookup
+        info["prototypes"] = 0 if self._table is None else len(self._table)
         return info
+
+
+def _quantise(xhat: torch.Tensor) -> torch.Tensor:
+    """An image in [0, 1] (float) -> uint8 round(clamp(xhat, 0, 1) * 255); in place on ``xhat``."""
+    return xhat.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+
+
+def _digit_sizes(cfg: FSAEConfig) -> list[int]:
+    """How many values each digit of a rounded code takes: the group sizes, or 2 per sigmoid attribute."""
+    if cfg.head == "sigmoid":
+        return [2] * cfg.code_size
+    return list(cfg.groups) if cfg.head == "groups" else [cfg.code_size]
+
+
+def rounded_codes(model: FSAE, max_codes: int = 4096) -> torch.Tensor | None:
+    """Every code a model's concrete network can be fed, (N, K) float32, when its regeneration depends on the rounded
+    code alone (round, no jump connections, a softmax, groups or sigmoid head) and there are at most ``max_codes``;
+    None otherwise (a linear head's grid is unbounded). Row i is the code whose digits (class per group, or 0/1 per
+    attribute) spell i in mixed radix, the first digit the most significant: softmax gives the one-hots of 0..K-1,
+    groups [10, 10] the one-hots of (0, 0), (0, 1), ..., (9, 9)."""
+    cfg = model.config
+    if not cfg.round or model.jumps or cfg.head == "linear":
+        return None
+    sizes = _digit_sizes(cfg)
+    if math.prod(sizes) > max_codes:
+        return None
+    digits = torch.cartesian_prod(*[torch.arange(n) for n in sizes]).view(-1, len(sizes))
+    return model.code_from_labels(digits.view(-1) if cfg.head == "softmax" else digits)
 
 
 def make_regenerator(
@@ -211,6 +288,7 @@ def make_regenerator(
     dtype: str = "float32",
     env_name: str = "the environment",
     cuda_graph: bool = True,
+    lookup: bool = True,
 ) -> Regenerator | None:
     """The regenerator for a condition: None for 'none' (no wrapper), the identity for 'copy', else a loaded model.
 
@@ -218,7 +296,7 @@ def make_regenerator(
     ``observation_space`` is given, refuse a model that does not fit it (``CheckpointError`` naming both shapes).
     A checkpoint whose recorded variant contradicts the condition (the autoencoder under 'fsae', or an FSAE variant
     under 'autoencoder') is refused too, since mixing them up would silently swap two experimental conditions.
-    ``cuda_graph``: see ``Regenerator``.
+    ``cuda_graph`` and ``lookup``: see ``Regenerator``.
     """
     check(condition in CONDITIONS, f"condition must be one of {CONDITIONS}, got '{condition}'")
     if condition == "none":
@@ -240,7 +318,7 @@ def make_regenerator(
                 f"checkpoint {checkpoint} is the FSAE variant '{variant}', not the conventional autoencoder; "
                 "pass the autoencoder.pt written by the same pretraining run"
             )
-        regen = Regenerator(model, device, feedback_steps, dtype, condition, str(checkpoint), cuda_graph)
+        regen = Regenerator(model, device, feedback_steps, dtype, condition, str(checkpoint), cuda_graph, lookup=lookup)
     if observation_space is not None:
         regen.check_space(observation_space, env_name)
     return regen

@@ -17,6 +17,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import envs  # noqa: F401  (registers the fsae/ ids)
+import rl.common_sense as rl_cs
 from fsae.checkpoint import CheckpointError, load_fsae, save_fsae
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from rl.common_sense import (
@@ -340,3 +341,105 @@ def test_cuda_graph_cap_falls_back_to_plain_forward(ckpt, monkeypatch):
         np.testing.assert_array_equal(regen(obs), plain(obs))
     assert captured == [(3, 1, 28, 28), (5, 1, 28, 28)]
     assert sorted(regen._graphs) == captured
+
+
+# -- the lookup: a round model without jumps regenerates one of a few prototype images ------------------------------
+
+
+def rounded_fsae(head: str = "softmax", seed: int = 0, jumps=(), shape=(1, 28, 28)) -> FSAE:
+    """A round model whose random images fall into many different rounded codes (its abstract weights scaled up)."""
+    out, groups = {"softmax": (10, []), "groups": (7, [3, 4]), "sigmoid": (3, [])}[head]
+    torch.manual_seed(seed)
+    layers = [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 16), LayerSpec("linear", out)]
+    cfg = FSAEConfig(input_shape=shape, layers=layers, head=head, groups=groups, round=True, jumps=list(jumps))
+    model = FSAE(cfg)
+    with torch.no_grad():
+        for p in model.concrete.parameters():
+            p.mul_(2.0)
+        for p in model.abstract.parameters():
+            p.mul_(3.0)
+    return model
+
+
+def test_rounded_codes_by_hand():
+    """Row i of the table is the code whose digits spell i, the first digit the most significant."""
+    codes = rl_cs.rounded_codes(rounded_fsae("groups"))  # groups [3, 4]: 12 codes of 7 units
+    assert codes.shape == (12, 7)
+    assert codes[0].tolist() == [1, 0, 0, 1, 0, 0, 0]  # (0, 0)
+    assert codes[6].tolist() == [0, 1, 0, 0, 0, 1, 0]  # (1, 2)
+    assert codes[11].tolist() == [0, 0, 1, 0, 0, 0, 1]  # (2, 3)
+    sig = rl_cs.rounded_codes(rounded_fsae("sigmoid"))
+    assert sig.tolist() == [[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+    assert torch.equal(rl_cs.rounded_codes(rounded_fsae("softmax")), torch.eye(10))
+    # the regeneration depends on more than the rounded code, or the codes are unbounded: no table
+    assert rl_cs.rounded_codes(rounded_fsae(jumps=[1])) is None
+    assert rl_cs.rounded_codes(tiny_fsae()) is None  # plain
+    assert rl_cs.rounded_codes(tiny_fsae(head="linear", round=True, round_grid=0.5)) is None
+    assert rl_cs.rounded_codes(rounded_fsae("softmax"), max_codes=9) is None
+    assert not Regenerator(rounded_fsae(jumps=[1])).lookup and Regenerator(rounded_fsae()).lookup
+    assert not Regenerator(rounded_fsae(), lookup=False).lookup
+    info = Regenerator(rounded_fsae("groups")).describe()
+    assert info["lookup"] is True and info["prototypes"] == 12
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("head", ["softmax", "groups", "sigmoid"])
+def test_lookup_equals_forward_pass(head, dtype):
+    """The lookup returns the forward pass's uint8 regeneration bit for bit, from batches of one (the per-env wrapper)
+    to 64, in both precisions, over images that reach most rounded codes."""
+    model = rounded_fsae(head)
+    fast, full = Regenerator(model, dtype=dtype), Regenerator(model, dtype=dtype, lookup=False)
+    assert fast.lookup and not full.lookup
+    rng = np.random.default_rng(0)
+    seen = set()
+    for b in (1, 1, 2, 3, 8, 9, 64, 64):
+        obs = rng.integers(0, 256, (b, 1, 28, 28), dtype=np.uint8)
+        np.testing.assert_array_equal(fast(obs), full(obs))
+        with torch.no_grad():
+            x = torch.from_numpy(obs).to(fast.dtype) / 255
+            seen |= set(fast._index(model.round_code(model.abstract(x)[1][-1])).tolist())
+    assert len(seen) >= 0.6 * len(fast._table), f"the images reached only {len(seen)} of {len(fast._table)} codes"
+
+
+@pytest.mark.parametrize("head", ["softmax", "groups", "sigmoid"])
+def test_feedback_cannot_change_a_rounded_regeneration(head):
+    """Round without jumps: every feedback step keeps the concept (or is refused), so the output is F(x) after any T:
+    the claim that lets the lookup skip the feedback passes, checked on the model and on the regenerator."""
+    model = rounded_fsae(head).double().eval()
+    x = torch.rand(64, 1, 28, 28, dtype=torch.float64)
+    with torch.no_grad():
+        trace = model.regenerate(x, steps=6, trace=True, gain=1.0)
+        y0 = model(x)
+    assert all(torch.equal(y, y0) for y in trace)
+    obs = np.random.default_rng(3).integers(0, 256, (16, 1, 28, 28), dtype=np.uint8)
+    with_fb = Regenerator(model, feedback_steps=3, dtype="float64", lookup=False)
+    np.testing.assert_array_equal(Regenerator(model, feedback_steps=3, dtype="float64")(obs), with_fb(obs))
+    np.testing.assert_array_equal(with_fb(obs), Regenerator(model, dtype="float64", lookup=False)(obs))
+
+
+@pytest.mark.parametrize("head", ["softmax", "groups"])
+def test_lookup_in_both_wrappers_equals_forward_pass(head):
+    """Batched and per-env wrappers with the lookup (and feedback steps) give the observations, terminal ones included,
+    of the per-env wrapper that runs the full forward pass with feedback, bit for bit."""
+    model = rounded_fsae(head)
+    lookup, full = (Regenerator(model, feedback_steps=2, dtype="float64", lookup=k) for k in (True, False))
+    n = 5
+    venvs = [
+        DummyVecEnv([lambda: CommonSense(FakeImageEnv(), full, "stack")] * n),
+        DummyVecEnv([lambda: CommonSense(FakeImageEnv(), lookup, "stack")] * n),
+        VecCommonSense(DummyVecEnv([FakeImageEnv] * n), lookup, "stack"),
+    ]
+    for v in venvs:
+        v.seed(11)
+    first = [v.reset() for v in venvs]
+    for o in first[1:]:
+        np.testing.assert_array_equal(o, first[0])
+    n_terminal = 0
+    for a in np.random.default_rng(4).integers(0, 3, (30, n)):
+        (o0, _, d0, i0), *rest = [v.step(a) for v in venvs]
+        for o, _, _, i in rest:
+            np.testing.assert_array_equal(o, o0)
+            for j in np.flatnonzero(d0):
+                np.testing.assert_array_equal(i[j]["terminal_observation"], i0[j]["terminal_observation"])
+                n_terminal += 1
+    assert n_terminal > 2 * n
