@@ -96,12 +96,12 @@ class Regenerator:
     regeneration: a step is accepted only if it keeps the rounded code (the concept test of ``FSAE.regenerate``), and
     then the concrete network's output, and the residual, are what they were, so no step is ever accepted (tested for
     every T); the lookup serves any ``feedback_steps`` without running them. The lookup's images equal the forward
-    pass's bit for bit in float64, per environment and batched (tested, as the two wrappers are). In float32 the forward
-    pass itself depends on the batch size (the module docstring); the table is computed at the batch of all codes, and
-    matches the forward pass of every batch of 3 or more images bit for bit in the tests; batches of 1 and 2 run other
-    GEMM kernels whose last bits differ, which may, rarely, move a pixel by one grey level (measured in
-    ``docs/PERFORMANCE.md``), as between the per-environment and the batched wrapper. ``describe()`` says whether it
-    is on; at most ``max_codes`` images are kept (else the forward pass runs).
+    pass's bit for bit, per environment and batched, in float64 and float32 (tested: three heads, batches of 1 to 64).
+    In float32 that is as exact as the forward pass itself, which depends on the batch size (the module docstring):
+    the table is computed at the batch of all codes, and a batch of 1 or 2 runs other GEMM kernels whose last bits
+    can differ from it, which could move a pixel that lies within a rounding error of a grey level's boundary (as
+    between the per-environment and the batched wrapper; counted on MNIST in ``docs/PERFORMANCE.md``). ``describe()``
+    says whether it is on; at most ``max_codes`` images are kept (else the forward pass runs).
     """
 
     def __init__(
