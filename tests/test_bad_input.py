@@ -1,15 +1,19 @@
 """Bad input at the command line: each case exits non-zero with one clear ``error: ...`` line, never a traceback.
 
-One table, one test. Each case runs a script in a subprocess (torch on one thread), with the files it needs made in
-``tmp_path`` first (tiny checkpoints, ``.npz`` task data, a copy of MNIST with a truncated file), and asserts: the
-exit status, the expected words in stderr, no "Traceback", and that stderr's last non-empty line starts with
-"error:". Exit status 2 means bad arguments or config (and a checkpoint that cannot be used); 1 means the data or the
-training failed (``DatasetError``, a non-finite loss), as each script's docstring says.
+One table, two tests. Each case calls a script's ``main(argv)`` in this process (``scripts/`` imported by path, the
+working folder and the environment variables set per test with ``monkeypatch``, torch on one thread), with the files
+it needs made in ``tmp_path`` first (tiny checkpoints, ``.npz`` task data, a copy of MNIST with a truncated file), and
+asserts: the exit status, that stdout and stderr hold exactly one ``error:`` line and it is stderr's last non-empty
+line, no "Traceback", and the expected words in it. A few cases (one per kind of script) also run as real
+subprocesses, ``python scripts/<name>.py ...``, to prove the entry points (``sys.exit(main())``) behave the same.
+Exit status 2 means bad arguments or config (and a checkpoint that cannot be used); 1 means the data or the training
+failed (``DatasetError``, a non-finite loss), as each script's docstring says.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -21,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 
+from envs import digits
 from fsae.checkpoint import save_fsae
 from fsae.config import load_config, to_dict
 from fsae.model import FSAE, FSAEConfig, LayerSpec
@@ -176,18 +181,66 @@ CASES = [
 # fmt: on
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_is_one_error_line(case: Case, tmp_path: Path):
+# The cases that also run as real subprocesses: one per kind of script (pretraining, agent training, sweeps).
+SUBPROCESS = [c for c in CASES if c.id in ("sweep-unknown-key", "mnist-missing", "ckpt-foreign")]
+
+
+def prepare(case: Case, tmp_path: Path) -> tuple[list[str], dict[str, str]]:
+    """Make the case's files in ``tmp_path``; its argv (the script first) and environment with {tmp} filled in and
+    the repository's configs/ and scripts/ made absolute, so that it runs from any working folder."""
     for name in case.files:
         PREPARE[name](tmp_path / name)
-    fill = lambda s: s.replace("{tmp}", str(tmp_path))  # noqa: E731
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **{k: fill(v) for k, v in case.env.items()}}
-    proc = subprocess.run(
-        [sys.executable, *map(fill, case.argv)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    err = proc.stderr
+
+    def fill(s: str) -> str:
+        s = s.replace("{tmp}", str(tmp_path))
+        return str(ROOT / s) if s.startswith(("configs/", "scripts/")) else s
+
+    return [fill(a) for a in case.argv], {k: fill(v) for k, v in case.env.items()}
+
+
+def check_error(case: Case, code: int, out: str, err: str, tmp_path: Path) -> None:
+    """Exit status ``case.code``; exactly one ``error:`` line in stdout and stderr together, and it is stderr's last
+    non-empty line and holds ``case.expect``; no traceback."""
     lines = [line.strip() for line in err.splitlines() if line.strip()]  # splitlines also splits tqdm's \r
-    assert proc.returncode == case.code, f"exit {proc.returncode}, expected {case.code}; stderr:\n{err}"
+    errors = [line for line in (out + "\n" + err).splitlines() if line.strip().startswith("error:")]
+    assert code == case.code, f"exit {code}, expected {case.code}; stderr:\n{err}"
     assert "Traceback" not in err, err
-    assert lines and lines[-1].startswith("error: "), err
-    assert fill(case.expect) in lines[-1], f"{fill(case.expect)!r} not in {lines[-1]!r}"
+    assert len(errors) == 1 and lines and lines[-1] == errors[0].strip(), f"stdout:\n{out}\nstderr:\n{err}"
+    expect = case.expect.replace("{tmp}", str(tmp_path))
+    assert expect in lines[-1], f"{expect!r} not in {lines[-1]!r}"
+
+
+@pytest.fixture
+def keep_rngs():
+    """The global random states (Python's, numpy's, torch's) as they were before the test: the scripts seed them."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()  # noqa: NPY002
+    yield
+    random.setstate(states[0])
+    np.random.set_state(states[1])  # noqa: NPY002
+    torch.set_rng_state(states[2])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_error_line(case: Case, tmp_path: Path, monkeypatch, capsys, load_script, keep_rngs):
+    argv, env = prepare(case, tmp_path)
+    monkeypatch.chdir(tmp_path)  # anything a script writes by a relative path lands here, not in the repository
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(sys, "argv", argv)  # as `python scripts/<name>.py ...` would see it
+    monkeypatch.setattr(digits, "_pools", {})  # the environments' digits, cached per split, not per FSAE_MNIST_DIR
+    capsys.readouterr()  # drop what making the files printed
+    try:
+        code = load_script(Path(argv[0]).stem).main(argv[1:])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    captured = capsys.readouterr()
+    check_error(case, code, captured.out, captured.err, tmp_path)
+
+
+@pytest.mark.parametrize("case", SUBPROCESS, ids=[c.id for c in SUBPROCESS])
+def test_bad_input_from_the_command_line(case: Case, tmp_path: Path):
+    argv, env = prepare(case, tmp_path)
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)  # this tree's code
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": pythonpath, **env}
+    proc = subprocess.run([sys.executable, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    check_error(case, proc.returncode, proc.stdout, proc.stderr, tmp_path)
