@@ -1,28 +1,184 @@
-"""The benchmark command works end to end (its smallest case; speed is measured by benchmarks/run.py, not tests)."""
+"""benchmarks/run.py and the modules it runs: every derived number checked against a value worked out by hand here.
 
+The timings themselves are replaced by scripted durations (a fake clock, or a fake ``timed``), so that each rate, ratio
+and cost has one right answer; the speed itself is measured by ``python benchmarks/run.py``, not by tests. The last
+test runs the whole command on its smallest case (``--smoke``), in this process, to prove every section runs.
+"""
+
+import importlib.util
+import itertools
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
-ROOT = Path(__file__).resolve().parents[2]
+import pytest
+import torch
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import env_steps  # noqa: E402  (benchmarks/env_steps.py)
+import fsae_speed  # noqa: E402
+import wrapper  # noqa: E402
+
+from fsae.model import FSAE  # noqa: E402
+from rl.common_sense import CommonSense, VecCommonSense  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("bench_run", BENCHMARKS / "run.py")
+bench_run = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_run)
+
+CPU = torch.device("cpu")
 
 
-def test_run_smoke_writes_every_section(tmp_path):
+class Clock:
+    """A fake ``time.perf_counter``: it moves only when ``advance`` is called."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_timed_is_median_min_max_of_the_timed_calls(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(fsae_speed, "time", clock)
+    durations = iter([10.0, 20.0, 3.0, 1.0, 2.0])  # two warm-up calls (not timed), then three timed ones
+    r = fsae_speed.timed(lambda: clock.advance(next(durations)), CPU, repeats=3, warmup=2)
+    assert r == {"median_s": 2.0, "min_s": 1.0, "max_s": 3.0}  # sorted 1, 2, 3
+
+
+def test_fsae_flops_of_the_fast_config():
+    # configs/pretrain/mnist_fast.yaml, no padding: 1x28x28 -> conv 32 k4 s2 -> 32x13x13 ((28-4)//2+1 = 13)
+    # -> conv 64 k3 s2 -> 64x6x6 ((13-3)//2+1 = 6) -> linear 2304 -> 64 -> linear 64 -> 10. FLOPs = 2 x multiply-adds:
+    #   conv1   2 * 1 * 4*4 * 32 * 13*13  =   173,056
+    #   conv2   2 * 32 * 3*3 * 64 * 6*6   = 1,327,104
+    #   linear  2 * 2304 * 64             =   294,912
+    #   linear  2 * 64 * 10               =     1,280
+    #   abstract                          = 1,796,352; the concrete half mirrors it: fsae = 3,592,704
+    flops = fsae_speed.fsae_flops(FSAE(bench_run.model_config("mnist_fast")))
+    assert flops == {"abstract": 1_796_352, "concrete": 1_796_352, "fsae": 3_592_704}
+
+
+def fake_timed(median: float, lo: float, hi: float):
+    """A ``timed`` that runs ``fn`` once (so that its code runs) and reports the given seconds."""
+
+    def timed(fn, device, repeats=5, warmup=2):
+        fn()
+        return {"median_s": median, "min_s": lo, "max_s": hi}
+
+    return timed
+
+
+def test_pretrain_and_inference_rates(monkeypatch):
+    monkeypatch.setattr(fsae_speed, "timed", fake_timed(0.5, 0.25, 1.0))
+    config = bench_run.model_config("mnist_fast")
+    p = fsae_speed.measure_pretrain(config, CPU, batch_size=8, steps=3, repeats=1)
+    assert p["abstract"]["images_per_s"] == 48.0 and p["concrete"]["images_per_s"] == 48.0  # 3 steps * 8 / 0.5 s
+    rows = fsae_speed.measure_inference(config, CPU, batch_sizes=(1, 8), min_images=16, repeats=1)
+    # batch 1: min(16 // 1, 64) = 16 calls, 16 images in 0.5 s = 32/s; batch 8: min(16 // 8, 64) = 2 calls = 32/s.
+    # GFLOP/s = 32 images/s * 3,592,704 FLOPs (test above) / 1e9 = 0.114966528; spread = 1.0 / 0.25 = 4.
+    assert [(r["batch"], r["images_per_s"], r["spread"]) for r in rows] == [(1, 32.0, 4.0), (8, 32.0, 4.0)]
+    assert [r["gflop_per_s"] for r in rows] == pytest.approx([0.114966528] * 2, rel=1e-12)
+    assert all(r["precision"] == "float32" and "fraction_of_peak" not in r for r in rows)  # no peak known for a CPU
+
+
+def test_env_steps_rate(monkeypatch):
+    seconds = iter([9.0, 0.1, 0.05, 0.2])  # warm-up (not counted), then three timed runs: median 0.1 s
+    monkeypatch.setattr(env_steps, "_time_steps", lambda env, actions: next(seconds))
+    assert env_steps.measure_env_steps(200, 3, ("fsae/DigitBandit-v0",)) == {"fsae/DigitBandit-v0": 2000.0}  # 200/0.1
+
+
+def test_wrapper_rates_and_cost(monkeypatch):
+    seen = []
+
+    def seconds(venv, actions):  # raw 0.25 s, per-env wrapper 1.0 s, batched wrapper 0.4 s per timed run
+        seen.append(len(actions))
+        if isinstance(venv, VecCommonSense):
+            return 0.4
+        return 1.0 if isinstance(venv, DummyVecEnv) and isinstance(venv.envs[0], CommonSense) else 0.25
+
+    monkeypatch.setattr(wrapper, "_time_vec_steps", seconds)
+    w = wrapper.measure_wrapper((2,), steps=256, repeats=1)
+    # 2 envs, 256 steps: 128 vector steps per timed run (a warm-up of max(128 // 5, 5) = 25 first, for each venv).
+    assert seen == [25, 25, 25, 128, 128, 128]
+    # 256 env steps per run: raw 256 / 0.25 = 1024/s, per-env 256 / 1.0 = 256/s, batched 256 / 0.4 = 640/s.
+    assert w == pytest.approx(
+        {
+            "n2/raw_steps_per_s": 1024.0,
+            "n2/per_env_steps_per_s": 256.0,
+            "n2/batched_steps_per_s": 640.0,
+            "n2/batched_over_per_env": 2.5,  # 640 / 256
+            "n2/batched_over_raw": 0.625,  # 640 / 1024
+        },
+        rel=1e-12,
+    )
+    # Per vector step of 2 envs: batched 2 / 640 = 3.125 ms, raw 2 / 1024 = 1.953125 ms; the wrapper adds 1.171875 ms.
+    assert wrapper.wrapper_cost_ms(w, 2) == pytest.approx(1.171875, rel=1e-12)
+
+
+def test_ppo_rates(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(wrapper, "time", clock)
+    learn_seconds = {"raw": iter([5.0, 2.0, 1.0, 4.0]), "augmented": iter([5.0, 4.0, 3.0, 8.0])}  # warm-up first
+    closed = []
+
+    def fake_agent(n_envs, regen, device, union="stack"):
+        name = "raw" if regen is None else "augmented"
+        env = SimpleNamespace(close=lambda: closed.append(name))
+        learn = lambda steps, reset_num_timesteps=True: clock.advance(next(learn_seconds[name]))  # noqa: E731
+        return SimpleNamespace(n_steps=64, n_envs=n_envs, learn=learn, get_env=lambda: env)
+
+    monkeypatch.setattr(wrapper, "ppo_agent", fake_agent)
+    monkeypatch.setattr(wrapper, "fast_fsae", lambda checkpoint=None: None)  # the regenerator's model is not used
+    r = wrapper.measure_ppo(steps=1000, repeats=3, n_envs=2)
+    # Medians of the timed calls: raw (2, 1, 4) -> 2 s, augmented (4, 3, 8) -> 4 s; 1000 steps each.
+    assert r == {
+        "ppo/raw_steps_per_s": 500.0,
+        "ppo/augmented_steps_per_s": 250.0,
+        "ppo/augmented_over_raw": 0.5,
+        "regen_dtype": "float32",
+    }
+    assert sorted(closed) == ["augmented", "raw"]
+
+
+def test_run_reports_the_wrapper_cost_against_the_policy(monkeypatch, capsys):
+    rates = {"n2/raw_steps_per_s": 1024.0, "n2/per_env_steps_per_s": 256.0, "n2/batched_steps_per_s": 640.0}
+    rates |= {"n2/batched_over_per_env": 2.5, "n2/batched_over_raw": 0.625}
+    monkeypatch.setattr(wrapper, "measure_wrapper", lambda n_envs, steps, repeats, device, dtype: dict(rates))
+    monkeypatch.setattr(wrapper, "measure_policy_cost", lambda n, repeats, device, calls: {"n2/policy_fwd_bwd_ms": 0.5})
+    r = bench_run.run(quick=False, device=CPU, sections=["wrapper"], smoke=True)
+    cost = r["wrapper"]["cost_per_vector_step"]
+    # wrapper 1.171875 ms per vector step of 2 envs (test above) against the policy's 0.5 ms: 2.34375 times.
+    assert cost == pytest.approx(
+        {"n_envs": 2, "wrapper_ms": 1.171875, "policy_fwd_bwd_ms": 0.5, "wrapper_over_policy": 2.34375}, rel=1e-12
+    )
+    bench_run.print_table(r)
+    out = capsys.readouterr().out
+    assert "n_envs   2  steps/s: raw     1,024  per_env       256  batched       640" in out
+    assert "batched/per-env 2.50x  batched/raw 0.62x" in out
+    assert "(2 envs, float32) 1.17 ms, policy forward+backward on the same batch 0.50 ms: ratio 2.34" in out
+
+
+def test_run_smoke_writes_every_section(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--device", "cpu", "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert bench_run.main(["--smoke", "--device", "cpu", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     assert {"machine", "pretrain", "inference", "env", "wrapper", "ppo"} <= set(r)
-    assert r["pretrain"]["mnist_fast"]["abstract"]["images_per_s"] > 0
+    assert r["smoke"] is True and r["machine"]["device"] == "cpu"
+    assert set(r["pretrain"]) == {"mnist_fast"} and r["pretrain"]["mnist_fast"]["abstract"]["images_per_s"] > 0
     assert [row["batch"] for row in r["inference"]["mnist_fast"]["rows"]] == [1, 8]
     assert set(r["env"]) == {"fsae/DigitBandit-v0", "fsae/DigitSum-v0", "fsae/DigitLock-v0"}
+    assert set(r["wrapper"]) == {"float32", "float64", "cost_per_vector_step", "peak_memory_mb"}
     assert r["wrapper"]["float32"]["n2/batched_over_per_env"] > 0
-    cost = r["wrapper"]["cost_per_vector_step"]
-    assert cost["n_envs"] == 2 and cost["policy_fwd_bwd_ms"] > 0
-    assert cost["wrapper_over_policy"] == cost["wrapper_ms"] / cost["policy_fwd_bwd_ms"]
+    assert r["wrapper"]["cost_per_vector_step"]["n_envs"] == 2
     assert r["ppo"]["ppo/augmented_over_raw"] > 0
-    assert "inference" in proc.stdout and "ppo" in proc.stdout
+    table = capsys.readouterr().out.splitlines()
+    sections = [line.split()[0] for line in table[1:]]  # after the header line
+    assert [k for k, _ in itertools.groupby(sections)] == ["pretrain", "inference", "env", "wrapper", "ppo"]
