@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from wrapper import ENV_ID, fast_fsae  # noqa: E402  (benchmarks/wrapper.py)
 
-from rl.agent import make_env  # noqa: E402
 from rl.common_sense import Regenerator, VecCommonSense  # noqa: E402
+from rl.env_factory import make_env  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

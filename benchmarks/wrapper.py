@@ -38,8 +38,10 @@ from fsae.checkpoint import load_fsae
 from fsae.config import load_config
 from fsae.model import FSAE
 from fsae.pretrain import PretrainConfig
-from rl.agent import AgentConfig, make_env, make_vec_env_for, policy_kwargs
+from rl.agent import policy_kwargs
 from rl.common_sense import CommonSense, Regenerator, VecCommonSense
+from rl.config import AgentConfig
+from rl.env_factory import make_env, make_vec_env_for
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST_CONFIG = ROOT / "configs" / "pretrain" / "mnist_fast.yaml"

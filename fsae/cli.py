@@ -5,7 +5,7 @@ Contents:
     config_parser   -- an ``ArgumentParser`` with --config, --set, --out, --seed and --device; scripts add their own.
     load_pretrain_config -- the ``PretrainConfig`` those options describe (``ConfigError`` on a bad key or value).
     run_dir         -- --out, else runs/<kind>/<name>__<seed>__<unix time>.
-    print_metrics   -- a metrics dict as aligned ``key  value`` lines.
+    (``error`` and ``print_metrics`` live in ``fsae.console``; imported here for these scripts.)
     run_experiment  -- the whole ``main`` of an experiment script: parse, build the config and options, run, report;
                        a bad config, option, checkpoint or run folder is one ``error:`` line and exit status 2, a
                        failed run (data, non-finite loss) one line and exit status 1.
@@ -23,6 +23,7 @@ from typing import Any
 
 from fsae.checkpoint import CheckpointError
 from fsae.config import ConfigError, load_config
+from fsae.console import error, print_metrics
 from fsae.data import DatasetError
 from fsae.pretrain import PretrainConfig
 
@@ -53,19 +54,6 @@ def load_pretrain_config(args: argparse.Namespace) -> PretrainConfig:
 def run_dir(args: argparse.Namespace, cfg: PretrainConfig) -> Path:
     """--out, else runs/<kind>/<name>__<seed>__<unix time> with the kind ``config_parser`` was given."""
     return Path(args.out) if args.out else Path("runs") / args.run_kind / f"{cfg.name}__{cfg.seed}__{int(time.time())}"
-
-
-def print_metrics(metrics: dict[str, Any], fmt: str = ".6g", keep: Callable[[str], bool] = lambda k: True) -> None:
-    shown = {k: v for k, v in metrics.items() if keep(k)}
-    width = max((len(k) for k in shown), default=0)
-    for k, v in shown.items():
-        print(f"{k:<{width}}  {v:{fmt}}" if isinstance(v, float) else f"{k:<{width}}  {v}")
-
-
-def error(e: BaseException | str, code: int) -> int:
-    """Print one ``error:`` line to stderr; return ``code``."""
-    print(f"error: {e}", file=sys.stderr)
-    return code
 
 
 def run_experiment(

@@ -6,14 +6,26 @@ Modules:
                        checkpoint for a condition), ``CommonSense`` (``gymnasium.ObservationWrapper``, one env) and
                        ``VecCommonSense`` (SB3 ``VecEnvWrapper``: one forward pass per vector step, terminal
                        observations included).
+    rl.perception   -- ``Encoder``, ``Perception``, ``VecPerception``: the conditions 'code' and 'features', the
+                       frozen abstract network's code or last hidden layer beside the raw image, as a ``Dict``.
     rl.extractor    -- ``SmallCNN``, a features extractor for SB3's ``CnnPolicy`` on 28x28 and 28x56 images with any
                        number of channels (SB3's ``NatureCNN`` needs at least 36x36).
-    rl.agent        -- ``AgentConfig`` (``configs/agent/*.yaml``) and ``train_agent``: PPO, A2C or DQN under the
-                       conditions none / fsae / copy / autoencoder, with test-split evaluation, checkpoints and
-                       TensorBoard runs in ``logdir/<env>/<condition>/seed<N>``.
+    rl.config       -- ``AgentConfig`` (``configs/agent/*.yaml``), ``PolicyConfig``, ``ALGOS``, hyperparameter checks.
+    rl.env_factory  -- the environments of a run: probed once, then vector envs with the condition's wrappers.
+    rl.callbacks    -- evaluation on the test split and atomic checkpoints (SB3 callbacks).
+    rl.run_folder   -- ``logdir/<env>/<condition>/seed<N>``: what a new run writes first, its logger, finished or not.
+    rl.resume       -- continue an interrupted run from its newest checkpoint, without unpickling.
+    rl.agent        -- ``train_agent``: PPO, A2C or DQN under the conditions none / fsae / copy / autoencoder, with
+                       test-split evaluation, checkpoints and TensorBoard runs.
+    rl.sweep        -- many runs (environments x conditions x seeds), locally or on Ray, restartable.
+    rl.compare      -- IQM, bootstrap confidence intervals and P(improve) over a sweep's runs (reads run folders only).
+    rl.shift        -- re-evaluate finished agents under stronger corruption.
+
+Imports run one way: ``rl.config`` <- ``rl.env_factory``, ``rl.callbacks``, ``rl.run_folder`` <- ``rl.resume`` <-
+``rl.agent`` <- ``rl.sweep``, ``rl.shift``; ``rl.compare`` depends on ``rl.run_folder`` alone.
 
 The CLI is ``scripts/train_agent.py``; the throughput benchmark is ``benchmarks/wrapper.py``.
 """
 
-CONDITIONS = ("none", "fsae", "copy", "autoencoder")
+CONDITIONS = ("none", "fsae", "copy", "autoencoder", "code", "features")
 """The experimental conditions, in the order tables and legends show them; 'none' is the baseline."""

@@ -1,4 +1,4 @@
-"""Common sense for RL (paper Fig. 4, ``DESIGN.md`` section 2): the agent sees the union of each observation and a
+"""Common sense for RL (paper Fig. 4, ``docs/DESIGN.md`` section 2): the agent sees the union of each observation and a
 frozen autoencoder's regeneration of it.
 
 Contents:

@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 
 from rl import CONDITIONS
-from rl.sweep import run_finished
+from rl.run_folder import run_finished
 
 EVAL_TAG = "eval/mean_reward"
 FINAL_TAG = "eval/final_mean_reward"

@@ -3,6 +3,8 @@
 Contents:
     SmallCNN -- conv 3x3 s1 -> conv 3x3 s2 -> conv 3x3 s2 -> flatten -> linear, for any channel count and any image
                 of at least 9x9 pixels (28x28 and 28x56 here).
+    ImageVectorExtractor -- for ``{"image", "code"}`` observations (``rl.perception``): SmallCNN on the image, the
+                vector concatenated after it.
 
 SB3's default ``NatureCNN`` (8x8 stride 4, 4x4 stride 2, 3x3 stride 1) needs images of at least 36x36 and fails on
 28x28 with a shape error. This one keeps the same idea (a few strided convs, ReLU, one linear layer) at a scale that
@@ -72,3 +74,36 @@ class SmallCNN(BaseFeaturesExtractor):
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return self.linear(self.cnn(observations))  # (B, features_dim)
+
+
+class ImageVectorExtractor(BaseFeaturesExtractor):
+    """For a ``Dict`` observation ``{"image": uint8 (C, H, W), "code": float (K,)}`` (``rl.perception``): the image
+    through ``SmallCNN`` (the extractor of every other condition, same settings), the vector concatenated after it
+    unchanged. Output size ``features_dim + K``.
+
+    Example:
+        >>> import numpy as np
+        >>> space = spaces.Dict({"image": spaces.Box(0, 255, (1, 28, 28), np.uint8),
+        ...                      "code": spaces.Box(0.0, 1.0, (10,), np.float32)})
+        >>> ImageVectorExtractor(space)({"image": torch.zeros(4, 1, 28, 28), "code": torch.zeros(4, 10)}).shape
+        torch.Size([4, 138])
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        features_dim: int = 128,
+        channels: tuple[int, int, int] = (32, 64, 64),
+        normalized_image: bool = False,
+    ):
+        if not (isinstance(observation_space, spaces.Dict) and set(observation_space.spaces) == {"image", "code"}):
+            raise ValueError(
+                f"ImageVectorExtractor needs a Dict space with keys 'image' and 'code', got {observation_space}"
+            )
+        code = observation_space["code"]
+        assert isinstance(code, spaces.Box) and len(code.shape) == 1, f"'code' must be a 1-D Box, got {code}"
+        super().__init__(observation_space, features_dim + code.shape[0])
+        self.cnn = SmallCNN(observation_space["image"], features_dim, channels, normalized_image)
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([self.cnn(observations["image"]), observations["code"].float()], dim=1)

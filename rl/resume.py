@@ -1,6 +1,8 @@
 """Resuming an interrupted agent run (``scripts/train_agent.py --resume``) from its newest checkpoint.
 
 Contents:
+    resume            -- the one call ``train_agent`` makes: load the newest checkpoint into the model, record the
+                         command, reopen the logs and evaluation history up to its step; returns the step.
     check_resumable   -- the run folder holds an unfinished run of the same config; refuses anything else.
     config_differences -- the settings in which two agent configs differ (``rl.sweep`` uses it too).
     load_latest       -- the newest checkpoint in ``checkpoints/`` that loads (a file cut short by ``kill -9`` is
@@ -44,6 +46,10 @@ from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoard
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from fsae.config import ConfigError
+from fsae.provenance import check_dependencies
+from rl.callbacks import SplitEvalCallback
+from rl.config import AgentConfig
+from rl.run_folder import open_logger
 
 _CHECKPOINT = re.compile(r"agent_(\d+)_steps\.zip")
 _MAY_DIFFER = {"overwrite", "progress_bar", "verbose", "cuda_graph"}  # settings that do not change what is trained
@@ -76,8 +82,6 @@ def config_differences(saved: dict[str, Any], config: dict[str, Any], ignore: Co
     """``'key: old -> new, ...'`` for each setting (top-level key of two ``AgentConfig`` dicts) that changes what is
     trained, '' when none does; ``ignore`` names more keys to leave out. A key missing on one side (a config written
     before the key existed) counts as its default."""
-    from rl.agent import AgentConfig  # rl.agent imports this module
-
     defaults = {f.name: f.default for f in dataclasses.fields(AgentConfig) if f.default is not dataclasses.MISSING}
     old, new = {**defaults, **saved}, {**defaults, **config}
     skip = _MAY_DIFFER | set(ignore)
@@ -163,3 +167,32 @@ def restore_evaluations(callback: Any, npz_path: Path, step: int) -> None:
             callback._history[key] = list(data[key][keep]) if key in data else []
         if keep.any():
             callback.best_mean_reward = float(np.max(np.mean(data["results"][keep], axis=1)))
+
+
+def resume(
+    model: BaseAlgorithm,
+    run_dir: Path,
+    cfg: AgentConfig,
+    callbacks: list[Any],
+    command: str | None,
+    device: Any,
+) -> tuple[int, Logger]:
+    """Continue the unfinished run in ``run_dir`` (``check_resumable`` has passed): load its newest checkpoint into
+    ``model``, reseed it (not the first run's episodes again), append ``command`` to ``command.txt``, warn if a
+    checkpoint it depends on changed, reopen its logs with the rows up to the step, give ``callbacks[0]`` (a
+    ``SplitEvalCallback``) its evaluation history and every callback its clock. Returns the step and the logger,
+    which ``model`` now uses."""
+    step = load_latest(model, run_dir, device)
+    model.set_random_seed(cfg.seed + step)
+    with (run_dir / "command.txt").open("a") as f:
+        f.write(f"# resumed at step {step}:\n{command or '(called from Python)'}\n")
+    check_dependencies(run_dir)  # warns if the FSAE checkpoint changed since the run started
+    old_rows = read_progress(run_dir)  # before the logger truncates progress.csv
+    logger = open_logger(run_dir, cfg.verbose)
+    restore_progress(run_dir, logger, step, old_rows)
+    model.set_logger(logger)
+    assert isinstance(callbacks[0], SplitEvalCallback)
+    restore_evaluations(callbacks[0], run_dir / "eval" / "evaluations.npz", step)
+    for cb in callbacks:  # they fire on n_calls (vector steps): keep the first run's grid of steps
+        cb.n_calls = step // cfg.n_envs
+    return step, logger

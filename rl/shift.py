@@ -37,10 +37,13 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from fsae.config import ConfigError, load_config
 from fsae.provenance import ProvenanceWarning, check_dependencies
-from rl.agent import AgentConfig, build_model, make_vec_env_for, probe_env, resolve_checkpoint
-from rl.common_sense import Regenerator, make_regenerator
+from rl.agent import build_model, resolve_checkpoint
+from rl.common_sense import Regenerator
 from rl.compare import condition_key, fmt_ci, improvement_ci, iqm_ci
-from rl.sweep import run_finished
+from rl.config import AgentConfig
+from rl.env_factory import make_observer, make_vec_env_for, probe_env
+from rl.perception import Encoder
+from rl.run_folder import run_finished
 
 AS_TRAINED = "as trained"
 COLUMNS = ["env", "shift", "condition", "seeds", "iqm", "ci_low", "ci_high", "p_improve", "p_low", "p_high"]
@@ -52,7 +55,7 @@ class FinalAgent:
 
     cfg: AgentConfig
     model: BaseAlgorithm
-    regen: Regenerator | None
+    regen: Regenerator | Encoder | None
 
     def env(self, env_kwargs: dict[str, Any] | None = None) -> VecEnv:
         """One evaluation environment: the run's evaluation kwargs updated with ``env_kwargs``, its condition's
@@ -69,7 +72,7 @@ class FinalAgent:
         return float(mean)
 
 
-def _eval_env(cfg: AgentConfig, regen: Regenerator | None, env_kwargs: dict[str, Any] | None) -> VecEnv:
+def _eval_env(cfg: AgentConfig, regen: Regenerator | Encoder | None, env_kwargs: dict[str, Any] | None) -> VecEnv:
     kwargs = {**cfg.env_kwargs, **cfg.eval_env_kwargs, **(env_kwargs or {})}
     return make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, kwargs)
 
@@ -90,9 +93,7 @@ def load_final_agent(run_dir: str | Path, device: str = "cpu", allow_changed: bo
     if changed and not allow_changed:
         raise ConfigError(f"{changed[0]}; the agent was trained with the old file: restore it, or allow_changed")
     checkpoint = resolve_checkpoint(cfg)
-    regen = make_regenerator(
-        cfg.condition, checkpoint, device, None, cfg.feedback_steps, cfg.regen_dtype, cfg.env_id, cfg.cuda_graph
-    )
+    regen = make_observer(cfg, checkpoint, device)
     venv = _eval_env(cfg, regen, None)  # for the spaces only: SB3 re-seeds the env a model is built on
     try:
         model = build_model(cfg, venv, device)

@@ -4,7 +4,7 @@ Contents:
     SweepEnv, SweepConfig -- typed configs (``configs/sweeps/*.yaml``); unknown keys and wrong types are refused.
     Run, RunResult        -- one planned ``scripts/train_agent.py`` run (its command line and folder), and its outcome.
     plan                  -- the grid as a list of ``Run``; every run's agent config is checked before anything starts.
-    DONE_MARKER, run_finished, is_finished -- the run-finished marker and its test.
+    is_finished       -- whether a planned run finished earlier (``rl.run_folder.run_finished``).
     settings_changed      -- how a finished run differs from the sweep's plan for it (settings, retrained checkpoint).
     run_local             -- the runs not yet finished, as parallel subprocesses on this machine.
     run_ray               -- the same on a Ray cluster, one task (with CPU/GPU resources) per run (``pip install -e
@@ -13,7 +13,7 @@ Contents:
 Each run is the same subprocess on both backends: ``python scripts/train_agent.py --config ... --augment <condition>
 --seed <N> --logdir <logdir> ... --set progress_bar=false ... overwrite=true run_name=<label>``, its stdout and stderr
 going to ``train.log`` in its run folder ``<logdir>/<env>/<label>/seed<N>``. The sweep passes ``run_name`` itself, so
-it knows each folder before the run starts: ``rl.agent.condition_label``, e.g. 'none', 'copy', 'autoencoder',
+it knows each folder before the run starts: ``rl.run_folder.condition_label``, e.g. 'none', 'copy', 'autoencoder',
 'fsae-<variant>' with the variant from the checkpoint's file name (``fsae_round.pt`` -> 'fsae-round').
 
 Restarting: a run is finished when its folder holds ``done.json``, which the sweep writes (atomically) after the run's
@@ -53,10 +53,10 @@ from fsae.checkpoint import CheckpointError, atomic_write_json, sha256_file
 from fsae.config import ConfigError, apply_overrides, check, from_dict, load_config, load_yaml, to_dict
 from fsae.data import DatasetError
 from rl import CONDITIONS
+from rl.run_folder import DONE_MARKER, run_finished
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "scripts" / "train_agent.py"
-DONE_MARKER = "done.json"
 LOG_FILE = "train.log"
 LOCK_FILE = ".sweep.lock"
 RAY_HINT = "backend 'ray' needs Ray, an optional extra: pip install -e '.[ray]'"
@@ -84,10 +84,13 @@ class SweepConfig:
 
     envs: list[SweepEnv] = field(default_factory=list)
     """The environments, each with its agent config and checkpoints."""
-    conditions: list[Literal["none", "fsae", "copy", "autoencoder"]] = field(default_factory=lambda: list(CONDITIONS))
+    conditions: list[Literal["none", "fsae", "copy", "autoencoder", "code", "features"]] = field(
+        default_factory=lambda: list(CONDITIONS)
+    )
     """Conditions to compare (see ``rl.agent``); 'none' is the baseline of ``rl.compare``."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    """Seeds of every (environment, condition); at least 5 for a comparison, 10 for a claim (DESIGN.md 2)."""
+    """Seeds of every (environment, condition); at least 5 for a comparison, 10 for a claim
+    (docs/DESIGN.md section 2)."""
     total_steps: int | None = None
     """Environment steps per run (None = each agent config's own)."""
     n_envs: int | None = None
@@ -155,8 +158,10 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
     environment can be made with its kwargs, and that each checkpoint fits its environment), so that a typo fails here
     and not in 60 runs. Paths in the commands are absolute (Ray workers run in another folder). Raises ``ConfigError``.
     """
-    from rl.agent import AgentConfig, check_hyperparams, condition_label, probe_env, resolve_checkpoint, run_dir_for
-    from rl.common_sense import make_regenerator
+    from rl.agent import resolve_checkpoint
+    from rl.config import AgentConfig, check_hyperparams
+    from rl.env_factory import make_observer, probe_env
+    from rl.run_folder import condition_label, run_dir_for
 
     logdir = Path(_abs(cfg.logdir))  # type: ignore[arg-type]
     runs: list[Run] = []
@@ -178,7 +183,7 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
                     if value is not None:
                         flags[key] = value
                         argv += [flag, str(value)]
-                if condition in ("fsae", "autoencoder") and fsae_ckpt:
+                if condition in ("fsae", "autoencoder", "code", "features") and fsae_ckpt:
                     flags["fsae_checkpoint"] = fsae_ckpt
                     argv += ["--fsae", fsae_ckpt]
                 sets = ["progress_bar=false", *cfg.set, *env.set]
@@ -204,7 +209,7 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
                         if env_key not in spaces:
                             spaces[env_key] = probe_env(agent)
                         if ckpt is not None and (ckpt, condition, env_key) not in fitted:  # does it fit the env?
-                            make_regenerator(condition, ckpt, "cpu", spaces[env_key], env_name=agent.env_id)
+                            make_observer(agent, ckpt, "cpu", spaces[env_key])
                             fitted.add((ckpt, condition, env_key))
                     except (ConfigError, CheckpointError, DatasetError) as e:
                         raise ConfigError(f"{where}: {e}") from None
@@ -228,21 +233,6 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
 
 # --------------------------------------------------------------------------------------------------------------------
 # Finished runs
-
-
-def _readable_json(path: Path) -> bool:
-    try:
-        json.loads(path.read_text())
-        return True
-    except (OSError, ValueError):
-        return False
-
-
-def run_finished(run_dir: str | Path) -> bool:
-    """True when ``run_dir`` holds a readable ``done.json`` (the sweep's marker) or ``metrics.json`` (train_agent's
-    last file). A half-written file does not count."""
-    run_dir = Path(run_dir)
-    return _readable_json(run_dir / DONE_MARKER) or _readable_json(run_dir / "metrics.json")
 
 
 def is_finished(run: Run) -> bool:

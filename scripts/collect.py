@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium.error import Error as GymError
 
 from envs.collect import collect, parse_env_kwargs
-from fsae.cli import error
+from fsae.console import error
 from fsae.data import DatasetError, save_task_data
 
 

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fsae.cli import error
+from fsae.console import error
 from rl.compare import BASELINE, compare
 
 

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from fsae.checkpoint import CheckpointError
-from fsae.cli import error
 from fsae.config import ConfigError, apply_overrides
+from fsae.console import error
 from fsae.data import DatasetError
 from rl.shift import evaluate_shifts, save
 

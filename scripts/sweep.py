@@ -18,8 +18,8 @@ import os
 import signal
 import sys
 
-from fsae.cli import error
 from fsae.config import ConfigError
+from fsae.console import error
 from rl.sweep import is_finished, load_sweep, plan, run_local, run_ray, settings_changed
 
 

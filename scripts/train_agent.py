@@ -5,6 +5,8 @@ python scripts/train_agent.py --config $CFG                                   # 
 python scripts/train_agent.py --config $CFG --augment --fsae $CKPT            # the FSAE's common sense ('fsae')
 python scripts/train_agent.py --config $CFG --augment copy --seed 1           # raw + raw ('copy')
 python scripts/train_agent.py --config $CFG --augment autoencoder --fsae $CKPT   # raw + conventional AE
+python scripts/train_agent.py --config $CFG --augment code --fsae $CKPT       # raw + the classifier's code (Dict obs)
+python scripts/train_agent.py --config $CFG --augment features --fsae $CKPT   # raw + its last hidden layer
 tensorboard --logdir runs/agents                  # runs overlay as <env>/<condition>/seed<N>
 
 --augment alone means 'fsae'; without it the config's condition holds ('none', raw observations, in every shipped
@@ -33,10 +35,12 @@ import sys
 from pathlib import Path
 
 from fsae.checkpoint import CheckpointError
-from fsae.cli import error, print_metrics
 from fsae.config import ConfigError, apply_overrides, from_dict, load_yaml
+from fsae.console import error, print_metrics
 from fsae.data import DatasetError
-from rl.agent import AgentConfig, train_agent
+from rl import CONDITIONS
+from rl.agent import train_agent
+from rl.config import AgentConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "agent" / "digit_bandit.yaml"
 
@@ -49,8 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="?",
         const="fsae",
         default=None,
-        choices=["none", "fsae", "copy", "autoencoder"],
-        help="condition: the flag alone means fsae; without the flag, the config's (none: raw observations only)",
+        choices=list(CONDITIONS),
+        help="condition: the flag alone means fsae; without the flag, the config's (none: raw observations only); "
+        "code / features hand over the FSAE's code / last hidden layer (--set code_round=true: the rounded code)",
     )
     p.add_argument("--fsae", default=None, metavar="CHECKPOINT", help="FSAE checkpoint (fsae_<variant>.pt)")
     p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")

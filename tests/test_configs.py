@@ -14,8 +14,10 @@ import torch
 from fsae.config import load_config
 from fsae.model import FSAE
 from fsae.pretrain import PretrainConfig, variant_config
-from rl.agent import AgentConfig, check_hyperparams, make_env, policy_kwargs
+from rl.agent import policy_kwargs
 from rl.common_sense import union_space
+from rl.config import AgentConfig, check_hyperparams
+from rl.env_factory import make_env
 from rl.sweep import load_sweep, plan
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,8 @@ import numpy as np
 import yaml
 
 from fsae.config import apply_overrides, from_dict
-from rl.agent import AgentConfig, train_agent
+from rl.agent import train_agent
+from rl.config import AgentConfig
 
 BANDIT = Path(__file__).resolve().parents[2] / "configs" / "agent" / "digit_bandit.yaml"
 # 512 steps: 4 rollouts of 2 envs x 64 steps, an evaluation (2 episodes of 8 steps) every 128 steps.

@@ -25,7 +25,9 @@ from stable_baselines3.common.logger import configure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fsae.config import load_config
-from rl.agent import AgentConfig, build_model, make_vec_env_for
+from rl.agent import build_model
+from rl.config import AgentConfig
+from rl.env_factory import make_vec_env_for
 from rl.resume import load_latest, restore_evaluations, restore_progress
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,9 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from fsae.checkpoint import save_fsae
 from fsae.config import ConfigError, apply_overrides, from_dict
 from fsae.model import FSAE, FSAEConfig, LayerSpec
-from rl.agent import AgentConfig, make_vec_env_for, train_agent
+from rl.agent import train_agent
+from rl.config import AgentConfig
+from rl.env_factory import make_vec_env_for
 from rl.shift import AS_TRAINED, evaluate_run, evaluate_shifts, load_final_agent, markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]

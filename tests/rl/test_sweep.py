@@ -95,7 +95,7 @@ def test_plan_checkpoints_and_labels(tmp_path):
     assert fsae_run.run_dir == tmp_path / "logs" / "DigitBandit-v0" / "fsae-round" / "seed3"
     assert ae_run.run_dir.parent.name == "autoencoder"
     assert fsae_run.command[fsae_run.command.index("--fsae") + 1] == str(ckpt)
-    # Non-default union and feedback keep their suffixes, as rl.agent.condition_label names them.
+    # Non-default union and feedback keep their suffixes, as rl.run_folder.condition_label names them.
     cfg.set = ["union=max", "feedback_steps=2"]
     assert plan(cfg)[0].run_dir.parent.name == "fsae-round-max-fb2"
     cfg.set = []

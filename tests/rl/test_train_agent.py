@@ -25,8 +25,11 @@ import rl.agent
 from fsae.checkpoint import safe_load, save_fsae, sha256_file
 from fsae.config import ConfigError, apply_overrides, from_dict, load_config
 from fsae.model import FSAE, FSAEConfig, LayerSpec
-from rl.agent import AgentConfig, SplitEvalCallback, run_dir_for, train_agent
+from rl.agent import train_agent
+from rl.callbacks import SplitEvalCallback
+from rl.config import AgentConfig
 from rl.extractor import SmallCNN
+from rl.run_folder import run_dir_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_agent.py"
@@ -70,7 +73,7 @@ def tiny_config(tmp_path: Path, **kw) -> AgentConfig:
 @pytest.mark.parametrize("name", ["digit_bandit", "digit_sum", "digit_lock"])
 def test_shipped_configs_load(name):
     cfg = load_config(AgentConfig, ROOT / "configs" / "agent" / f"{name}.yaml")
-    rl.agent.check_hyperparams(cfg)
+    rl.config.check_hyperparams(cfg)
     assert cfg.condition == "none" and cfg.algo == "ppo" and cfg.eval_env_kwargs["split"] == "test"
     assert isinstance(cfg.hyperparams["n_steps"], int) and isinstance(cfg.hyperparams["learning_rate"], float)
     if name != "digit_lock":
@@ -166,7 +169,7 @@ def test_other_algorithms_and_conditions(tmp_path, ckpts, algo, condition):
     else:
         assert info["checkpoint"] is None and info["condition"] == "copy"
     assert 0.0 <= metrics["final_eval/mean_reward"] <= 8.0  # 8-step episodes, reward 0 or 1 per step
-    agent = rl.agent.ALGOS[algo].load(run / "final_model.zip", device="cpu")
+    agent = rl.config.ALGOS[algo].load(run / "final_model.zip", device="cpu")
     assert agent.observation_space.shape == (2, 28, 28)  # the policy was trained on the union: raw + regeneration
 
 
@@ -184,7 +187,7 @@ def test_linear_lr_schedule_decays_to_zero(tmp_path):
     assert model.observation_space.shape == (1, 28, 28)  # raw only
     assert model.lr_schedule(1.0) == pytest.approx(lr) and model.lr_schedule(0.25) == pytest.approx(lr / 4)
     with pytest.raises(ConfigError, match="numeric hyperparams.learning_rate"):
-        rl.agent.check_hyperparams(tiny_config(tmp_path, lr_schedule="linear", hyperparams={"learning_rate": "fast"}))
+        rl.config.check_hyperparams(tiny_config(tmp_path, lr_schedule="linear", hyperparams={"learning_rate": "fast"}))
 
 
 def test_occupied_run_folder_is_refused(tmp_path):

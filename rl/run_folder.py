@@ -1,0 +1,100 @@
+"""An agent run's folder: where it lives, what a new run writes there first, its logger, and whether it finished.
+
+Contents:
+    condition_label -- the condition's folder name ('none', 'copy', 'fsae-round', 'fsae-round-max-fb2-lin', ...).
+    run_dir_for     -- ``logdir/<env>/<condition label>/seed<N>``.
+    start_run       -- a new run's files: ``config.yaml`` (resolved), ``command.txt``, ``fsae.json`` (which frozen
+                       model), ``run_info.json`` (code version, machine, the checkpoint's SHA-256).
+    open_logger     -- SB3's logger writing CSV and TensorBoard events straight into the folder (no ``PPO_1/``).
+    write_hparams   -- the config as a TensorBoard text table.
+    DONE_MARKER, run_finished -- a sweep's marker file, and the test of a finished run that sweeps, ``compare`` and
+                       the shift evaluation share.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure
+
+from fsae.config import to_dict
+from fsae.provenance import write_run_info
+from rl.common_sense import Regenerator
+from rl.config import AgentConfig
+from rl.perception import Encoder
+
+DONE_MARKER = "done.json"
+"""Written by a sweep beside ``metrics.json`` when a run ends; either one marks the run finished."""
+
+
+def condition_label(cfg: AgentConfig) -> str:
+    """Folder name of the condition: 'none', 'copy', 'autoencoder', 'fsae-<variant>' with <variant> the checkpoint's
+    file name without 'fsae_' (``fsae_round.pt`` -> 'fsae-round'), 'code', 'code-round', 'features'; '-<union>',
+    '-fb<T>', '-lin' appended when not the defaults, so that variants and settings never share (and overwrite) a folder.
+    ``run_name`` replaces it all."""
+    if cfg.run_name:
+        return cfg.run_name
+    label = cfg.condition
+    if cfg.condition == "fsae" and cfg.fsae_checkpoint:
+        label = f"fsae-{Path(cfg.fsae_checkpoint).stem.removeprefix('fsae_')}"
+    if cfg.code_round:
+        label += "-round"
+    if cfg.condition not in ("none", "code", "features") and cfg.union != "stack":
+        label += f"-{cfg.union}"
+    if cfg.condition in ("fsae", "autoencoder") and cfg.feedback_steps:
+        label += f"-fb{cfg.feedback_steps}"
+    if cfg.lr_schedule != "constant":
+        label += "-lin"
+    return label
+
+
+def run_dir_for(cfg: AgentConfig) -> Path:
+    """``logdir/<env>/<condition label>/seed<N>``, with <env> the id without namespace, e.g. DigitBandit-v0."""
+    return Path(cfg.logdir) / cfg.env_id.split("/")[-1] / condition_label(cfg) / f"seed{cfg.seed}"
+
+
+def start_run(
+    run_dir: Path, cfg: AgentConfig, regen: Regenerator | Encoder | None, checkpoint: str | None, command: str | None
+) -> None:
+    """Create ``run_dir`` and write what a new run records before it trains."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    (run_dir / "command.txt").write_text((command or "(called from Python)") + "\n")
+    regen_info = regen.describe() if regen else {"condition": "none", "checkpoint": None, "sha256": None}
+    regen_info["union"] = cfg.union if isinstance(regen, Regenerator) else None
+    (run_dir / "fsae.json").write_text(json.dumps(regen_info, indent=2) + "\n")
+    write_run_info(run_dir, depends_on={cfg.condition: checkpoint} if checkpoint else {})
+
+
+def open_logger(run_dir: Path, verbose: int = 0) -> Logger:
+    """SB3's logger with the CSV (``progress.csv``, truncated when opened) and TensorBoard outputs in ``run_dir``
+    itself (SB3's ``tensorboard_log`` would add ``PPO_1/``); stdout too when ``verbose``."""
+    return configure(str(run_dir), (["stdout"] if verbose else []) + ["csv", "tensorboard"])
+
+
+def write_hparams(logger: Logger, cfg: AgentConfig) -> None:
+    """The resolved config (and hyperparameters) as a key/value table in TensorBoard's text tab."""
+    rows = [("key", "value"), ("---", "---")]
+    flat = {**{k: v for k, v in to_dict(cfg).items() if not isinstance(v, dict)}, **cfg.hyperparams}
+    rows += [(k, str(v)) for k, v in sorted(flat.items())]
+    for fmt in logger.output_formats:
+        if isinstance(fmt, TensorBoardOutputFormat):
+            fmt.writer.add_text("hyperparameters", "\n".join(f"|{k}|{v}|" for k, v in rows), 0)
+            fmt.writer.flush()
+
+
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def run_finished(run_dir: str | Path) -> bool:
+    """True when ``run_dir`` holds a readable ``done.json`` (the sweep's marker) or ``metrics.json`` (train_agent's
+    last file). A half-written file does not count."""
+    run_dir = Path(run_dir)
+    return _readable_json(run_dir / DONE_MARKER) or _readable_json(run_dir / "metrics.json")
