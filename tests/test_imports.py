@@ -16,8 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("fsae", "envs", "rl", "scripts")  # each may import from the ones before it, never from those after
 ANALYSIS = ("rl.compare", "rl.shift")  # reading finished runs: must not depend on the sweep machinery...
@@ -147,12 +145,10 @@ def reachable(start: str) -> set[str]:
     return seen
 
 
-@pytest.mark.xfail(strict=True, reason="rl.agent <-> rl.resume (issue 20; being split on branch rlsplit)")
 def test_no_import_cycles():
     assert cycles(GRAPH) == []
 
 
-@pytest.mark.xfail(strict=True, reason="rl.compare and rl.shift import run_finished from rl.sweep (issue 20, rlsplit)")
 def test_analysis_does_not_depend_on_orchestration():
     assert {a: sorted(reachable(a) & set(ORCHESTRATION)) for a in ANALYSIS} == {a: [] for a in ANALYSIS}
 
