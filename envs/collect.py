@@ -1,38 +1,107 @@
-"""Task data for pretraining: observations of an environment under a random policy, labelled from its ``info``.
+"""Task data for pretraining: observations of an environment under a random policy, with their labels.
 
 Contents:
-    labels_from_info  -- the ground-truth label(s) of an observation: ``info["labels"]`` if present, else
-                         ``info["label"]``.
+    CollectConfig     -- what to collect: env id, kwargs, packages, wrappers, label source, steps, seed, image layout
+                         (``configs/collect/*.yaml``; unknown keys refused).
+    TaskData          -- the result: obs (N, C, H, W) uint8, labels, what was done to the images, the labels' names.
+    image_layout      -- how an observation space's images become (C, H, W): SB3's rule (``is_image_space_channels_
+                         first``) or the layout the config states; one line naming the space when it is no image.
     parse_env_kwargs  -- ``["noise=0.1", "occlusion_size=8"]`` -> ``{"noise": 0.1, "occlusion_size": 8}``.
-    collect           -- roll out a seeded random policy for N steps; returns ``(obs, labels)`` in the task-data format
-                         of ``fsae.data.save_task_data`` / ``load_task_data``.
+    collect           -- roll out a seeded random policy for N steps; returns ``TaskData`` in the format of
+                         ``fsae.data.save_task_data`` / ``load_task_data``.
 
-Labels: (N,) int64 classes for ``fsae/DigitBandit-v0``; (N, 2) int64 (left digit, right digit) for
-``fsae/DigitSum-v0`` and ``fsae/DigitLock-v0`` (target, dial), for a pretraining head of type "groups" with
-``groups: [10, 10]``. They are the clean classes, whatever the corruption of the images.
+Images are stored channels first, uint8, whatever the environment gives: channels-last (H, W, C) frames (MiniGrid's
+``RGBImgPartialObsWrapper``) are transposed, 2-D grey frames (``AtariPreprocessing``) get a channel axis, so
+pretraining reads them as (C, H, W). ``TaskData.layout`` says which was done. Labels come from ``envs.labels``:
+``info`` (the digit envs: (N,) int64 for ``fsae/DigitBandit-v0``; (N, 2) int64 for ``fsae/DigitSum-v0`` and
+``fsae/DigitLock-v0``, the clean classes whatever the corruption), Atari RAM (float32) or a label function.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from tqdm import tqdm
 
 import envs  # noqa: F401  (registers the fsae/ ids)
+from envs.labels import LabelConfig, make_labeler
+from fsae.config import ConfigError, check
 
-__all__ = ["collect", "labels_from_info", "parse_env_kwargs"]
+__all__ = ["CollectConfig", "TaskData", "collect", "image_layout", "parse_env_kwargs"]
+
+LAYOUTS = ("auto", "channels_first", "channels_last")
 
 
-def labels_from_info(info: Mapping[str, Any]) -> np.ndarray:
-    """The clean label(s) of the observation returned with ``info``, as an int64 array: () or (K,)."""
-    for key in ("labels", "label"):
-        if key in info:
-            return np.asarray(info[key], dtype=np.int64)
-    raise KeyError(f"info has neither 'labels' nor 'label' (keys: {sorted(info)}); the env gives no ground truth")
+@dataclass
+class CollectConfig:
+    """One collection run (``scripts/collect.py --config``); every field can also be given as a flag."""
+
+    env_id: str = "fsae/DigitBandit-v0"
+    """A registered Gymnasium id (those of ``env_packages`` once imported)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Constructor arguments, e.g. {split: test, noise: 0.1} for the digit envs, {frameskip: 4} for Atari."""
+    env_packages: list[str] = field(default_factory=list)
+    """Modules to import so that the id registers, e.g. [ale_py] or [minigrid]."""
+    env_wrappers: list[str | dict[str, dict[str, Any]]] = field(default_factory=list)
+    """Wrappers applied in order, in rl-zoo3's convention: a dotted path, or {path: kwargs}."""
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    """The label source: info keys, RAM bytes or a label function (``envs.labels``)."""
+    layout: Literal["auto", "channels_first", "channels_last"] = "auto"
+    """How a 3-D image observation is laid out: 'auto' decides as SB3 does (the smallest axis is the channels)."""
+    steps: int = 10_000
+    """Observations to collect."""
+    seed: int = 0
+    """Seeds the environment's first reset and the random policy."""
+
+    def __post_init__(self):
+        self.labels = LabelConfig(**self.labels) if isinstance(self.labels, dict) else self.labels
+        check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        check(self.layout in LAYOUTS, f"layout must be one of {LAYOUTS}, got '{self.layout}'")
+
+
+class TaskData(NamedTuple):
+    """What ``collect`` returns."""
+
+    obs: np.ndarray
+    """(N, C, H, W) uint8."""
+    labels: np.ndarray
+    """(N,) or (N, K) int64 classes, or (N, K) float32 targets."""
+    layout: str
+    """What was done to each observation to make it (C, H, W), e.g. 'channels-last (28, 28, 3) -> (3, 28, 28)'."""
+    label_names: list[str] | None
+    """One name per label column where the source gives them."""
+
+
+def image_layout(space: gym.Space, layout: str = "auto", env_id: str = "the env") -> tuple[Callable, str]:
+    """The function that turns one observation of ``space`` into (C, H, W) uint8, and a line saying what it does.
+
+    Args:
+        space: the observation space; it must be a uint8 ``Box`` of 2 (grey) or 3 dimensions.
+        layout: 'auto' (SB3's rule: channels first when the first axis is the smallest), 'channels_first' or
+            'channels_last' (3-D spaces only).
+        env_id: named in the error.
+
+    Raises:
+        ConfigError: not a uint8 image of 2 or 3 dimensions (one line naming the space and what to add).
+    """
+    shape = getattr(space, "shape", None)
+    ok = isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and shape is not None and len(shape) in (2, 3)
+    fix = "add a wrapper that gives one (e.g. minigrid.wrappers.ImgObsWrapper, gymnasium.wrappers.AtariPreprocessing)"
+    check(ok, f"{env_id} observes {space}; task data needs uint8 images (C, H, W), (H, W, C) or grey (H, W): {fix}")
+    assert shape is not None
+    if len(shape) == 2:
+        return (lambda ob: ob[None]), f"grey {tuple(shape)} -> (1, {shape[0]}, {shape[1]})"
+    first = is_image_space_channels_first(space) if layout == "auto" else layout == "channels_first"
+    if first:
+        return (lambda ob: ob), f"channels-first {tuple(shape)} as given"
+    h, w, c = shape
+    return (lambda ob: ob.transpose(2, 0, 1)), f"channels-last {tuple(shape)} -> ({c}, {h}, {w})"
 
 
 def parse_env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
@@ -65,12 +134,14 @@ def parse_env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
 def collect(
     env_id: str,
     steps: int,
-    split: str = "train",
     seed: int = 0,
     env_kwargs: Mapping[str, Any] | None = None,
+    labels: LabelConfig | None = None,
+    layout: str = "auto",
+    make_env: Callable[..., gym.Env] = gym.make,
     progress: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Roll out a uniformly random policy and keep every observation it sees with its ground-truth label(s).
+) -> TaskData:
+    """Roll out a uniformly random policy and keep every observation it sees with its label(s).
 
     The observations are those the policy acts on, ``steps`` in all: each reset's and each step's next observation,
     except that the final observation of an episode is replaced by the next reset's (reset without a new seed, so the
@@ -79,35 +150,44 @@ def collect(
     Args:
         env_id: a registered id, e.g. "fsae/DigitSum-v0".
         steps: number of observations to collect (>= 1).
-        split: "train" or "test": the MNIST split the environment draws its images from.
         seed: seeds the environment's first reset and the action space.
-        env_kwargs: further constructor arguments (``noise``, ``occlusion``, ...); not ``split``.
+        env_kwargs: constructor arguments (``split``, ``noise``, ...), passed as they are.
+        labels: the label source (default: ``info``'s "labels" / "label").
+        layout: see ``image_layout``.
+        make_env: ``make_env(env_id, **env_kwargs)`` builds the env (e.g. with packages imported and wrappers added).
         progress: show a tqdm progress bar.
 
     Returns:
-        ``(obs, labels)``: obs (steps, C, H, W) uint8; labels (steps,) or (steps, K) int64, see the module docstring.
+        ``TaskData``: obs (steps, C, H, W) uint8; labels (steps,) or (steps, K); the layout line; the labels' names.
+
+    Raises:
+        ConfigError: the observations are not images, or the labels change shape or dtype between steps.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    kwargs = dict(env_kwargs or {})
-    if "split" in kwargs:
-        raise ValueError("give the split as collect(split=...) (--split on the command line), not in env_kwargs")
-    env = gym.make(env_id, split=split, **kwargs)
+    check(steps >= 1, f"steps must be >= 1, got {steps}")
+    cfg = labels or LabelConfig()
+    labeler = make_labeler(cfg)
+    env = make_env(env_id, **dict(env_kwargs or {}))
     try:
-        shape = env.observation_space.shape
-        assert shape is not None and env.observation_space.dtype == np.uint8 and len(shape) == 3, (
-            f"{env_id} must have (C, H, W) uint8 image observations to give task data, got {env.observation_space}"
-        )
+        to_chw, note = image_layout(env.observation_space, layout, env_id)
         env.action_space.seed(seed)
         ob, info = env.reset(seed=seed)
-        obs = np.empty((steps, *shape), np.uint8)
-        labels = np.empty((steps, *labels_from_info(info).shape), np.int64)
+        first = labeler(env, info)
+        if first.dtype == np.float32 and first.ndim == 0:
+            first = first.reshape(1)  # fsae.data reads (N,) only as classes: a float target is (N, 1)
+        obs = np.empty((steps, *to_chw(ob).shape), np.uint8)
+        ys = np.empty((steps, *first.shape), first.dtype)
         for t in tqdm(range(steps), desc=f"collect {env_id}", disable=not progress, unit="step"):
             if t > 0:
                 ob, _, terminated, truncated, info = env.step(env.action_space.sample())
                 if terminated or truncated:
                     ob, info = env.reset()
-            obs[t], labels[t] = ob, labels_from_info(info)
+            y = labeler(env, info) if t > 0 else first
+            if y.size != first.size or y.dtype != first.dtype:
+                raise ConfigError(
+                    f"labels from {cfg.source} are {y.size} {y.dtype} value(s) at step {t} but were {first.size} "
+                    f"{first.dtype} at step 0; every observation needs the same number of labels"
+                )
+            obs[t], ys[t] = to_chw(ob), y.reshape(first.shape)
     finally:
         env.close()
-    return obs, labels
+    return TaskData(obs, ys, note, cfg.names())

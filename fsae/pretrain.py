@@ -4,14 +4,17 @@ Contents:
     DataConfig, VariantConfig, PretrainConfig -- what to train on, which variants, and how.
     load_dataset      -- MNIST or task data (``.npz``) as float tensors (N, C, H, W) in [0, 1] and targets.
     check_targets     -- refuse targets that do not fit the model's head (shape, dtype, class range), in one line.
+    scale_targets     -- regression targets to [0, 1] or standardised, with the training set's statistics.
     class_mean_reference -- MSE of outputting the mean training image of the predicted class (the round optimum).
     pretrain          -- the whole run: checkpoints, TensorBoard, ``fig2.png``, ``metrics.json``, ``run_info.json``
                          (provenance and the checkpoints' SHA-256); returns the metrics. Resumable after a kill
                          (``resume=True``): ``train_state.pt`` is saved after every epoch (``fsae.resume``).
 
-Metric keys (``metrics.json``): ``abstract/test_accuracy`` (or ``abstract/test_r2``), ``concrete/<variant>/test_mse``
-(``_mae``, ``_cosine``, ``_psnr``), ``feedback/<variant>/T<t>/test_mse``, ``prototype/cycle_accuracy``,
-``reference/class_mean_mse``, ``baseline_ae/test_mse``, ``time/total_seconds``.
+Metric keys (``metrics.json``): ``abstract/test_accuracy`` (and ``_group<i>`` per group) or ``abstract/test_r2`` (and
+``_<i>`` per target), ``concrete/<variant>/test_mse`` (``_mae``, ``_cosine``, ``_psnr``),
+``feedback/<variant>/T<t>/test_mse``, ``prototype/cycle_accuracy``, ``reference/class_mean_mse`` (class heads, and a
+linear head rounded to ``model.round_grid``: the cells of the grid are its classes), ``baseline_ae/test_mse``,
+``data/target_offset_<i>`` and ``data/target_scale_<i>`` (``data.target_scale``), ``time/total_seconds``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from fsae.provenance import write_run_info
 from fsae.resume import STATE_FILE, TrainingState
 
 TARGETS = ("class", "attributes", "center_of_mass")
+SCALES = ("none", "minmax", "standard")
 
 
 @dataclass
@@ -62,11 +66,16 @@ class DataConfig:
     target: str = "class"
     """MNIST only: 'class' (10 classes), 'attributes' (even, >= 5, has a loop: 3 binary), 'center_of_mass'
     (row and column of the ink's centre, in [0, 1]: 2 regression targets)."""
+    target_scale: str = "none"
+    """Linear head only: rescale each target with the training set's statistics before training, 'minmax' (to
+    [0, 1]: (y - min) / (max - min)), 'standard' ((y - mean) / std) or 'none'; the offsets and scales are recorded
+    in metrics.json (``data/target_offset_<i>``, ``data/target_scale_<i>``), R^2 does not depend on them."""
 
     def __post_init__(self):
         check(0.0 < self.test_fraction < 1.0, f"test_fraction must be in (0, 1), got {self.test_fraction}")
         check(self.train_size >= 0 and self.test_size >= 0, "train_size and test_size must be >= 0")
         check(self.target in TARGETS, f"target must be one of {TARGETS}, got '{self.target}'")
+        check(self.target_scale in SCALES, f"target_scale must be one of {SCALES}, got '{self.target_scale}'")
 
 
 @dataclass
@@ -124,6 +133,9 @@ class PretrainConfig:
         check(all(t >= 0 for t in self.feedback_steps), "feedback_steps must be >= 0")
         check(self.feedback_gain > 0, f"feedback_gain must be > 0, got {self.feedback_gain}")
         check(self.torch_threads >= 0, f"torch_threads must be >= 0, got {self.torch_threads}")
+        check(self.data.target_scale == "none" or self.model.head == "linear", f"data.target_scale "
+              f"'{self.data.target_scale}' rescales regression targets: it needs model.head linear, not "
+              f"'{self.model.head}'")  # fmt: skip
         m = self.model  # each variant sets these itself: a value here would be silently ignored
         check(
             not m.round and m.jumps in ([], "none") and m.feedback_steps == 0 and m.feedback_gain == 1.0,
@@ -179,14 +191,46 @@ def load_dataset(
     if cfg.test_size:
         xte, yte = xte[: cfg.test_size], yte[: cfg.test_size]
 
+    classes = model is not None and model.head in ("softmax", "groups")
+
     def targets(y: np.ndarray, split: str) -> torch.Tensor:
         t = torch.from_numpy(np.array(y))  # a writable copy of the (read-only, cached) labels
+        if classes and t.is_floating_point():  # the head reads the labels: whole-number floats as class indices
+            frac = t[t != t.round()]
+            if len(frac):
+                raise ConfigError(
+                    f"model.head {model.head} needs class indices, but the {split} labels are "
+                    f"{str(t.dtype).replace('torch.', '')} with fractional values (e.g. {frac[0].item():.4g}); use "
+                    "head linear for regression targets, or collect integer labels"
+                )
+            t = t.long()
         t = t if t.is_floating_point() else t.long()  # task data may hold int32 or uint8 classes
         if model is not None:
             check_targets(t, model, split)
         return t
 
     return to_float_images(xtr), targets(ytr, "training"), to_float_images(xte), targets(yte, "test")
+
+
+def scale_targets(
+    y_train: torch.Tensor, y_test: torch.Tensor, how: str
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """Rescale regression targets column by column with the training set's statistics (``DataConfig.target_scale``):
+    y' = (y - offset) / scale, offset/scale = min/(max - min) for 'minmax', mean/std for 'standard'. A constant column
+    keeps scale 1. Returns both sets and the recorded ``data/target_offset_<i>``, ``data/target_scale_<i>``."""
+    if how == "none":
+        return y_train, y_test, {}
+    ytr, yte = y_train.float(), y_test.float()
+    flat = ytr.view(len(ytr), -1)
+    if how == "minmax":
+        offset, scale = flat.min(0).values, flat.max(0).values - flat.min(0).values
+    else:
+        offset, scale = flat.mean(0), flat.std(0, unbiased=False)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    record = {f"data/target_offset_{i}": o for i, o in enumerate(offset.tolist())}
+    record |= {f"data/target_scale_{i}": s for i, s in enumerate(scale.tolist())}
+    shape = (1, -1) if ytr.dim() == 2 else (-1,)
+    return (ytr - offset.view(shape)) / scale.view(shape), (yte - offset.view(shape)) / scale.view(shape), record
 
 
 _HEADS_TAKE = (
@@ -384,7 +428,8 @@ def pretrain(
                 f"data images are {tuple(x_train.shape[1:])} but model.input_shape is {tuple(cfg.model.input_shape)}; "
                 "set model.input_shape to match (and the layers to fit it)"
             )
-        metrics: dict[str, float] = {}
+        y_train, y_test, scaling = scale_targets(y_train, y_test, cfg.data.target_scale)
+        metrics: dict[str, float] = dict(scaling)
         bs = cfg.train.eval_batch_size
 
         # Phase 1: the abstract network, supervised.
@@ -403,6 +448,9 @@ def pretrain(
         pred_train, pred_test = T.predict(base, x_train, bs), T.predict(base, x_test, bs)
         if cfg.model.head in ("softmax", "groups", "sigmoid"):
             metrics["reference/class_mean_mse"] = class_mean_reference(pred_train, x_train, pred_test, x_test)
+        elif cfg.model.round_grid > 0:  # a linear code rounded to a grid: each grid cell is a "class"
+            cells = [torch.round(p / cfg.model.round_grid).long() for p in (pred_train, pred_test)]
+            metrics["reference/class_mean_mse"] = class_mean_reference(cells[0], x_train, cells[1], x_test)
 
         # Fig. 2 columns: the first test image of each class present (or simply the first ten).
         show = torch.arange(min(10, len(x_test)), device=device)

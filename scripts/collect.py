@@ -3,10 +3,19 @@
 python scripts/collect.py --env fsae/DigitSum-v0 --steps 50000 --out data/sum_train.npz
 python scripts/collect.py --env fsae/DigitSum-v0 --steps 10000 --out data/sum_test.npz --split test --seed 1
 python scripts/collect.py --env fsae/DigitBandit-v0 --steps 20000 --out data/bandit.npz --env-kwargs noise=0.1
+python scripts/collect.py --config configs/collect/minigrid_doorkey5.yaml --out data/minigrid_doorkey5.npz
+python scripts/collect.py --config configs/collect/pong_ram.yaml --steps 5000 --out data/pong_ram.npz
 
-The file holds ``obs`` (N, C, H, W) uint8 and ``labels`` ((N,) or (N, 2) int64), the format ``fsae.data``'s
-``load_task_data`` reads and pretraining trains on (``data.source: <file>``), plus ``env_id``, ``split``, ``seed``
-and ``env_kwargs`` (JSON) recording how it was made. An existing ``--out`` is refused unless ``--overwrite``.
+A config (``envs.collect.CollectConfig``) names the env, its kwargs, packages and wrappers, and the label source; the
+flags override it (``--set`` any key, e.g. ``--set labels.ram=[51,50]``). ``--labels`` picks the source in one word:
+``info`` (``info["labels"]``/``["label"]``), ``info=KEY,KEY``, ``ram=pong`` / ``ram=breakout`` (the AtariARI tables)
+or ``ram=51,50,49,54``, ``function=MODULE:FUNCTION`` (e.g. ``envs.labels:minigrid_concepts``).
+
+The file holds ``obs`` (N, C, H, W) uint8 (channels-last and 2-D grey frames converted; ``layout`` says what was done)
+and ``labels`` ((N,) or (N, K) int64 classes, or (N, K) float32 targets such as RAM bytes), the format pretraining
+reads (``data.source: <file>``), plus ``label_names``, ``env_id``, ``seed``, ``env_kwargs`` and ``config`` (JSON)
+recording how it was made. An existing ``--out`` is refused unless ``--overwrite``.
+Exit status 2: a bad flag, config, env, wrapper, package or label source; 1: the data could not be written.
 """
 
 from __future__ import annotations
@@ -15,26 +24,67 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from gymnasium.error import Error as GymError
 
-from envs.collect import collect, parse_env_kwargs
+from envs.collect import CollectConfig, collect, parse_env_kwargs
+from fsae.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from fsae.console import error
 from fsae.data import DatasetError, save_task_data
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", required=True, help="environment id, e.g. fsae/DigitBandit-v0")
-    p.add_argument("--steps", type=int, required=True, help="number of observations to collect")
+    p.add_argument("--config", default=None, help="collect YAML (envs.collect.CollectConfig), e.g. configs/collect/...")
+    p.add_argument("--env", default=None, help="environment id, e.g. fsae/DigitBandit-v0 (overrides env_id)")
+    p.add_argument("--steps", type=int, default=None, help="number of observations to collect")
     p.add_argument("--out", required=True, help="output .npz file")
-    p.add_argument("--split", default="train", choices=["train", "test"], help="MNIST split (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the environment and the policy (default: %(default)s)")
+    p.add_argument("--split", default=None, choices=["train", "test"], help="digit envs: the MNIST split (env kwarg)")
+    p.add_argument("--seed", type=int, default=None, help="seeds the environment and the policy (default 0)")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="constructor arguments")
+    p.add_argument("--labels", default=None, metavar="SOURCE", help="info | info=K,K | ram=TABLE | ram=A,A | "
+                   "function=MODULE:FUNCTION")  # fmt: skip
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys (YAML values)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return p.parse_args(argv)
+
+
+def parse_labels(spec: str) -> dict[str, Any]:
+    """``--labels`` -> a ``labels`` section: 'info', 'info=a,b', 'ram=pong', 'ram=51,50', 'function=mod:fn'."""
+    kind, _, value = spec.partition("=")
+    if kind == "info":
+        return {"info": [k for k in value.split(",") if k]}
+    if kind == "ram" and value:
+        parts = value.split(",")
+        if all(p.strip().lstrip("-").isdigit() for p in parts):
+            return {"ram": [int(p) for p in parts]}
+        return {"ram": value}
+    if kind == "function" and value:
+        return {"function": value}
+    raise ConfigError(f"--labels {spec!r}: use info, info=KEY,KEY, ram=pong, ram=51,50,49,54 or function=MODULE:FN")
+
+
+def build_config(args: argparse.Namespace) -> CollectConfig:
+    """The config file (if any), then the flags, then ``--set``; checked (``ConfigError`` naming the bad key)."""
+    d = load_yaml(args.config) if args.config else {}
+    if args.env is not None:
+        d["env_id"] = args.env
+    elif not args.config:
+        raise ConfigError("give --env ENV_ID or --config FILE")
+    if args.steps is not None:
+        d["steps"] = args.steps
+    if args.seed is not None:
+        d["seed"] = args.seed
+    kwargs = {**d.get("env_kwargs", {}), **parse_env_kwargs(args.env_kwargs)}
+    if args.split is not None:
+        kwargs["split"] = args.split
+    d["env_kwargs"] = kwargs
+    if args.labels is not None:
+        d["labels"] = parse_labels(args.labels)
+    return from_dict(CollectConfig, apply_overrides(d, args.set))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,19 +92,29 @@ def main(argv: list[str] | None = None) -> int:
     if Path(args.out).expanduser().exists() and not args.overwrite:
         return error(f"{args.out} already exists; pass --overwrite to replace it, or choose another --out", 2)
     try:
-        env_kwargs = parse_env_kwargs(args.env_kwargs)
-        obs, labels = collect(args.env, args.steps, args.split, args.seed, env_kwargs, progress=not args.no_progress)
-    except (ValueError, TypeError, KeyError, GymError) as e:  # bad or unknown kwargs, unknown env id
-        return error(e, 2)
-    except DatasetError as e:
-        return error(e, 1)
-    kwargs_json = json.dumps(env_kwargs, default=repr)
-    meta = {"env_id": args.env, "split": args.split, "seed": args.seed, "env_kwargs": kwargs_json}
+        cfg = build_config(args)
+        if cfg.env_packages or cfg.env_wrappers:
+            raise ConfigError("env_packages and env_wrappers are not supported yet")  # TODO(envs17): their helper
+        data = collect(cfg.env_id, cfg.steps, cfg.seed, cfg.env_kwargs, cfg.labels, cfg.layout,
+                       progress=not args.no_progress)  # fmt: skip
+    except (ValueError, TypeError, KeyError, GymError) as e:  # ConfigError, bad or unknown kwargs, unknown env id
+        return error(" ".join(str(e).split()) if not isinstance(e, KeyError) else e.args[0], 2)
+    meta = {
+        "env_id": cfg.env_id,
+        "seed": cfg.seed,
+        "env_kwargs": json.dumps(cfg.env_kwargs, default=repr),
+        "config": json.dumps(to_dict(cfg), default=repr),
+        "layout": data.layout,
+    }
+    if data.label_names:
+        meta["label_names"] = data.label_names
     try:
-        path = save_task_data(args.out, obs, labels, **{k: np.array(v) for k, v in meta.items()})
+        path = save_task_data(args.out, data.obs, data.labels, **{k: np.array(v) for k, v in meta.items()})
     except DatasetError as e:
         return error(e, 1)
-    print(f"wrote {path}: obs {obs.shape} {obs.dtype}, labels {labels.shape} {labels.dtype}")
+    names = f" ({', '.join(data.label_names)})" if data.label_names else ""
+    print(f"wrote {path}: obs {data.obs.shape} {data.obs.dtype} ({data.layout}), labels {data.labels.shape} "
+          f"{data.labels.dtype}{names}")  # fmt: skip
     return 0
 
 

@@ -100,6 +100,7 @@ PREPARE: dict[str, Callable[[Path], None]] = {
     "digits.npz": lambda p: np.savez(p, obs=np.full((256, 1, 28, 28), 128, np.uint8), labels=np.arange(256) % 10),
     "wide.npz": lambda p: np.savez(p, obs=np.zeros((256, 1, 28, 56), np.uint8), labels=np.arange(256) % 10),
     "mismatch.npz": lambda p: np.savez(p, obs=np.zeros((4, 1, 28, 28), np.uint8), labels=np.zeros(3, np.int64)),
+    "ram.npz": lambda p: np.savez(p, obs=np.zeros((256, 1, 28, 28), np.uint8), labels=np.ones((256, 4), np.float32)),
     "attributes.npz": lambda p: np.savez(p, obs=np.zeros((256, 1, 28, 28), np.uint8), labels=np.ones((256, 3), int)),
     "empty": lambda p: p.mkdir(),
     "mnist": _mnist_truncated,
@@ -131,6 +132,11 @@ CASES = [
     Case("agent-noise", agent("env_kwargs.noise=2"), 2, "noise must be in [0, 1], got 2"),
     Case("agent-eval-noise", agent("eval_env_kwargs.noise=2"), 2, "'noise': 2}: noise must be in [0, 1], got 2"),
     Case("collect-unknown-env", [*COLLECT, "--env", "fsae/DigitBandid-v0"], 2, "DigitBandid` doesn't exist"),
+    Case("collect-ram-out-of-range", [*COLLECT, "--env", "fsae/DigitBandit-v0", "--labels", "ram=51,128"], 2,
+         "labels: ram address 128 is out of range 0..127 (the Atari 2600 has 128 bytes of RAM)"),
+    Case("collect-unknown-label-function", [*COLLECT, "--env", "fsae/DigitBandit-v0", "--labels",
+         "function=envs.labels:minigrid_concept"], 2, "module 'envs.labels' has no function 'minigrid_concept'; "
+         "did you mean 'minigrid_concepts'?"),
     Case("agent-unknown-env", agent("env_id=fsae/Nope-v0"), 2, "cannot make environment 'fsae/Nope-v0'"),
     Case("agent-unknown-union", agent("union=foo"), 2, "union: 'foo' is not one of ['stack', 'max', 'mean']"),
     Case("pretrain-unknown-jumps", pretrain("variants=[{name: x, jumps: foo}]"), 2, "variant 'x': jumps must be"),
@@ -149,6 +155,9 @@ CASES = [
          files=("no_labels.npz",)),
     Case("npz-mismatch", pretrain("data.source={tmp}/mismatch.npz"), 1, "obs has 4 samples but labels has 3",
          files=("mismatch.npz",)),
+    Case("npz-labels-count", pretrain("data.source={tmp}/ram.npz", "model.head=linear"), 2, "model.head linear needs "
+         "(N, 10) targets, but the training labels are (230, 4) float32; set the last layer's out to the number of "
+         "targets", files=("ram.npz",)),
     Case("npz-labels-head", pretrain("data.source={tmp}/attributes.npz"), 2, "model.head softmax needs (N,) class "
          "indices, but the training labels are (230, 3) int64; set model.head to fit them", files=("attributes.npz",)),
     Case("npz-shape", pretrain("data.source={tmp}/wide.npz"), 2,

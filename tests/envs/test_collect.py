@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from envs.collect import collect, labels_from_info, parse_env_kwargs
+from envs.collect import collect, parse_env_kwargs
+from envs.labels import labels_from_info
 from fsae import train as T
+from fsae.config import ConfigError
 from fsae.data import load_mnist, load_task_data, save_task_data
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from fsae.pretrain import DataConfig, load_dataset
@@ -24,7 +26,8 @@ LABEL_SHAPES = {"fsae/DigitBandit-v0": (), "fsae/DigitSum-v0": (2,), "fsae/Digit
 
 @pytest.mark.parametrize("env_id", list(SHAPES))
 def test_collect_shapes_dtypes_and_label_ranges(env_id):
-    obs, labels = collect(env_id, 300, seed=0, progress=False)
+    obs, labels, layout, names = collect(env_id, 300, seed=0, progress=False)
+    assert layout == f"channels-first {SHAPES[env_id]} as given" and names is None
     assert obs.shape == (300, *SHAPES[env_id]) and obs.dtype == np.uint8
     assert labels.shape == (300, *LABEL_SHAPES[env_id]) and labels.dtype == np.int64
     assert labels.min() == 0 and labels.max() == 9
@@ -34,7 +37,7 @@ def test_collect_shapes_dtypes_and_label_ranges(env_id):
 @pytest.mark.parametrize("env_id", list(SHAPES))
 def test_collected_labels_are_the_clean_classes_of_the_images(env_id):
     index = {r.tobytes(): y for r, y in zip(*load_mnist("test"))}
-    obs, labels = collect(env_id, 200, "test", 1, {"noise": 0.0, "occlusion": 0.0}, progress=False)
+    obs, labels = collect(env_id, 200, 1, {"split": "test", "noise": 0.0, "occlusion": 0.0}, progress=False)[:2]
     labels = labels.reshape(len(labels), -1)
     for o, y in zip(obs, labels):
         shown = [index[o[0, :, x : x + 28].tobytes()] for x in range(0, o.shape[2], 28)]
@@ -52,8 +55,8 @@ def test_collect_is_deterministic_per_seed():
 def test_collect_rejects_bad_arguments():
     with pytest.raises(ValueError, match="steps must be >= 1"):
         collect("fsae/DigitBandit-v0", 0, progress=False)
-    with pytest.raises(ValueError, match="give the split as collect"):
-        collect("fsae/DigitBandit-v0", 5, env_kwargs={"split": "test"}, progress=False)
+    with pytest.raises(ConfigError, match="CartPole-v1 observes Box"):  # not an image: one line naming the space
+        collect("CartPole-v1", 5, progress=False)
     with pytest.raises(KeyError, match="neither 'labels' nor 'label'"):
         labels_from_info({"dial": 3})
 
@@ -69,7 +72,7 @@ def test_parse_env_kwargs():
 @pytest.mark.parametrize("env_id", list(SHAPES))
 def test_pretraining_trains_on_collected_data(env_id, tmp_path):
     path = tmp_path / "task.npz"
-    obs, labels = collect(env_id, 256, seed=0, progress=False)
+    obs, labels = collect(env_id, 256, seed=0, progress=False)[:2]
     save_task_data(path, obs, labels)
     loaded = load_task_data(path)
     assert np.array_equal(loaded[0], obs) and np.array_equal(loaded[1], labels)
@@ -100,11 +103,14 @@ def test_script_writes_the_same_data_as_the_library(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "collect fsae/DigitLock-v0" in done.stderr  # the tqdm bar
     obs, labels = load_task_data(out)
-    expected = collect("fsae/DigitLock-v0", 120, "test", 3, {"noise": 0.1, "occlusion_size": 8}, progress=False)
+    kwargs = {"noise": 0.1, "occlusion_size": 8, "split": "test"}
+    expected = collect("fsae/DigitLock-v0", 120, 3, kwargs, progress=False)
     assert np.array_equal(obs, expected[0]) and np.array_equal(labels, expected[1])
     with np.load(out) as f:
-        assert str(f["env_id"]) == "fsae/DigitLock-v0" and str(f["split"]) == "test" and int(f["seed"]) == 3
-        assert json.loads(str(f["env_kwargs"])) == {"noise": 0.1, "occlusion_size": 8}
+        assert str(f["env_id"]) == "fsae/DigitLock-v0" and int(f["seed"]) == 3
+        assert json.loads(str(f["env_kwargs"])) == kwargs
+        assert str(f["layout"]) == "channels-first (1, 28, 56) as given" and "label_names" not in f.files
+        assert json.loads(str(f["config"]))["labels"] == {"info": [], "ram": [], "function": ""}
 
 
 def test_script_reports_bad_arguments_and_writes_nothing(tmp_path, capsys, load_script):

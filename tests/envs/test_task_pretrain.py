@@ -28,7 +28,7 @@ TINY = [
 @pytest.mark.parametrize("env", ["bandit", "sum", "lock"])
 def test_collected_data_pretrains_with_its_config(env, tmp_path):
     env_id = {"bandit": "fsae/DigitBandit-v0", "sum": "fsae/DigitSum-v0", "lock": "fsae/DigitLock-v0"}[env]
-    obs, labels = collect(env_id, 600, seed=0, progress=False)
+    obs, labels = collect(env_id, 600, seed=0, progress=False)[:2]
     data = save_task_data(tmp_path / f"{env}.npz", obs, labels)
     config_file = ROOT / "configs" / "pretrain" / f"digit_{env}.yaml"
     cfg = load_config(PretrainConfig, config_file, [f"data.source={data}", *TINY])

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from fsae import pretrain as P
+from fsae import train as T
 from fsae.checkpoint import load_fsae, sha256_file
 from fsae.config import ConfigError, from_dict, load_config
 from fsae.model import FSAEConfig, LayerSpec
@@ -194,3 +195,63 @@ def test_int32_task_labels_and_a_test_set_with_some_classes(tmp_path, monkeypatc
     with torch.no_grad():
         expected = load_fsae(tmp_path / "run" / "fsae_plain.pt").generate_labels(torch.tensor([3, 7]))
     torch.testing.assert_close(rows["prototype"], expected)
+
+
+def test_the_head_decides_how_task_labels_are_read(tmp_path):
+    """Float labels keep their dtype in the file; a class head reads whole-number floats as class indices and refuses
+    fractional ones in one line, a linear head reads integer labels as values."""
+    obs = np.zeros((40, 1, 28, 28), np.uint8)
+    np.savez(tmp_path / "whole.npz", obs=obs, labels=np.stack([np.arange(40) % 3, np.arange(40) % 2], 1) * 1.0)
+    np.savez(tmp_path / "frac.npz", obs=obs, labels=np.full((40, 2), 0.25, np.float32))
+    groups = _softmax(5, "groups", groups=[3, 2])
+    data = {"source": str(tmp_path / "whole.npz"), "test_fraction": 0.25}
+    y_train, y_test = load_dataset(from_dict(DataConfig, data), 0, groups)[1::2]
+    assert y_train.dtype == y_test.dtype == torch.int64 and sorted(set(y_train[:, 0].tolist())) == [0, 1, 2]
+    y_linear = load_dataset(from_dict(DataConfig, data), 0, _softmax(2, "linear"))[1]
+    assert y_linear.dtype == torch.float64 and torch.equal(y_linear, y_train.double())  # the file's float64, as is
+    with pytest.raises(ConfigError) as err:
+        load_dataset(from_dict(DataConfig, {**data, "source": str(tmp_path / "frac.npz")}), 0, groups)
+    assert str(err.value) == (
+        "model.head groups needs class indices, but the training labels are float32 with fractional values "
+        "(e.g. 0.25); use head linear for regression targets, or collect integer labels"
+    )
+
+
+def test_scale_targets_by_hand():
+    y_train = torch.tensor([[0.0, 10.0], [2.0, 10.0], [4.0, 10.0]])
+    y_test = torch.tensor([[1.0, 12.0]])
+    tr, te, rec = P.scale_targets(y_train, y_test, "minmax")
+    assert tr.tolist() == [[0.0, 0.0], [0.5, 0.0], [1.0, 0.0]] and te.tolist() == [[0.25, 2.0]]  # constant: scale 1
+    assert rec == {"data/target_offset_0": 0.0, "data/target_offset_1": 10.0, "data/target_scale_0": 4.0,
+                   "data/target_scale_1": 1.0}  # fmt: skip
+    tr, te, rec = P.scale_targets(y_train, y_test, "standard")
+    std = math.sqrt(8 / 3)  # population std of 0, 2, 4
+    torch.testing.assert_close(tr[:, 0], torch.tensor([-2 / std, 0.0, 2 / std]))
+    torch.testing.assert_close(te, torch.tensor([[-1 / std, 2.0]]))
+    assert P.scale_targets(y_train, y_test, "none") == (y_train, y_test, {})
+    with pytest.raises(ConfigError, match="target_scale 'minmax' rescales regression targets: it needs model.head"):
+        _tiny_cfg(data={"target_scale": "minmax"})
+
+
+def test_linear_head_regression_metrics_per_target_and_the_grid_reference(tmp_path):
+    """A linear head on float task data: R^2 per target, the scaling recorded, and for a code rounded to a grid the
+    class-mean reference over the grid's cells."""
+    rng = np.random.default_rng(0)
+    obs = rng.integers(0, 256, (300, 1, 28, 28), dtype=np.uint8)
+    labels = np.stack([obs[:, 0, :14].mean((1, 2)), obs[:, 0, 14:].mean((1, 2))], 1).astype(np.float32)
+    np.savez(tmp_path / "reg.npz", obs=obs, labels=labels)
+    model = {"layers": [{"type": "conv", "out": 8, "kernel": 4, "stride": 2}, {"type": "linear", "out": 2}],
+             "head": "linear", "round_grid": 0.5}  # fmt: skip
+    cfg = _tiny_cfg(model=model, data={"source": str(tmp_path / "reg.npz"), "target_scale": "standard"},
+                    variants=[{"name": "round", "round": True}], feedback_steps=[0])  # fmt: skip
+    m = pretrain(cfg, tmp_path / "run")
+    assert {"abstract/test_r2_0", "abstract/test_r2_1", "abstract/test_r2", "reference/class_mean_mse"} <= set(m)
+    assert m["abstract/test_r2"] == pytest.approx((m["abstract/test_r2_0"] + m["abstract/test_r2_1"]) / 2)
+    perm = np.random.default_rng(0).permutation(300)[30:]  # the training samples (test_fraction 0.1, seed 0)
+    assert m["data/target_offset_1"] == pytest.approx(labels[perm, 1].mean(), rel=1e-5)
+    assert m["data/target_scale_0"] == pytest.approx(labels[perm, 0].std(), rel=1e-4)
+    # the reference by hand: mean training image per grid cell of the predicted (scaled) code
+    base = load_fsae(tmp_path / "run" / "fsae_round.pt")
+    x_train, _, x_test, _ = load_dataset(cfg.data, 0, base.config)
+    cells = [torch.round(T.predict(base, x, 1000) / 0.5).long() for x in (x_train, x_test)]
+    assert m["reference/class_mean_mse"] == pytest.approx(class_mean_reference(cells[0], x_train, cells[1], x_test))
