@@ -10,7 +10,7 @@ Contents:
     FSAE                                  -- both halves plus the variants: plain, round, jump connections,
                                              negative feedback, generation from a label or any code vector.
 
-Notation (``DESIGN.md`` section 1). Abstract layers l = 1..L with h_0 = x:
+Notation (``docs/DESIGN.md`` section 1). Abstract layers l = 1..L with h_0 = x:
 
     z_l = A_l(h_{l-1}),   h_l = f_l(z_l)                      f_l: leaky ReLU (hidden) or the head (l = L)
 
@@ -43,7 +43,8 @@ class LeakyReLU(nn.Module):
     """Leaky ReLU (paper eq. 5-6): f(z) = z if z >= 0 else a z;  f^{-1}(h) = h if h >= 0 else h / a.
 
     The default slope in ``FSAEConfig`` is 0.3, not 0.01: the inverse multiplies negatives by 1/a at every layer,
-    and with a = 0.01 a deep inverse blows up (``DESIGN.md``: a = 0.01 ends at MSE 0.44; a = 0.3 trains well).
+    and with a = 0.01 a deep inverse blows up (``docs/DESIGN.md`` section 3.1; measured in
+    ``docs/results/choices.md``).
     """
 
     def __init__(self, slope: float):
@@ -417,8 +418,8 @@ class FSAE(nn.Module):
         ||x - F(u)||^2 and keeps the code's concept (its rounded value) unchanged; a rejected sample keeps u and halves
         its gain. That is the controller's anti-windup: feedback never makes a regeneration worse, so the error is
         monotone in T by construction, and it regenerates x rather than switching to another class's prototype.
-        (``DESIGN.md`` fixes the residual test and the halving; the concept test, and counting a retry with the halved
-        gain as one of the T steps, are this implementation's choices.)
+        (``docs/DESIGN.md`` section 3.8: the residual test and the halving are the design; the concept test, and
+        counting a retry with the halved gain as one of the T steps, are this implementation's choices.)
         With round and no jumps the output depends on the concept alone, so no step is ever accepted (the paper:
         feedback "only works when jump connection or regression"). Costs T + 1 forward passes. With ``trace`` the
         outputs after every step are returned, [F(u_0), ..., F(u_T)], at no extra cost.
@@ -481,7 +482,7 @@ class FSAE(nn.Module):
 
         PyTorch's default init, then each C_l is rescaled per output channel (or unit) so that on the batch ``x`` its
         output has the mean and std of the abstract activation h_{l-1} it reconstructs. Without it a deep inverse
-        blows up; a pseudo-inverse init was tried and trained worse (``DESIGN.md``).
+        blows up; a pseudo-inverse init was tried and trained worse (``docs/DESIGN.md`` section 3.2).
         """
         _, hs = self.abstract(x)
         g = self.round_code(hs[-1]) if self.config.round else hs[-1]

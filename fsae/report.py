@@ -1,4 +1,4 @@
-"""Markdown tables of pretraining metrics, for docs/RESULTS.md (so no number there is typed by hand).
+"""Markdown tables of pretraining metrics, for docs/results/*.md (so no number there is typed by hand).
 
 Contents:
     pretrain_table -- one column per run (metrics.json), one row per metric, feedback rows per variant.

@@ -1,7 +1,7 @@
 """Run a grid of agent runs (environments x conditions x seeds) from a sweep YAML; finished runs are skipped.
 
 python scripts/sweep.py --config configs/sweeps/tiny.yaml --workers 2            # a smoke test, about a minute
-python scripts/sweep.py --config configs/sweeps/common_sense.yaml --workers 2    # the grid of docs/RESULTS.md
+python scripts/sweep.py --config configs/sweeps/common_sense.yaml --workers 2    # the grid of docs/results/rl.md
 python scripts/sweep.py --config configs/sweeps/common_sense.yaml --dry-run      # list the runs and their state
 python scripts/sweep.py --config configs/sweeps/common_sense.yaml --backend ray --ray-address auto --gpus-per-run 0.25
 python scripts/compare.py runs/sweeps/common_sense --threshold 12                # then compare the conditions

@@ -312,7 +312,8 @@ def test_softmax_head_loses_exactly_its_additive_constant():
 
 
 def _reference_regeneration(model: FSAE, x: torch.Tensor, jumps: list[int]) -> torch.Tensor:
-    """Slow reference of F(x) written from DESIGN.md section 1, layer by layer, independent of ConcreteNet.forward."""
+    """Slow reference of F(x) written from docs/DESIGN.md section 1.3, layer by layer, independent of
+    ConcreteNet.forward."""
     cfg = model.config
     slope, n = cfg.leaky_slope, len(cfg.layers)
     h = [x]

@@ -136,7 +136,8 @@ def test_mnist_targets_by_hand():
 
 
 def test_image_metrics_by_hand():
-    """Cosine over all pixels of an image (DESIGN.md), not per row: xhat = 2 x has cosine 1 even where a row is 0."""
+    """Cosine over all pixels of an image (docs/DESIGN.md section 3.7), not per row: xhat = 2 x has cosine 1 even
+    where a row is 0."""
     x = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]], [[[1.0, 0.0], [0.0, 1.0]]]])
     xhat = torch.stack([2 * x[0], torch.tensor([[[0.0, 1.0], [1.0, 0.0]]])])
     m = image_metrics(x, xhat)

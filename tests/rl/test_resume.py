@@ -247,7 +247,7 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     assert b["resumed_from"] == 4096 and a["timesteps"] == b["timesteps"] == total
     assert a["best_eval/mean_reward"] is None  # eval_freq=0: no periodic evaluation (JSON null, not -Infinity)
     ra, rb = a["final_eval/mean_reward"], b["final_eval/mean_reward"]
-    # Episodes of 16 steps, rewards 0..16. Seed-to-seed spread at this budget is about +-1.5 (docs/RESULTS.md sweep).
+    # Episodes of 16 steps, rewards 0..16. Seed-to-seed spread at this budget is about +-1.5 (docs/results/rl.md).
     assert abs(ra - rb) < 2.0, (ra, rb, at_kill)
     assert rb > at_kill + 2.0, (ra, rb, at_kill)
 
