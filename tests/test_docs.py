@@ -80,11 +80,6 @@ def test_relative_links_resolve(page: Path):
     assert not broken, f"{page.relative_to(ROOT)}: broken links {broken}"
 
 
-# Files whose citations of the design are being rewritten elsewhere (the rl/ refactor of issue 20); remove each entry
-# once its file cites docs/DESIGN.md (the test below fails until then, so the list cannot go stale).
-PENDING = {"rl/agent.py", "rl/common_sense.py", "rl/sweep.py"}
-
-
 def _scanned() -> list[Path]:
     skip = {".git", ".venv", "runs", "data", "node_modules", "__pycache__"}
     return [
@@ -108,5 +103,4 @@ def test_no_design_document_outside_the_repository():
         wrong = [r for r in refs if r not in allowed]
         if wrong:
             bad[rel] = wrong
-    assert set(bad) - PENDING == set(), {k: v for k, v in bad.items() if k not in PENDING}
-    assert PENDING <= set(bad), f"{sorted(PENDING - set(bad))} now cite docs/DESIGN.md: remove them from PENDING"
+    assert not bad, bad
