@@ -104,3 +104,17 @@ def test_no_design_document_outside_the_repository():
         if wrong:
             bad[rel] = wrong
     assert not bad, bad
+
+
+def test_cited_design_sections_exist():
+    """Every "DESIGN.md section N" or "section N.M" cited in code, configs, tests and docs is a heading of the file."""
+    text = (ROOT / "docs" / "DESIGN.md").read_text()
+    sections = set(re.findall(r"^## Section (\d+):", text, flags=re.M))
+    sections |= set(re.findall(r"^### (\d+\.\d+) ", text, flags=re.M))
+    cited = {}
+    for path in _scanned():
+        for n in re.findall(r"DESIGN\.md`{0,2},? section (\d+(?:\.\d+)?)", path.read_text(errors="replace")):
+            cited.setdefault(n, path.relative_to(ROOT).as_posix())
+    assert cited, "nothing cites docs/DESIGN.md by section"
+    missing = {n: where for n, where in cited.items() if n not in sections}
+    assert not missing, f"cited sections that docs/DESIGN.md does not have: {missing}"
