@@ -1,9 +1,6 @@
 """Task data collected from each environment trains through the pretraining pipeline (issue: envs, point 5)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -42,20 +39,15 @@ def test_collected_data_pretrains_with_its_config(env, tmp_path):
     assert (tmp_path / "run" / "fsae_round.pt").is_file()
 
 
-def test_collect_then_pretrain_scripts(tmp_path):
+def test_collect_then_pretrain_scripts(tmp_path, monkeypatch, load_script):
+    """The two commands chained as the README has them, each through its ``main(argv)`` in this process (both entry
+    points also run as real subprocesses: tests/envs/test_collect.py and tests/test_bad_input.py)."""
+    monkeypatch.chdir(tmp_path)
     data = tmp_path / "sum.npz"
-    collect_cmd = [sys.executable, str(ROOT / "scripts" / "collect.py"), "--env", "fsae/DigitSum-v0"]
-    proc = subprocess.run([*collect_cmd, "--steps", "400", "--out", str(data)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-1500:]
-    pre = [sys.executable, str(ROOT / "scripts" / "pretrain.py"), "--config", "configs/pretrain/digit_sum.yaml"]
-    proc = subprocess.run(
-        [*pre, "--out", str(tmp_path / "run"), "--set", f"data.source={data}", *TINY],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert proc.returncode == 0, proc.stderr[-1500:]
+    collect_argv = ["--env", "fsae/DigitSum-v0", "--steps", "400", "--out", str(data), "--no-progress"]
+    assert load_script("collect").main(collect_argv) == 0
+    config = ROOT / "configs" / "pretrain" / "digit_sum.yaml"
+    pretrain_argv = ["--config", str(config), "--out", str(tmp_path / "run"), "--set", f"data.source={data}", *TINY]
+    assert load_script("pretrain").main(pretrain_argv) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert "abstract/test_accuracy_group1" in metrics

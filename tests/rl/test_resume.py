@@ -88,18 +88,20 @@ def _kill_after_first_checkpoint(logdir: Path, run: Path) -> None:
     assert not (run / "metrics.json").exists(), "the run finished before it was killed; make TOTAL larger"
 
 
-def test_killed_run_resumes_from_its_checkpoint(tmp_path):
+def test_killed_run_resumes_from_its_checkpoint(tmp_path, capsys, load_script):
     run = tmp_path / "DigitBandit-v0" / "none" / "seed0"
     _kill_after_first_checkpoint(tmp_path, run)
     newest = max(int(p.name.split("_")[1]) for p in (run / "checkpoints").glob("agent_*_steps.zip"))
     at_kill = _logged_steps(run)
 
+    def refused(argv: list[str]) -> str:  # the script's main in this process: exit status 2, its one error line
+        assert load_script("train_agent").main(argv[2:]) == 2  # argv without the interpreter and the script
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
     # Without --resume the folder is refused, and so is --resume with another config; with the same, the run finishes.
-    proc = subprocess.run(_argv(tmp_path), env=ENV, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "already holds a run" in proc.stderr
-    other = [*_argv(tmp_path, "--resume"), "hyperparams.n_epochs=2"]
-    proc = subprocess.run(other, env=ENV, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "differs from the run's config.yaml in hyperparams" in proc.stderr, proc.stderr
+    assert "already holds a run" in refused(_argv(tmp_path))
+    other = refused([*_argv(tmp_path, "--resume"), "hyperparams.n_epochs=2"])
+    assert "differs from the run's config.yaml in hyperparams" in other, other
     proc = subprocess.run(_argv(tmp_path, "--resume"), env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
@@ -130,8 +132,7 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     assert f"# resumed at step {newest}:" in command and "--resume" in command
 
     # A finished run is not resumed again.
-    proc = subprocess.run(_argv(tmp_path, "--resume"), env=ENV, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --resume: the run in")
+    assert refused(_argv(tmp_path, "--resume")).startswith("error: --resume: the run in")
 
     # A checkpoint left unreadable some other way (a copy cut short, a full disk) is skipped for the one before it.
     newest_zip = run / "checkpoints" / f"agent_{TOTAL}_steps.zip"
@@ -211,24 +212,30 @@ def test_restore_drops_what_was_logged_after_the_checkpoint(tmp_path):
 def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     """Kill at a known point (the checkpoint at 4096 of 8192 steps), resume, and compare the final test reward with an
     uninterrupted run of the same seed. SB3 checkpoints hold no RNG or environment state, so the two differ by
-    sampling noise only; a resume that lost the policy or restarted it would end near the reward at the kill."""
+    sampling noise only; a resume that lost the policy or restarted it would end near the reward at the kill.
+
+    The uninterrupted run goes on beside the other two (one torch thread each: on two cores the test takes the time
+    of about one run, not two)."""
     total = 8192
     extra = ["--total-steps", str(total), "--n-envs", "8", "--set", "torch_threads=1", "progress_bar=false",
              "eval_freq=0", "eval_episodes=50", "checkpoint_freq=4096"]  # fmt: skip
     base = [sys.executable, str(SCRIPT), "--config", str(ROOT / "configs" / "agent" / "digit_bandit.yaml"),
             "--device", "cpu"]  # fmt: skip
 
+    def start(name: str, *argv: str) -> subprocess.Popen:  # output to a file: a full pipe would stall the run
+        with (tmp_path / f"{name}.log").open("w") as log:  # the child keeps its own copy of the file descriptor
+            return subprocess.Popen([*base, *argv, *extra], env=ENV, stdout=log, stderr=subprocess.STDOUT)
+
+    def finished(proc: subprocess.Popen, name: str) -> None:
+        assert proc.wait(timeout=600) == 0, (tmp_path / f"{name}.log").read_text()[-2000:]
+
     def final_reward(logdir: Path) -> dict:
         return json.loads((logdir / "DigitBandit-v0" / "none" / "seed0" / "metrics.json").read_text())
 
-    whole = tmp_path / "whole"
-    proc = subprocess.run([*base, "--logdir", str(whole), *extra], env=ENV, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-
-    cut = tmp_path / "cut"
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    uninterrupted = start("whole", "--logdir", str(whole))
+    proc = start("cut", "--logdir", str(cut))
     run = cut / "DigitBandit-v0" / "none" / "seed0"
-    proc = subprocess.Popen([*base, "--logdir", str(cut), *extra], env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
     first = run / "checkpoints" / "agent_4096_steps.zip"
     deadline = time.monotonic() + 300
     while not first.is_file():
@@ -237,12 +244,12 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
     assert not (run / "metrics.json").exists()
+    resumed = start("resumed", "--logdir", str(cut), "--resume")
     # What the agent achieves at the kill: the checkpoint's policy evaluated like the final one (50 test episodes).
     at_kill = _evaluate_checkpoint(first, episodes=50)
 
-    cmd = [*base, "--logdir", str(cut), "--resume", *extra]
-    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    finished(uninterrupted, "whole")
+    finished(resumed, "resumed")
     a, b = final_reward(whole), final_reward(cut)
     assert b["resumed_from"] == 4096 and a["timesteps"] == b["timesteps"] == total
     assert a["best_eval/mean_reward"] is None  # eval_freq=0: no periodic evaluation (JSON null, not -Infinity)
