@@ -121,7 +121,14 @@ def ppo_agent(n_envs: int, regen: Regenerator | None, device: str, union: str = 
     """PPO with the DigitBandit config's policy and hyperparameters on ``n_envs`` envs, wrapped by ``regen`` if any."""
     cfg = load_config(AgentConfig, AGENT_CONFIG, [f"n_envs={n_envs}", f"union={union}", "condition=fsae"])
     venv = make_vec_env_for(cfg, regen, n_envs, 0, {})
-    return PPO("CnnPolicy", venv, policy_kwargs=policy_kwargs(cfg), seed=0, device=device, **cfg.hyperparams)
+    return PPO(
+        "CnnPolicy",
+        venv,
+        policy_kwargs=policy_kwargs(cfg, venv.observation_space),
+        seed=0,
+        device=device,
+        **cfg.hyperparams,
+    )
 
 
 def time_learn(models: dict[str, PPO], steps: int, repeats: int) -> dict[str, float]:

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -49,7 +50,7 @@ from rl import resume as resume_lib
 from rl.callbacks import AtomicCheckpointCallback, SplitEvalCallback
 from rl.config import ALGOS, AgentConfig, algo_kwargs, check_hyperparams
 from rl.env_factory import make_observer, make_vec_env_for, probe_env
-from rl.extractor import ImageVectorExtractor, SmallCNN
+from rl.extractor import ImageVectorExtractor, SmallCNN, extractor_class
 from rl.perception import PERCEPTIONS
 from rl.run_folder import open_logger, run_dir_for, start_run, write_hparams
 
@@ -81,14 +82,28 @@ def resolve_checkpoint(cfg: AgentConfig) -> str | None:
     return None
 
 
-def policy_kwargs(cfg: AgentConfig) -> dict[str, Any]:
-    """SB3 policy_kwargs: ``SmallCNN`` extractor (``ImageVectorExtractor``, SmallCNN beside the vector, for 'code' and
-    'features'), heads, activation, and image normalisation (uint8 / 255)."""
+def policy_kwargs(cfg: AgentConfig, observation_space: gym.Space) -> dict[str, Any]:
+    """SB3 policy_kwargs for the policy's ``observation_space`` (channels-first images, or ``{image, code}``): the
+    features extractor of ``policy.extractor`` (SmallCNN or NatureCNN, by the image's size for 'auto'; for 'code' and
+    'features' ``ImageVectorExtractor``, the same extractor beside the vector), heads, activation, and image
+    normalisation (uint8 / 255)."""
     p = cfg.policy
     heads: Any = list(p.net_arch) if cfg.algo == "dqn" else {"pi": list(p.net_arch), "vf": list(p.net_arch)}
+    if cfg.condition in PERCEPTIONS:
+        extractor: Any = ImageVectorExtractor
+        kwargs: dict[str, Any] = {"features_dim": p.features_dim, "channels": tuple(p.cnn_channels)}
+        image_cls = extractor_class(observation_space["image"], p.extractor)
+        kwargs["extractor"] = (
+            "small" if image_cls is SmallCNN else "nature"
+        )  # the choice, resolved, in the saved kwargs
+    else:
+        extractor = extractor_class(observation_space, p.extractor)
+        kwargs = {"features_dim": p.features_dim}
+        if extractor is SmallCNN:
+            kwargs["channels"] = tuple(p.cnn_channels)
     return {
-        "features_extractor_class": ImageVectorExtractor if cfg.condition in PERCEPTIONS else SmallCNN,
-        "features_extractor_kwargs": {"features_dim": p.features_dim, "channels": tuple(p.cnn_channels)},
+        "features_extractor_class": extractor,
+        "features_extractor_kwargs": kwargs,
         "net_arch": heads,
         "activation_fn": {"relu": nn.ReLU, "tanh": nn.Tanh}[p.activation],
         "normalize_images": True,
@@ -102,7 +117,7 @@ def build_model(cfg: AgentConfig, venv: VecEnv, device: str | torch.device) -> B
         return ALGOS[cfg.algo](
             "MultiInputPolicy" if cfg.condition in PERCEPTIONS else "CnnPolicy",
             venv,
-            policy_kwargs=policy_kwargs(cfg),
+            policy_kwargs=policy_kwargs(cfg, venv.observation_space),
             seed=cfg.seed,
             device=device,
             verbose=cfg.verbose,

@@ -13,6 +13,12 @@ Contents:
     VecCommonSense     -- SB3 ``VecEnvWrapper``: one forward pass per vector step for all environments, terminal
                           observations (``infos[i]["terminal_observation"]``) included in the same batch.
 
+Layouts (``rl.images``, ``fsae.layout``). Observations may come channels-first (C, H, W), channels-last (H, W, C), as
+grey frames (H, W) or as frame stacks ((k, H, W) from FrameStackObservation of grey frames, (k, H, W, C), SB3's
+VecFrameStack along C); the wrappers read them as SB3 does (or as ``image_layout`` states), compute on channels-first
+batches, and return the union channels-first, (C', H, W) uint8, the layout SB3's ``CnnPolicy`` takes as it is. A model
+of (C, H, W) regenerates an observation of k * C channels as k frames of C, in one forward pass over all frames.
+
 Union modes, for a raw uint8 observation x (C, H, W) and its quantised regeneration q = round(clamp(xhat, 0, 1) * 255):
     'stack' (default): concat(x, q) along channels, uint8 (2C, H, W); both halves are uint8 in [0, 255], so SB3's
                        image normalisation (divide by 255) treats them alike.
@@ -43,25 +49,12 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from fsae.checkpoint import CheckpointError, load_fsae, sha256_file
 from fsae.config import check
+from fsae.layout import ImageLayout
 from fsae.model import FSAE, FSAEConfig
-from rl import CONDITIONS
+from rl import CONDITIONS, images
 
 UNIONS = ("stack", "max", "mean")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def _check_image_space(space: gym.Space) -> spaces.Box:
-    """The wrappers need channels-first uint8 images in [0, 255], as the ``fsae/`` environments produce."""
-    ok = (
-        isinstance(space, spaces.Box)
-        and len(space.shape) == 3
-        and space.dtype == np.uint8
-        and np.all(space.low == 0)
-        and np.all(space.high == 255)
-    )
-    if not ok:
-        raise ValueError(f"common-sense wrappers need a uint8 Box(0, 255, (C, H, W)) observation space, got {space}")
-    return space  # type: ignore[return-value]
 
 
 class Regenerator:
@@ -147,21 +140,26 @@ class Regenerator:
         """(C, H, W) the model was built for; None for the identity."""
         return None if self.model is None else tuple(self.model.config.input_shape)
 
-    def check_space(self, space: gym.Space, env_name: str = "the environment") -> None:
-        """Refuse a model whose input shape differs from the observations', naming both shapes."""
-        space = _check_image_space(space)
-        if self.input_shape is not None and tuple(space.shape) != self.input_shape:
+    def check_space(self, space: gym.Space, env_name: str = "the environment", layout: str = "auto") -> ImageLayout:
+        """The layout of ``space`` (``rl.images.image_layout``: any uint8 image, 2-D, 3-D or a frame stack), checked
+        against the model: its (H, W) must be the model's and its channels (channels-first) a whole number k of the
+        model's (k frames). ``ConfigError`` / ``CheckpointError`` of one line naming both shapes otherwise."""
+        image = images.image_layout(space, layout, env_name)
+        if self.input_shape is not None:
             where = f"checkpoint {self.checkpoint}" if self.checkpoint else "the model"
-            raise CheckpointError(
-                f"{where} takes inputs of shape (C, H, W) = {self.input_shape}, but {env_name} observes "
-                f"{tuple(space.shape)}; use a model pretrained on this environment's observations "
-                f"(model.input_shape: {list(space.shape)})"
-            )
+            images.frames_of(self.input_shape, image, where, env_name)
+        return image
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        """uint8 (B, C, H, W) -> uint8 (B, C, H, W)."""
+        """uint8 (B, k * C, H, W) -> uint8 (B, k * C, H, W), for a model of (C, H, W): a stack of k frames is
+        regenerated frame by frame, in one forward pass over the B * k frames."""
         if self.model is None:
             return obs
+        b, c, h, w = obs.shape
+        mc = self.input_shape[0]  # type: ignore[index]
+        assert c % mc == 0 and (h, w) == self.input_shape[1:], f"batch {obs.shape} does not fit {self.input_shape}"
+        if c != mc:  # (B, k * C, H, W) -> (B * k, C, H, W): the frames of each observation are consecutive
+            return self(obs.reshape(b * (c // mc), mc, h, w)).reshape(obs.shape)
         with torch.inference_mode():
             captured = self._graph(obs.shape) if self.cuda_graph and self._on_current_device() else None
             if captured is None:
@@ -289,6 +287,7 @@ def make_regenerator(
     env_name: str = "the environment",
     cuda_graph: bool = True,
     lookup: bool = True,
+    image_layout: str = "auto",
 ) -> Regenerator | None:
     """The regenerator for a condition: None for 'none' (no wrapper), the identity for 'copy', else a loaded model.
 
@@ -296,7 +295,7 @@ def make_regenerator(
     ``observation_space`` is given, refuse a model that does not fit it (``CheckpointError`` naming both shapes).
     A checkpoint whose recorded variant contradicts the condition (the autoencoder under 'fsae', or an FSAE variant
     under 'autoencoder') is refused too, since mixing them up would silently swap two experimental conditions.
-    ``cuda_graph`` and ``lookup``: see ``Regenerator``.
+    ``cuda_graph`` and ``lookup``: see ``Regenerator``; ``image_layout``: see ``rl.images``.
     """
     check(condition in CONDITIONS, f"condition must be one of {CONDITIONS}, got '{condition}'")
     if condition == "none":
@@ -320,21 +319,28 @@ def make_regenerator(
             )
         regen = Regenerator(model, device, feedback_steps, dtype, condition, str(checkpoint), cuda_graph, lookup=lookup)
     if observation_space is not None:
-        regen.check_space(observation_space, env_name)
+        regen.check_space(observation_space, env_name, image_layout)
     return regen
 
 
-def union_space(space: gym.Space, mode: str) -> spaces.Box:
-    """The observation space ``union`` returns for observations of ``space``."""
+def union_space(space: gym.Space, mode: str, layout: str = "auto") -> spaces.Box:
+    """The observation space the wrappers return for observations of ``space`` (any layout, ``rl.images``):
+    channels-first uint8 (2C, H, W) for 'stack', (C, H, W) otherwise, C the channels of ``space`` read channels-first
+    (a stack's frames along C). One that SB3 would take for channels-last is refused (``rl.images.check_readable``)."""
     check(mode in UNIONS, f"union must be one of {UNIONS}, got '{mode}'")
-    c, h, w = _check_image_space(space).shape
-    return spaces.Box(0, 255, (2 * c if mode == "stack" else c, h, w), np.uint8)
+    image = images.image_layout(space, layout)
+    c, h, w = image.chw
+    shape = (2 * c if mode == "stack" else c, h, w)
+    images.check_readable(shape, f"the union '{mode}' of {image.describe()}")
+    return spaces.Box(0, 255, shape, np.uint8)
 
 
 def union(obs: np.ndarray, regen: Regenerator, mode: str = "stack") -> np.ndarray:
-    """Raw uint8 batch (B, C, H, W) -> its union with the regeneration: (B, 2C, H, W) for 'stack', else (B, C, H, W).
+    """Raw uint8 batch (B, C, H, W), channels-first, -> its union with the regeneration: (B, 2C, H, W) for 'stack'
+    (the raw channels, then the regenerated ones), else (B, C, H, W).
 
-    The single implementation behind both wrappers: one call, one forward pass for the whole batch.
+    The single implementation behind both wrappers: one call, one forward pass for the whole batch. The wrappers
+    bring any other layout to channels-first first (``fsae.layout.ImageLayout.to_chw``).
     """
     assert obs.dtype == np.uint8 and obs.ndim == 4, f"expected a uint8 batch (B, C, H, W), got {obs.dtype} {obs.shape}"
     q = regen(obs)  # (B, C, H, W) uint8
@@ -350,6 +356,10 @@ def union(obs: np.ndarray, regen: Regenerator, mode: str = "stack") -> np.ndarra
 class CommonSense(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """One environment's observations, united with their regeneration by a frozen autoencoder.
 
+    Any image layout comes in (``rl.images``: grey (H, W), (C, H, W), (H, W, C), a frame stack, read as SB3 reads it or
+    as ``image_layout`` states); the union goes out channels-first (``union_space``), which SB3's ``CnnPolicy`` takes
+    as it is. A model of (C, H, W) regenerates a stack of k such frames frame by frame.
+
     Example:
         >>> from fsae.model import FSAEConfig, LayerSpec
         >>> model = FSAE(FSAEConfig((1, 8, 8), [LayerSpec("conv", 2, 4, 2), LayerSpec("linear", 3)]))
@@ -363,18 +373,18 @@ class CommonSense(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         ((2, 8, 8), (2, 8, 8))
     """
 
-    def __init__(self, env: gym.Env, regenerator: Regenerator, union: str = "stack"):
+    def __init__(self, env: gym.Env, regenerator: Regenerator, union: str = "stack", image_layout: str = "auto"):
         # Recorded in env.spec, so gym.make(env.spec) (used by Gymnasium's env checker) can rebuild the stack.
-        gym.utils.RecordConstructorArgs.__init__(self, regenerator=regenerator, union=union)
+        gym.utils.RecordConstructorArgs.__init__(self, regenerator=regenerator, union=union, image_layout=image_layout)
         gym.ObservationWrapper.__init__(self, env)
         name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
-        regenerator.check_space(env.observation_space, name)
+        self.layout = regenerator.check_space(env.observation_space, name, image_layout)
         self.regenerator = regenerator
         self.union = union
-        self.observation_space = union_space(env.observation_space, union)
+        self.observation_space = union_space(env.observation_space, union, image_layout)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        return union(observation[None], self.regenerator, self.union)[0]
+        return union(self.layout.to_chw(observation[None]), self.regenerator, self.union)[0]
 
 
 class VecCommonSense(VecEnvWrapper):
@@ -382,7 +392,7 @@ class VecCommonSense(VecEnvWrapper):
 
     The batch holds the n_envs current observations and, after episode ends, the terminal observations SB3 keeps in
     ``infos[i]["terminal_observation"]`` (used to bootstrap truncated episodes), so both are transformed the same way
-    in the same pass. Observations move to the regenerator's device once per step.
+    in the same pass. Observations move to the regenerator's device once per step. Layouts as ``CommonSense``.
 
     Example:
         >>> from stable_baselines3.common.vec_env import DummyVecEnv
@@ -398,22 +408,22 @@ class VecCommonSense(VecEnvWrapper):
         (3, 1, 8, 8)
     """
 
-    def __init__(self, venv: VecEnv, regenerator: Regenerator, union: str = "stack"):
-        regenerator.check_space(venv.observation_space, "the vector environment")
+    def __init__(self, venv: VecEnv, regenerator: Regenerator, union: str = "stack", image_layout: str = "auto"):
+        self.layout = regenerator.check_space(venv.observation_space, "the vector environment", image_layout)
         self.regenerator = regenerator
         self.union = union
-        super().__init__(venv, observation_space=union_space(venv.observation_space, union))
+        super().__init__(venv, observation_space=union_space(venv.observation_space, union, image_layout))
 
     def reset(self) -> np.ndarray:
-        return union(self.venv.reset(), self.regenerator, self.union)
+        return union(self.layout.to_chw(self.venv.reset()), self.regenerator, self.union)
 
     def step_wait(self) -> VecEnvStepReturn:
-        obs, rewards, dones, infos = self.venv.step_wait()  # obs (n_envs, C, H, W) uint8
+        obs, rewards, dones, infos = self.venv.step_wait()  # obs (n_envs, *layout.shape) uint8
         ended = [i for i in np.flatnonzero(dones) if "terminal_observation" in infos[i]]
         if ended:
-            terminal = np.stack([infos[i]["terminal_observation"] for i in ended])  # (k, C, H, W)
-            out = union(np.concatenate([obs, terminal]), self.regenerator, self.union)
+            terminal = np.stack([infos[i]["terminal_observation"] for i in ended])  # (k, *layout.shape)
+            out = union(self.layout.to_chw(np.concatenate([obs, terminal])), self.regenerator, self.union)
             for j, i in enumerate(ended):
                 infos[i]["terminal_observation"] = out[len(obs) + j]
             return out[: len(obs)], rewards, dones, infos
-        return union(obs, self.regenerator, self.union), rewards, dones, infos
+        return union(self.layout.to_chw(obs), self.regenerator, self.union), rewards, dones, infos

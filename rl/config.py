@@ -19,9 +19,12 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import LinearSchedule
 
+from envs.spec import WrapperEntry, import_packages, resolve_wrappers
 from fsae.config import ConfigError, check
+from fsae.layout import LAYOUTS
 from rl import CONDITIONS
 from rl.common_sense import DTYPES, UNIONS
+from rl.extractor import EXTRACTORS
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
 # Set by train_agent itself; a YAML may not pass them through ``hyperparams``.
@@ -32,10 +35,13 @@ _RESERVED = {"policy", "env", "policy_kwargs", "seed", "device", "tensorboard_lo
 class PolicyConfig:
     """SB3 ``policy_kwargs`` as typed values (no strings evaluated as code)."""
 
+    extractor: Literal["auto", "small", "nature"] = "auto"
+    """The image features extractor (``rl.extractor``): 'small' (SmallCNN), 'nature' (SB3's NatureCNN, images of at
+    least 36x36), or 'auto': NatureCNN when the observation's height and width are at least 36, else SmallCNN."""
     features_dim: int = 128
-    """Output size of the ``SmallCNN`` features extractor."""
+    """Output size of the features extractor (SB3's own NatureCNN default is 512)."""
     cnn_channels: tuple[int, int, int] = (32, 64, 64)
-    """Channels of SmallCNN's three 3x3 convolutions."""
+    """Channels of SmallCNN's three 3x3 convolutions (NatureCNN's are fixed: 32, 64, 64)."""
     net_arch: list[int] = field(default_factory=lambda: [64])
     """Hidden layers after the extractor: for both the policy and value heads (PPO, A2C), or the Q head (DQN)."""
     activation: Literal["relu", "tanh"] = "relu"
@@ -47,11 +53,22 @@ class AgentConfig:
     """One agent training run: environment, algorithm, budget, evaluation and the common-sense condition."""
 
     env_id: str = "fsae/DigitBandit-v0"
-    """A Gymnasium id; ``fsae/`` ids are registered by ``import envs``."""
+    """A Gymnasium id; ``fsae/`` ids are registered by ``import envs``, others by ``env_packages``."""
+    env_packages: list[str] = field(default_factory=list)
+    """Modules imported before the environments are made, so that their ids register (e.g. ale_py for ``ALE/``,
+    minigrid for ``MiniGrid-``); one that is not installed is named with its pip extra (``envs.spec``)."""
+    env_wrappers: list[WrapperEntry] = field(default_factory=list)
+    """Gymnasium wrappers applied in order after ``gym.make``, in rl-zoo3's YAML convention: a dotted import path, or
+    one with its kwargs (``- gymnasium.wrappers.FrameStackObservation: {stack_size: 4}``); each path and kwarg is
+    checked when the config is loaded (``envs.spec.resolve_wrappers``)."""
     env_kwargs: dict[str, bool | int | float | str] = field(default_factory=dict)
-    """Keyword arguments of the training environments (e.g. noise, occlusion)."""
-    eval_env_kwargs: dict[str, bool | int | float | str] = field(default_factory=lambda: {"split": "test"})
-    """Overrides of ``env_kwargs`` for the evaluation environment (default: the MNIST test split)."""
+    """Keyword arguments of the training environments (e.g. noise, occlusion; frameskip for ``ALE/``)."""
+    eval_env_kwargs: dict[str, bool | int | float | str] = field(default_factory=dict)
+    """Overrides of ``env_kwargs`` for the evaluation environment; the digit configs set ``{split: test}`` (the
+    held-out MNIST digits)."""
+    image_layout: Literal["auto", "channels_first", "channels_last"] = "auto"
+    """Which axis of the observations holds the channels (``fsae.layout``): 'auto' reads it as SB3 does (the smallest
+    axis). The wrappers hand the agent channels-first images whatever comes in."""
     algo: Literal["ppo", "a2c", "dqn"] = "ppo"
     """The SB3 algorithm."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -111,6 +128,10 @@ class AgentConfig:
 
     def __post_init__(self):
         self.policy = PolicyConfig(**self.policy) if isinstance(self.policy, dict) else self.policy
+        import_packages(self.env_packages)  # the wrappers may live in them
+        resolve_wrappers(self.env_wrappers)
+        check(self.image_layout in LAYOUTS, f"image_layout must be one of {list(LAYOUTS)}, got '{self.image_layout}'")
+        check(self.policy.extractor in EXTRACTORS, f"policy.extractor must be one of {list(EXTRACTORS)}")
         check(self.total_steps > 0 and self.n_envs > 0, "total_steps and n_envs must be positive")
         check(self.eval_freq >= 0 and self.checkpoint_freq >= 0, "eval_freq and checkpoint_freq must be >= 0")
         check(self.eval_episodes > 0, f"eval_episodes must be positive, got {self.eval_episodes}")

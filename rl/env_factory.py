@@ -1,11 +1,14 @@
 """Environments of an agent run: made once to check the config, then as vector envs with the condition's wrappers.
 
 Contents:
-    make_env         -- ``gym.make`` from a module-level function, so ``SubprocVecEnv`` workers register ids themselves.
-    probe_env        -- make the training and evaluation envs once: a bad id or kwarg fails before anything is written.
+    make_env         -- ``envs.spec.make`` (``gym.make`` after importing ``env_packages``, then ``env_wrappers``) from a
+                        module-level function, so ``SubprocVecEnv`` workers register ids and wrap envs themselves.
+    probe_env        -- make the training and evaluation envs once: a bad id, kwarg or wrapper value, an observation
+                        that is not an image, or a union SB3 would misread fails before anything is written.
     make_observer    -- the frozen model of the condition: a ``Regenerator`` (fsae, autoencoder, copy), an ``Encoder``
                         (code, features) or None (none), checked against the observation space.
-    make_vec_env_for -- the vector env of a split with the condition's wrapper stack (training and eval alike).
+    make_vec_env_for -- the vector env of a split with the condition's wrapper stack (training and eval alike); every
+                        condition hands the policy channels-first images (``rl.images``).
 """
 
 from __future__ import annotations
@@ -13,33 +16,55 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
+from envs import spec
 from fsae.config import ConfigError
-from rl.common_sense import Regenerator, VecCommonSense, make_regenerator
+from rl.common_sense import Regenerator, VecCommonSense, make_regenerator, union_space
 from rl.config import AgentConfig
+from rl.extractor import extractor_class
+from rl.images import VecChannelsFirst, check_readable, image_layout
 from rl.perception import PERCEPTIONS, Encoder, VecPerception, make_encoder
 
 
-def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """Module-level env factory, so ``SubprocVecEnv`` workers import ``envs`` (and register its ids) themselves."""
-    import envs  # noqa: F401
+def make_env(
+    env_id: str, env_packages: list[str] | tuple = (), env_wrappers: list[Any] | tuple = (), **kwargs: Any
+) -> gym.Env:
+    """Module-level env factory (``envs.spec.make``), so ``SubprocVecEnv`` workers import ``envs`` and the
+    ``env_packages`` (registering their ids) and apply the ``env_wrappers`` themselves."""
+    return spec.make(env_id, env_packages, env_wrappers, **kwargs)
 
-    return gym.make(env_id, **kwargs)
+
+def _env_fn_kwargs(cfg: AgentConfig, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {"env_id": cfg.env_id, "env_packages": cfg.env_packages, "env_wrappers": cfg.env_wrappers, **env_kwargs}
 
 
 def probe_env(cfg: AgentConfig) -> gym.Space:
-    """Make the training and the evaluation environment once (checking the id and both kwargs) and return the training
-    environment's observation space; ``ConfigError`` naming the settings an environment refused."""
+    """Make the training and the evaluation environment once (checking the id, both kwargs and the wrappers' values)
+    and return the training environment's observation space; ``ConfigError`` naming the settings an environment
+    refused, an observation space that is not an image (with the wrappers that would make one), or a condition's
+    observation that SB3 would read in the wrong layout."""
     spaces = []
     for kwargs in (cfg.env_kwargs, {**cfg.env_kwargs, **cfg.eval_env_kwargs}):
         try:
-            probe = make_env(cfg.env_id, **kwargs)
-        except (gym.error.Error, TypeError, ValueError) as e:
-            raise ConfigError(f"cannot make environment '{cfg.env_id}' with {kwargs}: {e}") from None
+            probe = make_env(**_env_fn_kwargs(cfg, kwargs))
+        except (gym.error.Error, TypeError, ValueError, AssertionError) as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            wrapped = f" and env_wrappers {[next(iter(w)) if isinstance(w, dict) else w for w in cfg.env_wrappers]}"
+            raise ConfigError(
+                f"cannot make environment '{cfg.env_id}' with {kwargs}{wrapped if cfg.env_wrappers else ''}: {reason}"
+            ) from None
         spaces.append(probe.observation_space)
         probe.close()
+    layout = image_layout(spaces[0], cfg.image_layout, cfg.env_id)
+    if cfg.condition in ("fsae", "copy", "autoencoder"):
+        policy_space = union_space(spaces[0], cfg.union, cfg.image_layout)
+    else:
+        check_readable(layout.chw, f"the observation {layout.describe()} of {cfg.env_id}")
+        policy_space = gym.spaces.Box(0, 255, layout.chw, np.uint8)
+    extractor_class(policy_space, cfg.policy.extractor)  # an image too small for the extractor
     return spaces[0]
 
 
@@ -50,7 +75,9 @@ def make_observer(
     (``CheckpointError`` naming both shapes)."""
     if cfg.condition in PERCEPTIONS:
         assert checkpoint is not None, f"condition '{cfg.condition}' needs a checkpoint"
-        return make_encoder(cfg.condition, checkpoint, device, observation_space, cfg.code_round, cfg.env_id)
+        return make_encoder(
+            cfg.condition, checkpoint, device, observation_space, cfg.code_round, cfg.env_id, cfg.image_layout
+        )
     return make_regenerator(
         cfg.condition,
         checkpoint,
@@ -60,6 +87,7 @@ def make_observer(
         cfg.regen_dtype,
         cfg.env_id,
         cfg.cuda_graph,
+        image_layout=cfg.image_layout,
     )
 
 
@@ -67,16 +95,18 @@ def make_vec_env_for(
     cfg: AgentConfig, regen: Regenerator | Encoder | None, n_envs: int, seed: int, env_kwargs: dict[str, Any]
 ) -> VecEnv:
     """``n_envs`` Monitor-wrapped envs in a Dummy/SubprocVecEnv, then ``VecCommonSense`` (or ``VecPerception`` for
-    an ``Encoder``) unless the condition is 'none'. Training and evaluation envs are built by this one function, so
-    their wrapper stacks are the same."""
+    an ``Encoder``) unless the condition is 'none', where observations that are not channels-first (C, H, W) already
+    pass through ``VecChannelsFirst``. Training and evaluation envs are built by this one function, so their wrapper
+    stacks are the same."""
     vec_cls = SubprocVecEnv if cfg.vec_env == "subproc" and n_envs > 1 else DummyVecEnv
-    venv = make_vec_env(
-        make_env, n_envs, seed=seed, vec_env_cls=vec_cls, env_kwargs={"env_id": cfg.env_id, **env_kwargs}
-    )
+    venv = make_vec_env(make_env, n_envs, seed=seed, vec_env_cls=vec_cls, env_kwargs=_env_fn_kwargs(cfg, env_kwargs))
     if isinstance(regen, Encoder):
-        regen.check_space(venv.observation_space, cfg.env_id)
-        venv = VecPerception(venv, regen)
-    elif regen is not None:
-        regen.check_space(venv.observation_space, cfg.env_id)
-        venv = VecCommonSense(venv, regen, cfg.union)
+        regen.check_space(venv.observation_space, cfg.env_id, cfg.image_layout)
+        return VecPerception(venv, regen, cfg.image_layout)
+    if regen is not None:
+        regen.check_space(venv.observation_space, cfg.env_id, cfg.image_layout)
+        return VecCommonSense(venv, regen, cfg.union, cfg.image_layout)
+    layout = image_layout(venv.observation_space, cfg.image_layout, cfg.env_id)
+    if len(layout.shape) != 3 or layout.channels_last:
+        venv = VecChannelsFirst(venv, layout)
     return venv

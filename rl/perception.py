@@ -35,7 +35,9 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from fsae.checkpoint import CheckpointError, load_fsae, sha256_file
 from fsae.config import check
+from fsae.layout import ImageLayout
 from fsae.model import FSAE
+from rl import images
 
 PERCEPTIONS = ("code", "features")
 
@@ -77,26 +79,38 @@ class Encoder:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.model.config.input_shape)
 
-    def check_space(self, space: gym.Space, env_name: str = "the environment") -> None:
-        """Refuse an observation space that is not a uint8 image of the model's input shape, naming both shapes."""
-        ok = isinstance(space, spaces.Box) and space.dtype == np.uint8 and tuple(space.shape) == self.input_shape
-        if not ok:
-            where = f"checkpoint {self.checkpoint}" if self.checkpoint else "the model"
-            raise CheckpointError(
-                f"{where} takes uint8 inputs of shape (C, H, W) = {self.input_shape}, but {env_name} observes "
-                f"{getattr(space, 'dtype', '?')} {getattr(space, 'shape', space)}; use a model pretrained on this "
-                f"environment's observations"
-            )
+    def check_space(self, space: gym.Space, env_name: str = "the environment", layout: str = "auto") -> ImageLayout:
+        """The layout of ``space`` (any uint8 image, ``rl.images``), checked against the model as the regenerator
+        checks it (a stack of k frames of its shape fits); one line naming both shapes otherwise."""
+        image = images.image_layout(space, layout, env_name)
+        images.frames_of(
+            self.input_shape, image, f"checkpoint {self.checkpoint}" if self.checkpoint else "the model", env_name
+        )
+        return image
 
-    def observation_space(self, image_space: gym.Space) -> spaces.Dict:
-        """``Dict(image=image_space, code=Box(-inf, inf, (size,), float32))``."""
-        return spaces.Dict({"image": image_space, "code": spaces.Box(-np.inf, np.inf, (self.size,), np.float32)})
+    def observation_space(self, image: ImageLayout) -> spaces.Dict:
+        """``Dict(image=Box(0, 255, (C, H, W), uint8), code=Box(-inf, inf, (k * size,), float32))``: the image
+        channels-first, and one vector per frame of a stack of k, concatenated."""
+        c, h, w = image.chw
+        images.check_readable(image.chw, f"the image {image.describe()}")
+        k = c // self.input_shape[0]
+        return spaces.Dict(
+            {
+                "image": spaces.Box(0, 255, image.chw, np.uint8),
+                "code": spaces.Box(-np.inf, np.inf, (k * self.size,), np.float32),
+            }
+        )
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        """uint8 (B, C, H, W) -> float32 (B, size), one forward pass of the abstract network."""
+        """uint8 (B, k * C, H, W) -> float32 (B, k * size), one forward pass of the abstract network over the B * k
+        frames (k = 1 for an image of the model's shape)."""
         assert obs.dtype == np.uint8 and obs.ndim == 4, (
             f"expected a uint8 batch (B, C, H, W), got {obs.dtype} {obs.shape}"
         )
+        b, c, h, w = obs.shape
+        mc = self.input_shape[0]
+        if c != mc:  # a stack: (B * k, C, H, W), each observation's frames consecutive
+            return self(obs.reshape(b * (c // mc), mc, h, w)).reshape(b, -1)
         with torch.inference_mode():
             x = torch.from_numpy(obs).to(self.device).float().div_(255.0)
             _, hs = self.model.abstract(x)
@@ -133,6 +147,7 @@ def make_encoder(
     observation_space: gym.Space | None = None,
     code_round: bool = False,
     env_name: str = "the environment",
+    image_layout: str = "auto",
 ) -> Encoder:
     """Load ``checkpoint`` (an FSAE of any variant: only its abstract half is used), freeze it, and refuse one that
     does not fit ``observation_space`` or is the conventional autoencoder (whose 'code' was learned without labels,
@@ -146,23 +161,25 @@ def make_encoder(
         )
     encoder = Encoder(model, condition, code_round, device, str(checkpoint))
     if observation_space is not None:
-        encoder.check_space(observation_space, env_name)
+        encoder.check_space(observation_space, env_name, image_layout)
     return encoder
 
 
 class Perception(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
-    """One environment's observations as ``{"image": obs, "code": encoder(obs)}``."""
+    """One environment's observations as ``{"image": obs, "code": encoder(obs)}``, the image channels-first (any
+    layout comes in, as for ``rl.common_sense.CommonSense``)."""
 
-    def __init__(self, env: gym.Env, encoder: Encoder):
-        gym.utils.RecordConstructorArgs.__init__(self, encoder=encoder)
+    def __init__(self, env: gym.Env, encoder: Encoder, image_layout: str = "auto"):
+        gym.utils.RecordConstructorArgs.__init__(self, encoder=encoder, image_layout=image_layout)
         gym.ObservationWrapper.__init__(self, env)
         name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
-        encoder.check_space(env.observation_space, name)
+        self.layout = encoder.check_space(env.observation_space, name, image_layout)
         self.encoder = encoder
-        self.observation_space = encoder.observation_space(env.observation_space)
+        self.observation_space = encoder.observation_space(self.layout)
 
     def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
-        return {"image": observation, "code": self.encoder(observation[None])[0]}
+        image = self.layout.to_chw(observation[None])
+        return {"image": image[0], "code": self.encoder(image)[0]}
 
 
 class VecPerception(VecEnvWrapper):
@@ -183,20 +200,21 @@ class VecPerception(VecEnvWrapper):
         ((3, 1, 8, 8), (3, 3))
     """
 
-    def __init__(self, venv: VecEnv, encoder: Encoder):
-        encoder.check_space(venv.observation_space, "the vector environment")
+    def __init__(self, venv: VecEnv, encoder: Encoder, image_layout: str = "auto"):
+        self.layout = encoder.check_space(venv.observation_space, "the vector environment", image_layout)
         self.encoder = encoder
-        super().__init__(venv, observation_space=encoder.observation_space(venv.observation_space))
+        super().__init__(venv, observation_space=encoder.observation_space(self.layout))
 
     def reset(self) -> dict[str, np.ndarray]:
-        obs = self.venv.reset()
+        obs = self.layout.to_chw(self.venv.reset())
         return {"image": obs, "code": self.encoder(obs)}
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
         ended = [i for i in np.flatnonzero(dones) if "terminal_observation" in infos[i]]
         batch = np.concatenate([obs, *[infos[i]["terminal_observation"][None] for i in ended]]) if ended else obs
+        batch = self.layout.to_chw(batch)
         codes = self.encoder(batch)
         for j, i in enumerate(ended):
             infos[i]["terminal_observation"] = {"image": batch[len(obs) + j], "code": codes[len(obs) + j]}
-        return {"image": obs, "code": codes[: len(obs)]}, rewards, dones, infos
+        return {"image": batch[: len(obs)], "code": codes[: len(obs)]}, rewards, dones, infos

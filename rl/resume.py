@@ -45,10 +45,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from fsae.config import ConfigError
+from fsae.config import ConfigError, to_dict
 from fsae.provenance import check_dependencies
 from rl.callbacks import SplitEvalCallback
-from rl.config import AgentConfig
+from rl.config import AgentConfig, PolicyConfig
 from rl.run_folder import open_logger
 
 _CHECKPOINT = re.compile(r"agent_(\d+)_steps\.zip")
@@ -82,11 +82,24 @@ def config_differences(saved: dict[str, Any], config: dict[str, Any], ignore: Co
     """``'key: old -> new, ...'`` for each setting (top-level key of two ``AgentConfig`` dicts) that changes what is
     trained, '' when none does; ``ignore`` names more keys to leave out. A key missing on one side (a config written
     before the key existed) counts as its default."""
-    defaults = {f.name: f.default for f in dataclasses.fields(AgentConfig) if f.default is not dataclasses.MISSING}
+    defaults = _defaults(AgentConfig)
     old, new = {**defaults, **saved}, {**defaults, **config}
+    for d in (old, new):  # the policy section too: a key added since (policy.extractor) counts as its default
+        d["policy"] = {**_defaults(PolicyConfig), **(d.get("policy") or {})}
     skip = _MAY_DIFFER | set(ignore)
     differ = sorted(k for k in set(old) | set(new) if k not in skip and old.get(k) != new.get(k))
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differ)
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """Each field's default as ``to_dict`` writes it (default factories called)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = to_dict(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = to_dict(f.default_factory())
+    return out
 
 
 _COUNTERS = ("num_timesteps", "_n_updates", "_episode_num", "_n_calls", "exploration_rate")

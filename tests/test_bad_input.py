@@ -115,6 +115,7 @@ class Case(NamedTuple):
     expect: str
     env: dict[str, str] = {}
     files: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()  # optional extras the case imports (pip install -e ".[minigrid]")
 
 
 SWEEP = ["scripts/sweep.py", "--config", "configs/sweeps/tiny.yaml", "--dry-run"]
@@ -146,6 +147,17 @@ CASES = [
     Case("agent-fsae-without-augment", agent(flags=("--fsae", "{tmp}/fsae.pt")), 2,
          "--fsae is used only by --augment fsae or autoencoder, not 'none'", files=("fsae.pt",)),
     Case("compare-no-folder", ["scripts/compare.py", "{tmp}/nothing"], 2, "nothing is not a folder"),
+    # Environments from outside: env_packages and env_wrappers (envs.spec), checked when the config is loaded
+    Case("agent-wrapper-unknown-path", agent("env_wrappers=[gymnasium.wrappers.AtariPreprocesing]"), 2,
+         "env_wrappers[0] gymnasium.wrappers.AtariPreprocesing: 'gymnasium.wrappers' has no 'AtariPreprocesing' (did "
+         "you mean 'AtariPreprocessing'?); unknown path"),
+    Case("agent-wrapper-kwarg-typo", agent("env_wrappers=[{gymnasium.wrappers.TimeLimit: {max_episode_step: 5}}]"), 2,
+         "env_wrappers[0] gymnasium.wrappers.TimeLimit: unknown keyword 'max_episode_step' (did you mean "
+         "'max_episode_steps'?); valid: ['max_episode_steps']"),
+    Case("agent-env-package-missing", agent("env_packages=[procgen]"), 2,
+         "env package 'procgen' is not installed; pip install the package that provides 'procgen'"),
+    Case("agent-not-an-image", agent("env_wrappers=[]", config="minigrid_doorkey5"), 2,
+         "MiniGrid-DoorKey-5x5-v0 observes Dict(", needs=("minigrid",)),
     # Data
     Case("mnist-missing", pretrain("data.download=false"), 1, "MNIST not found in", MNIST_EMPTY, ("empty",)),
     Case("mnist-truncated", pretrain("data.download=false"), 1, "is unreadable or corrupt", MNIST_CUT, ("mnist",)),
@@ -231,6 +243,8 @@ def keep_rngs():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_error_line(case: Case, tmp_path: Path, monkeypatch, capsys, load_script, keep_rngs):
+    for package in case.needs:
+        pytest.importorskip(package, reason=f"case {case.id} needs the optional extra {package}")
     argv, env = prepare(case, tmp_path)
     monkeypatch.chdir(tmp_path)  # anything a script writes by a relative path lands here, not in the repository
     for k, v in env.items():

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
 
-from fsae.config import load_config
+from envs.spec import install_hint
+from fsae.config import load_config, load_yaml
 from fsae.model import FSAE
 from fsae.pretrain import PretrainConfig, variant_config
 from rl.agent import policy_kwargs
 from rl.common_sense import union_space
 from rl.config import AgentConfig, check_hyperparams
 from rl.env_factory import make_env
+from rl.images import image_layout
 from rl.sweep import load_sweep, plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,15 +54,19 @@ def test_pretrain_config_builds_every_variant(path: Path):
 
 @pytest.mark.parametrize("path", _yamls("agent"), ids=lambda p: p.stem)
 def test_agent_config_builds_its_policy_features(path: Path):
-    """The config's env exists with its kwargs, and its CNN features fit the env's raw and stacked observations."""
+    """The config's env exists with its packages, wrappers and kwargs, and its CNN features fit the env's raw
+    observations (as the policy sees them: channels-first) and their union."""
+    for package in load_yaml(path).get("env_packages", []):  # an optional extra: pip install -e ".[atari,minigrid]"
+        pytest.importorskip(package, reason=f"{path.name} needs {package}: {install_hint(package)}")
     cfg = load_config(AgentConfig, path)
     check_hyperparams(cfg)
     assert cfg.condition == "none", "shipped agent configs train the raw agent; conditions come from --augment"
-    env = make_env(cfg.env_id, **cfg.env_kwargs)
+    env = make_env(cfg.env_id, cfg.env_packages, cfg.env_wrappers, **cfg.env_kwargs)
     raw = env.observation_space
     env.close()
-    kw = policy_kwargs(cfg)
-    for space in (raw, union_space(raw, cfg.union)):
+    chw = spaces.Box(0, 255, image_layout(raw, cfg.image_layout).chw, np.uint8)
+    for space in (chw, union_space(raw, cfg.union, cfg.image_layout)):
+        kw = policy_kwargs(cfg, space)
         extractor = kw["features_extractor_class"](space, **kw["features_extractor_kwargs"])
         with torch.no_grad():
             features = extractor(torch.zeros(2, *space.shape))

@@ -1,0 +1,168 @@
+"""Any registered Gymnasium environment from a config: the packages that register its id, and its wrappers.
+
+Contents:
+    EXTRAS          -- importable package -> the project's pip extra that installs it (``pip install -e ".[atari]"``).
+    WrapperEntry    -- one ``env_wrappers`` entry as YAML gives it: a dotted path, or ``{path: {kwarg: value}}``.
+    import_packages -- import the ``env_packages`` (``ale_py``, ``minigrid``) so their ids register.
+    resolve_wrappers -- each entry as (path, callable, kwargs), checked: the path imports, names a ``gymnasium.Wrapper``
+                       subclass or a function ``env -> env``, and the kwargs fit its signature ("did you mean").
+    make            -- ``gym.make`` with the packages imported and the wrappers applied in order (a module-level
+                       function, so ``SubprocVecEnv`` workers do the same).
+
+The wrapper list follows rl-baselines3-zoo's YAML convention (``env_wrapper`` in its ``hyperparams/*.yml``, resolved with
+``importlib`` in ``rl_zoo3.utils.get_wrapper_class``); nothing is evaluated as code. Every error is a ``ConfigError``
+of one line naming the entry, raised when the config is loaded, before any environment is made:
+
+    env_packages: [ale_py]
+    env_wrappers:
+      - gymnasium.wrappers.AtariPreprocessing: {frame_skip: 4, screen_size: 84}
+      - gymnasium.wrappers.FrameStackObservation: {stack_size: 4}
+
+Example:
+    >>> [(path, kwargs) for path, _, kwargs in resolve_wrappers(
+    ...     ["gymnasium.wrappers.FlattenObservation", {"gymnasium.wrappers.TimeLimit": {"max_episode_steps": 5}}])]
+    [('gymnasium.wrappers.FlattenObservation', {}), ('gymnasium.wrappers.TimeLimit', {'max_episode_steps': 5})]
+    >>> resolve_wrappers([{"gymnasium.wrappers.TimeLimit": {"max_episode_step": 5}}])
+    Traceback (most recent call last):
+    fsae.config.ConfigError: env_wrappers[0] gymnasium.wrappers.TimeLimit: unknown keyword 'max_episode_step' (did you mean 'max_episode_steps'?); valid: ['max_episode_steps']
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Union
+
+import gymnasium as gym
+
+from fsae.config import ConfigError
+
+EXTRAS = {"ale_py": "atari", "cv2": "atari", "minigrid": "minigrid", "ray": "ray"}
+"""Top-level module -> the extra of pyproject.toml that installs it."""
+
+WrapperEntry = Union[str, dict[str, Union[dict[str, Any], None]]]  # noqa: UP007  (evaluated at runtime by from_dict)
+"""``"pkg.mod.Wrapper"`` or ``{"pkg.mod.Wrapper": {kwarg: value}}`` (kwargs may be null)."""
+
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+
+
+def install_hint(module: str) -> str:
+    """How to install the package of ``module``: the project's extra when there is one."""
+    top = module.split(".")[0]
+    return f'pip install -e ".[{EXTRAS[top]}]"' if top in EXTRAS else f"pip install the package that provides '{top}'"
+
+
+def import_packages(names: Sequence[str]) -> None:
+    """Import each module of ``env_packages`` (importing ``ale_py`` registers the ``ALE/`` ids, ``minigrid`` the
+    ``MiniGrid-`` ids); one missing is a ``ConfigError`` naming it and its pip extra."""
+    for name in names:
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", name):
+            raise ConfigError(f"env_packages: {name!r} is not a module name (e.g. ale_py, minigrid)")
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name is not None and (name == e.name or name.startswith(e.name + ".")):
+                raise ConfigError(f"env package '{name}' is not installed; {install_hint(name)}") from None
+            raise ConfigError(f"env package '{name}' failed to import: {e}") from None
+
+
+def _entry(i: int, entry: Any) -> tuple[str, dict[str, Any]]:
+    """One YAML entry -> (path, kwargs), its form checked."""
+    if isinstance(entry, str):
+        path, kwargs = entry, {}
+    elif isinstance(entry, dict) and len(entry) == 1:
+        path, kwargs = next(iter(entry.items()))
+        kwargs = {} if kwargs is None else kwargs
+    else:
+        raise ConfigError(
+            f"env_wrappers[{i}]: {entry!r} must be a dotted path or a mapping of one path to its kwargs "
+            "(e.g. '- gymnasium.wrappers.TimeLimit: {max_episode_steps: 100}')"
+        )
+    if not isinstance(path, str) or not _DOTTED.match(path):
+        raise ConfigError(
+            f"env_wrappers[{i}]: {path!r} is not a dotted import path (e.g. minigrid.wrappers.ImgObsWrapper)"
+        )
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ConfigError(f"env_wrappers[{i}] {path}: the kwargs must be a mapping of names to values, got {kwargs!r}")
+    return path, dict(kwargs)
+
+
+def _resolve(where: str, path: str) -> Any:
+    """The object a dotted path names: the longest importable module prefix, then attributes."""
+    parts = path.split(".")
+    for n in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:n])
+        try:
+            obj = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name is not None and (module_name == e.name or module_name.startswith(e.name + ".")):
+                continue  # this prefix is not a module: try a shorter one
+            raise ConfigError(f"{where}: importing '{module_name}' failed: {e}") from None
+        for attr in parts[n:]:
+            if not hasattr(obj, attr):
+                names = [a for a in dir(obj) if not a.startswith("_")]
+                near = difflib.get_close_matches(attr, names, n=1)
+                hint = f" (did you mean '{near[0]}'?)" if near else ""
+                raise ConfigError(f"{where}: '{obj.__name__}' has no '{attr}'{hint}; unknown path")
+            obj = getattr(obj, attr)
+        return obj
+    top = parts[0]
+    if top in EXTRAS:
+        raise ConfigError(f"{where}: package '{top}' is not installed; {install_hint(top)}")
+    raise ConfigError(f"{where}: no module named '{top}' (unknown path, or a package that is not installed)")
+
+
+def _check_callable(where: str, obj: Any, kwargs: dict[str, Any]) -> None:
+    """``obj`` is a wrapper class or a function of an env, and ``obj(env, **kwargs)`` binds."""
+    if inspect.isclass(obj):
+        if not issubclass(obj, gym.Wrapper):
+            raise ConfigError(f"{where}: {obj.__name__} is a class but not a gymnasium.Wrapper")
+    elif not callable(obj):
+        raise ConfigError(f"{where}: is a {type(obj).__name__}, not a wrapper class or a function env -> env")
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: it is called as it is
+    params = list(sig.parameters.values())
+    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        raise ConfigError(f"{where}: takes no environment as its first argument; not a wrapper")
+    rest = [p for p in params[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    valid = [p.name for p in rest]
+    if not any(p.kind == p.VAR_KEYWORD for p in params):
+        for key in kwargs:
+            if key not in valid:
+                near = difflib.get_close_matches(key, valid, n=1)
+                hint = f" (did you mean '{near[0]}'?)" if near else ""
+                raise ConfigError(f"{where}: unknown keyword '{key}'{hint}; valid: {valid}")
+    missing = [p.name for p in rest if p.default is p.empty and p.name not in kwargs]
+    if missing:
+        raise ConfigError(f"{where}: missing keyword '{missing[0]}' (it has no default); valid: {valid}")
+
+
+def resolve_wrappers(entries: Sequence[WrapperEntry]) -> list[tuple[str, Callable[..., gym.Env], dict[str, Any]]]:
+    """Each ``env_wrappers`` entry as (path, wrapper class or function, kwargs), checked (``ConfigError``, one line
+    naming the entry: not a path, unknown path, package not installed, not a wrapper, unknown or missing keyword).
+    Values are checked only when the wrapper is built (``make``)."""
+    out = []
+    for i, entry in enumerate(entries):
+        path, kwargs = _entry(i, entry)
+        where = f"env_wrappers[{i}] {path}"
+        obj = _resolve(where, path)
+        _check_callable(where, obj, kwargs)
+        out.append((path, obj, kwargs))
+    return out
+
+
+def make(
+    env_id: str, env_packages: Sequence[str] = (), env_wrappers: Sequence[WrapperEntry] = (), **kwargs: Any
+) -> gym.Env:
+    """``gym.make(env_id, **kwargs)`` after importing ``env_packages``, then each of ``env_wrappers`` applied in order
+    (the first entry wraps the environment itself). The ``fsae/`` ids are registered by ``import envs``."""
+    import_packages(env_packages)
+    env = gym.make(env_id, **kwargs)
+    for _, wrapper, wrapper_kwargs in resolve_wrappers(env_wrappers):
+        env = wrapper(env, **wrapper_kwargs)
+    return env
