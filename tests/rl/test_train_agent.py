@@ -21,7 +21,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import rl.agent
+import rl.env_factory
 from fsae.checkpoint import safe_load, save_fsae, sha256_file
 from fsae.config import ConfigError, apply_overrides, from_dict, load_config
 from fsae.model import FSAE, FSAEConfig, LayerSpec
@@ -138,8 +138,8 @@ def test_fsae_without_checkpoint_names_the_pretraining_command(cli_error, tmp_pa
 
 def test_fsae_weights_unchanged_after_training(tmp_path, ckpts, monkeypatch):
     made = []
-    original = rl.agent.make_regenerator
-    monkeypatch.setattr(rl.agent, "make_regenerator", lambda *a, **k: made.append(original(*a, **k)) or made[-1])
+    original = rl.env_factory.make_regenerator
+    monkeypatch.setattr(rl.env_factory, "make_regenerator", lambda *a, **k: made.append(original(*a, **k)) or made[-1])
     path = ckpts / "fsae_round.pt"
     before = sha256_file(path)
     metrics = train_agent(tiny_config(tmp_path, condition="fsae", fsae_checkpoint=str(path)))
