@@ -2,17 +2,18 @@
 
 Contents:
     CollectConfig     -- what to collect: env id, kwargs, packages, wrappers, label source, steps, seed, image layout
-                         (``configs/collect/*.yaml``; unknown keys refused).
+                         (``configs/collect/*.yaml``; unknown keys refused, packages and wrappers checked on load).
     TaskData          -- the result: obs (N, C, H, W) uint8, labels, what was done to the images, the labels' names.
-    image_layout      -- how an observation space's images become (C, H, W): SB3's rule (``is_image_space_channels_
-                         first``) or the layout the config states; one line naming the space when it is no image.
+    image_layout      -- the ``fsae.layout.ImageLayout`` of an observation space (SB3's rule, or the layout the config
+                         states) and a line saying what is done to make it (C, H, W); one line when it is no image.
     parse_env_kwargs  -- ``["noise=0.1", "occlusion_size=8"]`` -> ``{"noise": 0.1, "occlusion_size": 8}``.
     collect           -- roll out a seeded random policy for N steps; returns ``TaskData`` in the format of
                          ``fsae.data.save_task_data`` / ``load_task_data``.
 
 Images are stored channels first, uint8, whatever the environment gives: channels-last (H, W, C) frames (MiniGrid's
-``RGBImgPartialObsWrapper``) are transposed, 2-D grey frames (``AtariPreprocessing``) get a channel axis, so
-pretraining reads them as (C, H, W). ``TaskData.layout`` says which was done. Labels come from ``envs.labels``:
+``RGBImgPartialObsWrapper``) are transposed, 2-D grey frames (``AtariPreprocessing``) get a channel axis, frame stacks
+put their frames one after the other along C (``fsae.layout``), so pretraining reads them as (C, H, W).
+``TaskData.layout`` says which was done. Labels come from ``envs.labels``:
 ``info`` (the digit envs: (N,) int64 for ``fsae/DigitBandit-v0``; (N, 2) int64 for ``fsae/DigitSum-v0`` and
 ``fsae/DigitLock-v0``, the clean classes whatever the corruption), Atari RAM (float32) or a label function.
 """
@@ -26,16 +27,15 @@ from typing import Any, Literal, NamedTuple
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from tqdm import tqdm
 
 import envs  # noqa: F401  (registers the fsae/ ids)
+from envs import spec
 from envs.labels import LabelConfig, make_labeler
 from fsae.config import ConfigError, check
+from fsae.layout import LAYOUTS, ImageLayout, detect_layout
 
 __all__ = ["CollectConfig", "TaskData", "collect", "image_layout", "parse_env_kwargs"]
-
-LAYOUTS = ("auto", "channels_first", "channels_last")
 
 
 @dataclass
@@ -48,12 +48,12 @@ class CollectConfig:
     """Constructor arguments, e.g. {split: test, noise: 0.1} for the digit envs, {frameskip: 4} for Atari."""
     env_packages: list[str] = field(default_factory=list)
     """Modules to import so that the id registers, e.g. [ale_py] or [minigrid]."""
-    env_wrappers: list[str | dict[str, dict[str, Any]]] = field(default_factory=list)
-    """Wrappers applied in order, in rl-zoo3's convention: a dotted path, or {path: kwargs}."""
+    env_wrappers: list[spec.WrapperEntry] = field(default_factory=list)
+    """Wrappers applied in order, in rl-zoo3's convention: a dotted path, or {path: kwargs} (``envs.spec``)."""
     labels: LabelConfig = field(default_factory=LabelConfig)
     """The label source: info keys, RAM bytes or a label function (``envs.labels``)."""
-    layout: Literal["auto", "channels_first", "channels_last"] = "auto"
-    """How a 3-D image observation is laid out: 'auto' decides as SB3 does (the smallest axis is the channels)."""
+    image_layout: Literal["auto", "channels_first", "channels_last"] = "auto"
+    """Where an image's channels are: 'auto' decides as SB3 does (``fsae.layout``), else as stated."""
     steps: int = 10_000
     """Observations to collect."""
     seed: int = 0
@@ -62,7 +62,14 @@ class CollectConfig:
     def __post_init__(self):
         self.labels = LabelConfig(**self.labels) if isinstance(self.labels, dict) else self.labels
         check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
-        check(self.layout in LAYOUTS, f"layout must be one of {LAYOUTS}, got '{self.layout}'")
+        check(self.image_layout in LAYOUTS, f"image_layout must be one of {LAYOUTS}, got '{self.image_layout}'")
+        spec.import_packages(self.env_packages)  # a missing package or a bad wrapper: one line, before any step
+        spec.resolve_wrappers(self.env_wrappers)
+        make_labeler(self.labels)  # an unknown label function, likewise
+
+    def make_env(self, env_id: str, **kwargs: Any) -> gym.Env:
+        """The env as ``collect`` makes it: ``env_packages`` imported, ``env_wrappers`` applied (``envs.spec.make``)."""
+        return spec.make(env_id, self.env_packages, self.env_wrappers, **kwargs)
 
 
 class TaskData(NamedTuple):
@@ -78,30 +85,29 @@ class TaskData(NamedTuple):
     """One name per label column where the source gives them."""
 
 
-def image_layout(space: gym.Space, layout: str = "auto", env_id: str = "the env") -> tuple[Callable, str]:
-    """The function that turns one observation of ``space`` into (C, H, W) uint8, and a line saying what it does.
+def image_layout(space: gym.Space, layout: str = "auto", env_id: str = "the env") -> tuple[ImageLayout, str]:
+    """The layout of ``space``'s images (``fsae.layout.detect_layout``) and a line saying what is done to make each
+    observation (C, H, W), e.g. 'channels-last (H, W, C) (28, 28, 3) -> (3, 28, 28)'.
 
     Args:
-        space: the observation space; it must be a uint8 ``Box`` of 2 (grey) or 3 dimensions.
-        layout: 'auto' (SB3's rule: channels first when the first axis is the smallest), 'channels_first' or
-            'channels_last' (3-D spaces only).
+        space: the observation space; it must be a uint8 ``Box`` of 2 (grey), 3 or 4 (frame stack) axes.
+        layout: 'auto' (SB3's rule: the smallest axis holds the channels), 'channels_first' or 'channels_last'.
         env_id: named in the error.
 
     Raises:
-        ConfigError: not a uint8 image of 2 or 3 dimensions (one line naming the space and what to add).
+        ConfigError: not a uint8 image (one line naming the space and the wrappers that make one), or a layout that
+            cannot be told.
     """
     shape = getattr(space, "shape", None)
-    ok = isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and shape is not None and len(shape) in (2, 3)
+    ok = isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and shape is not None and len(shape) in (2, 3, 4)
     fix = "add a wrapper that gives one (e.g. minigrid.wrappers.ImgObsWrapper, gymnasium.wrappers.AtariPreprocessing)"
     check(ok, f"{env_id} observes {space}; task data needs uint8 images (C, H, W), (H, W, C) or grey (H, W): {fix}")
-    assert shape is not None
-    if len(shape) == 2:
-        return (lambda ob: ob[None]), f"grey {tuple(shape)} -> (1, {shape[0]}, {shape[1]})"
-    first = is_image_space_channels_first(space) if layout == "auto" else layout == "channels_first"
-    if first:
-        return (lambda ob: ob), f"channels-first {tuple(shape)} as given"
-    h, w, c = shape
-    return (lambda ob: ob.transpose(2, 0, 1)), f"channels-last {tuple(shape)} -> ({c}, {h}, {w})"
+    try:
+        found = detect_layout(tuple(shape), layout)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise ConfigError(f"{env_id}: {e}") from None
+    same = found.chw == found.shape
+    return found, f"{found.name} {found.shape} " + ("as given" if same else f"-> {found.chw}")
 
 
 def parse_env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
@@ -138,7 +144,7 @@ def collect(
     env_kwargs: Mapping[str, Any] | None = None,
     labels: LabelConfig | None = None,
     layout: str = "auto",
-    make_env: Callable[..., gym.Env] = gym.make,
+    make_env: Callable[..., gym.Env] = spec.make,
     progress: bool = True,
 ) -> TaskData:
     """Roll out a uniformly random policy and keep every observation it sees with its label(s).
@@ -154,7 +160,8 @@ def collect(
         env_kwargs: constructor arguments (``split``, ``noise``, ...), passed as they are.
         labels: the label source (default: ``info``'s "labels" / "label").
         layout: see ``image_layout``.
-        make_env: ``make_env(env_id, **env_kwargs)`` builds the env (e.g. with packages imported and wrappers added).
+        make_env: ``make_env(env_id, **env_kwargs)`` builds the env (``CollectConfig.make_env``: with its packages
+            imported and its wrappers added).
         progress: show a tqdm progress bar.
 
     Returns:
@@ -168,7 +175,11 @@ def collect(
     labeler = make_labeler(cfg)
     env = make_env(env_id, **dict(env_kwargs or {}))
     try:
-        to_chw, note = image_layout(env.observation_space, layout, env_id)
+        found, note = image_layout(env.observation_space, layout, env_id)
+
+        def to_chw(ob: np.ndarray) -> np.ndarray:
+            return found.to_chw(np.asarray(ob)[None])[0]
+
         env.action_space.seed(seed)
         ob, info = env.reset(seed=seed)
         first = labeler(env, info)

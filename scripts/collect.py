@@ -11,7 +11,7 @@ flags override it (``--set`` any key, e.g. ``--set labels.ram=[51,50]``). ``--la
 ``info`` (``info["labels"]``/``["label"]``), ``info=KEY,KEY``, ``ram=pong`` / ``ram=breakout`` (the AtariARI tables)
 or ``ram=51,50,49,54``, ``function=MODULE:FUNCTION`` (e.g. ``envs.labels:minigrid_concepts``).
 
-The file holds ``obs`` (N, C, H, W) uint8 (channels-last and 2-D grey frames converted; ``layout`` says what was done)
+The file holds ``obs`` (N, C, H, W) uint8 (channels-last and grey frames converted; ``layout`` says what was done)
 and ``labels`` ((N,) or (N, K) int64 classes, or (N, K) float32 targets such as RAM bytes), the format pretraining
 reads (``data.source: <file>``), plus ``label_names``, ``env_id``, ``seed``, ``env_kwargs`` and ``config`` (JSON)
 recording how it was made. An existing ``--out`` is refused unless ``--overwrite``.
@@ -93,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return error(f"{args.out} already exists; pass --overwrite to replace it, or choose another --out", 2)
     try:
         cfg = build_config(args)
-        if cfg.env_packages or cfg.env_wrappers:
-            raise ConfigError("env_packages and env_wrappers are not supported yet")  # TODO(envs17): their helper
-        data = collect(cfg.env_id, cfg.steps, cfg.seed, cfg.env_kwargs, cfg.labels, cfg.layout,
+        data = collect(cfg.env_id, cfg.steps, cfg.seed, cfg.env_kwargs, cfg.labels, cfg.image_layout, cfg.make_env,
                        progress=not args.no_progress)  # fmt: skip
     except (ValueError, TypeError, KeyError, GymError) as e:  # ConfigError, bad or unknown kwargs, unknown env id
         return error(" ".join(str(e).split()) if not isinstance(e, KeyError) else e.args[0], 2)

@@ -135,6 +135,12 @@ CASES = [
     Case("collect-unknown-env", [*COLLECT, "--env", "fsae/DigitBandid-v0"], 2, "DigitBandid` doesn't exist"),
     Case("collect-ram-out-of-range", [*COLLECT, "--env", "fsae/DigitBandit-v0", "--labels", "ram=51,128"], 2,
          "labels: ram address 128 is out of range 0..127 (the Atari 2600 has 128 bytes of RAM)"),
+    Case("collect-env-package-missing", [*COLLECT, "--config", "configs/collect/pong_ram.yaml", "--set",
+         "env_packages=[ale_pyy]"], 2, "env package 'ale_pyy' is not installed; pip install the package"),
+    Case("collect-wrapper-kwarg-typo", [*COLLECT, "--config", "configs/collect/minigrid_doorkey5.yaml", "--set",
+         "env_wrappers=[{minigrid.wrappers.RGBImgPartialObsWrapper: {tile: 4}}]"], 2, "env_wrappers[0] "
+         "minigrid.wrappers.RGBImgPartialObsWrapper: unknown keyword 'tile' (did you mean 'tile_size'?)",
+         needs=("minigrid",)),
     Case("collect-unknown-label-function", [*COLLECT, "--env", "fsae/DigitBandit-v0", "--labels",
          "function=envs.labels:minigrid_concept"], 2, "module 'envs.labels' has no function 'minigrid_concept'; "
          "did you mean 'minigrid_concepts'?"),

@@ -13,15 +13,16 @@ import pytest
 import torch
 from gymnasium import spaces
 
+from envs.collect import CollectConfig, collect
 from envs.spec import install_hint
 from fsae.config import load_config, load_yaml
 from fsae.model import FSAE
-from fsae.pretrain import PretrainConfig, variant_config
+from fsae.pretrain import PretrainConfig, check_targets, variant_config
 from rl.agent import policy_kwargs
 from rl.common_sense import union_space
 from rl.config import AgentConfig, check_hyperparams
 from rl.env_factory import make_env
-from rl.images import image_layout
+from rl.images import frames_of, image_layout
 from rl.sweep import load_sweep, plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ def _yamls(folder: str) -> list[Path]:
 
 def test_every_config_folder_is_covered():
     """A new folder of configs needs its own test below."""
-    assert sorted(p.name for p in CONFIGS.iterdir() if p.is_dir()) == ["agent", "pretrain", "sweeps"]
+    assert sorted(p.name for p in CONFIGS.iterdir() if p.is_dir()) == ["agent", "collect", "pretrain", "sweeps"]
 
 
 @pytest.mark.parametrize("path", _yamls("pretrain"), ids=lambda p: p.stem)
@@ -81,3 +82,28 @@ def test_sweep_config_plans(path: Path):
     assert len({r.run_dir for r in runs}) == len(runs)
     for env in cfg.envs:
         assert (ROOT / env.config).is_file(), f"{env.config} does not exist"
+
+
+# Each collect config, the pretraining config that reads its data, and the agent config whose observations the FSAE
+# regenerates: the README's pipelines.
+PIPELINES = {"minigrid_doorkey5": "minigrid_doorkey5", "pong_ram": "pong"}
+
+
+@pytest.mark.parametrize("path", _yamls("collect"), ids=lambda p: p.stem)
+def test_collect_config_gives_what_its_pretraining_and_agent_configs_take(path: Path):
+    """16 steps of the collect config: images of the pretraining config's input shape, labels its head trains on,
+    and a model of that shape fits the agent's observations (one frame, or each frame of a stack)."""
+    for package in load_yaml(path).get("env_packages", []):
+        pytest.importorskip(package, reason=f"{path.name} needs {package}: {install_hint(package)}")
+    cfg = load_config(CollectConfig, path)
+    data = collect(cfg.env_id, 16, cfg.seed, cfg.env_kwargs, cfg.labels, cfg.image_layout, cfg.make_env, progress=0)
+    pre = load_config(PretrainConfig, CONFIGS / "pretrain" / path.name)
+    assert data.obs.shape[1:] == tuple(pre.model.input_shape) and data.obs.dtype == np.uint8
+    check_targets(torch.from_numpy(data.labels), pre.model)
+    assert data.label_names is not None and len(data.label_names) == data.labels.shape[1]
+    agent = load_config(AgentConfig, CONFIGS / "agent" / f"{PIPELINES[path.stem]}.yaml")
+    env = make_env(agent.env_id, agent.env_packages, agent.env_wrappers, **agent.env_kwargs)
+    layout = image_layout(env.observation_space, agent.image_layout)
+    env.close()
+    frames = {"pong": 4}.get(PIPELINES[path.stem], 1)  # Pong's agent stacks 4 frames; the FSAE takes one
+    assert frames_of(tuple(pre.model.input_shape), layout, "the FSAE", agent.env_id) == frames

@@ -27,7 +27,7 @@ LABEL_SHAPES = {"fsae/DigitBandit-v0": (), "fsae/DigitSum-v0": (2,), "fsae/Digit
 @pytest.mark.parametrize("env_id", list(SHAPES))
 def test_collect_shapes_dtypes_and_label_ranges(env_id):
     obs, labels, layout, names = collect(env_id, 300, seed=0, progress=False)
-    assert layout == f"channels-first {SHAPES[env_id]} as given" and names is None
+    assert layout == f"channels-first (C, H, W) {SHAPES[env_id]} as given" and names is None
     assert obs.shape == (300, *SHAPES[env_id]) and obs.dtype == np.uint8
     assert labels.shape == (300, *LABEL_SHAPES[env_id]) and labels.dtype == np.int64
     assert labels.min() == 0 and labels.max() == 9
@@ -109,8 +109,9 @@ def test_script_writes_the_same_data_as_the_library(tmp_path):
     with np.load(out) as f:
         assert str(f["env_id"]) == "fsae/DigitLock-v0" and int(f["seed"]) == 3
         assert json.loads(str(f["env_kwargs"])) == kwargs
-        assert str(f["layout"]) == "channels-first (1, 28, 56) as given" and "label_names" not in f.files
+        assert str(f["layout"]) == "channels-first (C, H, W) (1, 28, 56) as given" and "label_names" not in f.files
         assert json.loads(str(f["config"]))["labels"] == {"info": [], "ram": [], "function": ""}
+        assert json.loads(str(f["config"]))["env_wrappers"] == [] and json.loads(str(f["config"]))["steps"] == 120
 
 
 def test_script_reports_bad_arguments_and_writes_nothing(tmp_path, capsys, load_script):

@@ -51,10 +51,16 @@ def growing(env, info):
 @pytest.mark.parametrize(
     ("shape", "layout", "to_chw", "note"),
     [
-        ((6, 5, 3), "auto", lambda x: x.transpose(2, 0, 1), "channels-last (6, 5, 3) -> (3, 6, 5)"),
-        ((3, 6, 5), "auto", lambda x: x, "channels-first (3, 6, 5) as given"),
-        ((6, 5), "auto", lambda x: x[None], "grey (6, 5) -> (1, 6, 5)"),
-        ((4, 6, 5), "channels_last", lambda x: x.transpose(2, 0, 1), "channels-last (4, 6, 5) -> (5, 4, 6)"),
+        ((6, 5, 3), "auto", lambda x: x.transpose(2, 0, 1), "channels-last (H, W, C) (6, 5, 3) -> (3, 6, 5)"),
+        ((3, 6, 5), "auto", lambda x: x, "channels-first (C, H, W) (3, 6, 5) as given"),
+        ((6, 5), "auto", lambda x: x[None], "grey (H, W) (6, 5) -> (1, 6, 5)"),
+        ((4, 6, 5), "channels_last", lambda x: x.transpose(2, 0, 1), "channels-last (H, W, C) (4, 6, 5) -> (5, 4, 6)"),
+        (
+            (2, 6, 5, 3),
+            "auto",
+            lambda x: np.concatenate([x[0].transpose(2, 0, 1), x[1].transpose(2, 0, 1)]),
+            "stack (k, H, W, C) (2, 6, 5, 3) -> (6, 6, 5)",
+        ),  # a stack of RGB frames: frame i in channels 3i..3i+2
     ],
 )
 def test_images_are_stored_channels_first_exactly_as_transposed_by_hand(shape, layout, to_chw, note):
@@ -69,8 +75,10 @@ def test_images_are_stored_channels_first_exactly_as_transposed_by_hand(shape, l
 
 def test_layout_is_decided_as_sb3_decides_it():
     last, first = FakeImageEnv(n_channels=3, channel_first=False), FakeImageEnv(n_channels=1, channel_first=True)
-    assert image_layout(last.observation_space)[1] == "channels-last (84, 84, 3) -> (3, 84, 84)"
-    assert image_layout(first.observation_space)[1] == "channels-first (1, 84, 84) as given"
+    assert image_layout(last.observation_space)[1] == "channels-last (H, W, C) (84, 84, 3) -> (3, 84, 84)"
+    assert image_layout(first.observation_space)[1] == "channels-first (C, H, W) (1, 84, 84) as given"
+    with pytest.raises(ConfigError, match=r"the env: cannot tell which axis of \(6, 2, 5\) holds the channels"):
+        image_layout(gym.spaces.Box(0, 255, (6, 2, 5), np.uint8))
     with pytest.raises(ConfigError, match=r"observes Box\(0.0, 1.0, \(3, 4, 4\), float32\); task data needs uint8"):
         image_layout(gym.spaces.Box(0, 1, (3, 4, 4), np.float32))
 
@@ -130,7 +138,7 @@ def test_ram_labels_are_the_bytes_at_the_atariari_addresses():
         return gym.wrappers.AtariPreprocessing(gym.make(env_id, **kw), frame_skip=1)
 
     data = collect("ALE/Pong-v5", 60, 4, labels=LabelConfig(ram="pong"), make_env=make, progress=False)
-    assert data.obs.shape == (60, 1, 84, 84) and data.layout == "grey (84, 84) -> (1, 84, 84)"
+    assert data.obs.shape == (60, 1, 84, 84) and data.layout == "grey (H, W) (84, 84) -> (1, 84, 84)"
     assert data.labels.dtype == np.float32 and data.label_names == ["player_y", "enemy_y", "ball_x", "ball_y"]
     # the slow reference: the same seeded run by hand, reading the four bytes after each reset and step
     env = make("ALE/Pong-v5")
