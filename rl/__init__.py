@@ -8,10 +8,13 @@ Modules:
                        observations included).
     rl.perception   -- ``Encoder``, ``Perception``, ``VecPerception``: the conditions 'code' and 'features', the
                        frozen abstract network's code or last hidden layer beside the raw image, as a ``Dict``.
+    rl.images       -- image observations of any layout (channels-first or -last, grey (H, W), frame stacks): checked
+                       once, read as SB3 reads them, handed on channels-first; ``VecChannelsFirst`` for 'none'.
     rl.extractor    -- ``SmallCNN``, a features extractor for SB3's ``CnnPolicy`` on 28x28 and 28x56 images with any
-                       number of channels (SB3's ``NatureCNN`` needs at least 36x36).
+                       number of channels, and ``extractor_class``: SB3's ``NatureCNN`` from 36x36 up (84x84 Atari).
     rl.config       -- ``AgentConfig`` (``configs/agent/*.yaml``), ``PolicyConfig``, ``ALGOS``, hyperparameter checks.
-    rl.env_factory  -- the environments of a run: probed once, then vector envs with the condition's wrappers.
+    rl.env_factory  -- the environments of a run (any registered id: ``env_packages``, ``env_wrappers``, ``envs.spec``):
+                       probed once, then vector envs with the condition's wrappers.
     rl.callbacks    -- evaluation on the test split and atomic checkpoints (SB3 callbacks).
     rl.run_folder   -- ``logdir/<env>/<condition>/seed<N>``: what a new run writes first, its logger, finished or not.
     rl.resume       -- continue an interrupted run from its newest checkpoint, without unpickling.
