@@ -93,7 +93,8 @@ def test_package_not_installed_names_its_extra(monkeypatch):
     with pytest.raises(ConfigError) as e:
         import_packages(["ale_py"])
     assert str(e.value) == "env package 'ale_py' is not installed; pip install -e \".[atari]\""
-    monkeypatch.setitem(sys.modules, "minigrid", None)
+    for name in [m for m in sys.modules if m == "minigrid" or m.startswith("minigrid.")] + ["minigrid"]:
+        monkeypatch.setitem(sys.modules, name, None)  # imported already by another test: its submodules too
     with pytest.raises(ConfigError) as e:
         resolve_wrappers(["minigrid.wrappers.ImgObsWrapper"])
     assert str(e.value) == (
