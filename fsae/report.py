@@ -1,7 +1,8 @@
 """Markdown tables of pretraining metrics, for docs/results/*.md (so no number there is typed by hand).
 
 Contents:
-    pretrain_table -- one column per run (metrics.json), one row per metric, feedback rows per variant.
+    pretrain_table -- one column per run (metrics.json), one row per metric (accuracy per group or attribute, R^2 per
+                      target where the head gives them), feedback rows per variant.
     main           -- ``python -m fsae.report NAME=RUN_DIR ...`` prints the table.
 """
 
@@ -24,12 +25,24 @@ def _fmt(v: float) -> str:
     return f"{v:.5g}"
 
 
+def _index(key: str) -> int:
+    """The number at the end of a per-group or per-target key: 'abstract/test_r2_3' -> 3."""
+    return int("".join(c for c in key.rsplit("_", 1)[1] if c.isdigit()))
+
+
 def pretrain_table(runs: dict[str, dict]) -> str:
     """Markdown: metrics as rows, runs as columns. Variants and feedback steps are those found in the first run."""
     first = next(iter(runs.values()))
     variants = list(dict.fromkeys(k.split("/")[1] for k in first if k.startswith("concrete/")))  # in run order
     steps = sorted({int(k.split("/")[2][1:]) for k in first if k.startswith("feedback/")})
     rows = list(ROWS)
+    per_group = sorted({k for m in runs.values() for k in m if k.startswith("abstract/test_accuracy_")}, key=_index)
+    kinds = {"group": "group", "attr": "attribute"}
+    rows[1:1] = [(k, f"abstract: test accuracy, {kinds[k.rsplit('_', 1)[1].rstrip('0123456789')]} {_index(k)}")
+                 for k in per_group]  # fmt: skip
+    targets = sorted({k for m in runs.values() for k in m if k.startswith("abstract/test_r2_")}, key=_index)
+    rows[:0] = [("abstract/test_r2", "abstract: test R^2, mean over targets")]
+    rows[1:1] = [(k, f"abstract: test R^2, target {_index(k)}") for k in targets]
     for v in variants:
         rows += [(f"concrete/{v}/test_mse", f"{v}: MSE"), (f"concrete/{v}/test_cosine", f"{v}: cosine")]
         rows += [(f"feedback/{v}/T{t}/test_mse", f"{v}: MSE with feedback T={t}") for t in steps if t]
