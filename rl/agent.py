@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from fsae.checkpoint import atomic_write_json
 from fsae.config import ConfigError, to_dict
 from fsae.train import resolve_device, seed_everything
 from rl import resume as resume_lib
-from rl.callbacks import AtomicCheckpointCallback, SplitEvalCallback
+from rl.callbacks import AtomicCheckpointCallback, ProgressCallback, SplitEvalCallback
 from rl.config import ALGOS, AgentConfig, algo_kwargs, check_hyperparams
 from rl.env_factory import make_observer, make_vec_env_for, probe_env
 from rl.extractor import ImageVectorExtractor, SmallCNN, extractor_class
@@ -128,12 +129,19 @@ def build_model(cfg: AgentConfig, venv: VecEnv, device: str | torch.device) -> B
         raise ConfigError(f"{cfg.algo.upper()} refused the hyperparameters: {reason}; fix hyperparams.<key>") from None
 
 
-def train_agent(cfg: AgentConfig, command: str | None = None, resume: bool = False) -> dict[str, Any]:
+def train_agent(
+    cfg: AgentConfig,
+    command: str | None = None,
+    resume: bool = False,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Train one agent and return its final metrics (also written to ``run_dir/metrics.json``).
 
     Raises ``ConfigError`` (bad config, missing checkpoint, occupied run folder) or ``CheckpointError`` (unreadable
     checkpoint, or one whose input shape does not fit the environment) before any training starts. ``resume``
     continues the unfinished run of the same config in its folder from its newest checkpoint (see ``rl.resume``).
+    ``on_progress`` receives each periodic evaluation and each checkpoint as it happens (``rl.callbacks.
+    ProgressCallback``; a sweep on Ray Tune reports them).
     """
     check_hyperparams(cfg)
     if cfg.torch_threads:
@@ -167,6 +175,9 @@ def train_agent(cfg: AgentConfig, command: str | None = None, resume: bool = Fal
         if cfg.checkpoint_freq:
             every = per_env(cfg.checkpoint_freq)
             callbacks.append(AtomicCheckpointCallback(every, str(run_dir / "checkpoints"), "agent"))
+        if on_progress is not None:
+            every = per_env(cfg.checkpoint_freq) if cfg.checkpoint_freq else 0
+            callbacks.append(ProgressCallback(evaluation, every, on_progress))
         if resume:
             start, logger = resume_lib.resume(model, run_dir, cfg, callbacks, command, device)
         else:

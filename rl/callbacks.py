@@ -4,15 +4,18 @@ Contents:
     SplitEvalCallback        -- ``EvalCallback`` whose ``evaluations.npz`` and success rate stay well formed when only
                                 some episodes report ``is_success``; written atomically.
     AtomicCheckpointCallback -- ``CheckpointCallback`` whose zips are written through a temporary file and renamed.
+    ProgressCallback         -- hands each new evaluation and each new checkpoint to a function (a sweep's trial
+                                reports them to Ray Tune through it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 from fsae.checkpoint import atomic_write
@@ -65,4 +68,39 @@ class AtomicCheckpointCallback(CheckpointCallback):
     def _on_step(self) -> bool:
         if self.n_calls % self.save_freq == 0:
             atomic_write(self._checkpoint_path(extension="zip"), self.model.save)
+        return True
+
+
+class ProgressCallback(BaseCallback):
+    """After each periodic evaluation of ``evaluation`` and each checkpoint (every ``checkpoint_every`` vector steps,
+    0: none), calls ``on_progress`` with ``{"timesteps", "eval_mean_reward", "best_eval_mean_reward", "checkpoint"}``
+    (the latest evaluation's mean reward, the best so far, None before the first; ``checkpoint``: one was written at
+    this step). Placed after the evaluation and checkpoint callbacks, it sees what they did at the same step."""
+
+    def __init__(self, evaluation: SplitEvalCallback, checkpoint_every: int, on_progress: Callable[[dict], None]):
+        super().__init__()
+        self.evaluation = evaluation
+        self.checkpoint_every = checkpoint_every
+        self.on_progress = on_progress
+        self._evals_seen = 0
+
+    def _on_training_start(self) -> None:
+        self._evals_seen = len(self.evaluation._history["timesteps"])  # a resumed run's earlier ones are not new
+
+    def _on_step(self) -> bool:
+        history = self.evaluation._history
+        new_eval = len(history["timesteps"]) > self._evals_seen
+        checkpoint = bool(self.checkpoint_every) and self.n_calls % self.checkpoint_every == 0
+        if new_eval or checkpoint:
+            self._evals_seen = len(history["timesteps"])
+            latest = float(np.mean(history["results"][-1])) if history["results"] else None
+            best = self.evaluation.best_mean_reward
+            self.on_progress(
+                {
+                    "timesteps": int(self.num_timesteps),
+                    "eval_mean_reward": latest,
+                    "best_eval_mean_reward": float(best) if np.isfinite(best) else None,
+                    "checkpoint": checkpoint,
+                }
+            )
         return True

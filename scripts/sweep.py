@@ -3,24 +3,32 @@
 python scripts/sweep.py --config configs/sweeps/tiny.yaml --workers 2            # a smoke test, about a minute
 python scripts/sweep.py --config configs/sweeps/common_sense.yaml --workers 2    # the grid of docs/results/rl.md
 python scripts/sweep.py --config configs/sweeps/common_sense.yaml --dry-run      # list the runs and their state
-python scripts/sweep.py --config configs/sweeps/common_sense.yaml --backend ray --ray-address auto --gpus-per-run 0.25
+python scripts/sweep.py --config configs/sweeps/common_sense.yaml --backend ray --ray-address HEAD:6379 \
+    --storage-path /shared/sweeps/common_sense --gpus-per-run 0.25                # on a Ray cluster (README)
 python scripts/compare.py runs/sweeps/common_sense --threshold 12                # then compare the conditions
 
-Start it again after a crash or Ctrl-C: runs with done.json (or metrics.json) in their folder are skipped, the others
-start from scratch. --backend ray needs `pip install -e '.[ray]'` and, on several machines, the same paths on every node
-(a shared filesystem). Exit status: 0 when every run finished, 1 when some failed (see their train.log), 2 on bad input.
+Start it again after a crash, Ctrl-C or SIGTERM: runs with done.json (or metrics.json) in their folder are skipped; on
+the local backend the others start from scratch, on Ray they resume from their newest agent checkpoint (and Tune's
+interrupted experiment is continued with Tuner.restore). --backend ray needs `pip install -e '.[ray]'`; a run whose
+worker or machine is lost is restarted on another node up to --max-failures times. Exit status: 0 when every run
+finished, 1 when some failed (see their train.log), 2 on bad input (also: no cluster at --ray-address, a token it
+refuses, a node that lacks the data or checkpoints), 130 after Ctrl-C or SIGTERM (a clean stop).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
 
 from fsae.config import ConfigError
 from fsae.console import error
-from rl.sweep import is_finished, load_sweep, plan, run_local, run_ray, settings_changed
+from rl.sweep import is_finished, load_sweep, plan, settings_changed
+from rl.sweep_local import run_local
+
+RAY_HINT = "backend 'ray' needs Ray and Ray Tune, an optional extra: pip install -e '.[ray]'"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,9 +36,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", required=True, help="sweep YAML (configs/sweeps/*.yaml)")
     p.add_argument("--backend", default="local", choices=["local", "ray"], help="default: %(default)s")
     p.add_argument("--workers", type=int, default=1, help="local backend: parallel runs (default: %(default)s)")
-    p.add_argument("--ray-address", default=None, help="ray backend: cluster address ('auto', host:port; default: new)")
-    p.add_argument("--cpus-per-run", type=float, default=1, help="ray backend: CPUs per run (default: %(default)s)")
-    p.add_argument("--gpus-per-run", type=float, default=0, help="ray backend: GPUs per run (default: %(default)s)")
+    p.add_argument("--ray-address", default=None, help="ray backend: the head's host:port, or 'auto' (default: new)")
+    p.add_argument("--cpus-per-run", type=float, default=None, help="ray backend: CPUs per run (default: ray.*, 1)")
+    p.add_argument("--gpus-per-run", type=float, default=None, help="ray backend: GPUs per run (default: ray.*, 0)")
+    p.add_argument("--max-failures", type=int, default=None, help="ray backend: restarts of a lost run (default: 3)")
+    p.add_argument(
+        "--storage-path",
+        default=None,
+        help="ray backend: where the run folders land, a folder every node sees or a URI (default: the logdir)",
+    )
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override sweep keys, e.g. seeds=[0,1]")
     p.add_argument(
         "--dry-run",
@@ -50,9 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-        if args.cpus_per_run <= 0 or args.gpus_per_run < 0:
-            raise ConfigError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
-        runs = plan(load_sweep(args.config, args.set))
+        ray_flags = {
+            "ray.cpus_per_run": args.cpus_per_run,
+            "ray.gpus_per_run": args.gpus_per_run,
+            "ray.max_failures": args.max_failures,
+            "ray.storage_path": args.storage_path,
+        }
+        sets = [f"{k}={json.dumps(v)}" for k, v in ray_flags.items() if v is not None]
+        cfg = load_sweep(args.config, [*args.set, *sets])
+        if args.backend == "ray" and cfg.ray.storage_path and "://" not in cfg.ray.storage_path:
+            cfg.logdir = cfg.ray.storage_path  # the run folders are written there directly
+        runs = plan(cfg)
         if args.dry_run:
             try:
                 for run in runs:
@@ -65,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         signal.signal(signal.SIGTERM, _stop)
         if args.backend == "ray":
-            results = run_ray(runs, args.ray_address, args.cpus_per_run, args.gpus_per_run)
+            try:
+                from rl.sweep_ray import run_ray
+            except ImportError:
+                raise ConfigError(RAY_HINT) from None
+            results = run_ray(runs, cfg.ray, args.ray_address)
         else:
             results = run_local(runs, args.workers)
     except ConfigError as e:
@@ -76,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in results if r.status == "failed"]
     print(f"sweep: {len(results) - len(failed)}/{len(results)} runs finished, {len(failed)} failed")
     for r in failed:
-        print(f"  failed: {r.run.name} (exit {r.returncode}), see {r.run.run_dir / 'train.log'}")
+        why = f"exit {r.returncode}" if r.returncode is not None else r.error or "no exit code"
+        print(f"  failed: {r.run.name} ({why}), see {r.run.run_dir / 'train.log'}")
     return 1 if failed else 0
 
 

@@ -78,8 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def build_config(args: argparse.Namespace) -> AgentConfig:
+    """The run's config: the YAML, then the flags, then ``--set`` (last, it wins); raises ``ConfigError``."""
     flags = {
         "condition": args.augment,
         "fsae_checkpoint": args.fsae,
@@ -89,11 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "logdir": args.logdir,
     }
+    d = load_yaml(args.config)
+    d.update({k: v for k, v in flags.items() if v is not None})  # typed values, not re-parsed as YAML
+    return from_dict(AgentConfig, apply_overrides(d, args.set))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     command = shlex.join([sys.executable, *(sys.argv if argv is None else [sys.argv[0], *argv])])
     try:
-        d = load_yaml(args.config)
-        d.update({k: v for k, v in flags.items() if v is not None})  # typed values, not re-parsed as YAML
-        cfg = from_dict(AgentConfig, apply_overrides(d, args.set))  # --set comes last and wins
+        cfg = build_config(args)
         if args.fsae and cfg.condition in ("none", "copy"):
             hint = "add --augment (alone: fsae) or drop --fsae"
             return error(f"--fsae is used only by --augment fsae or autoencoder, not '{cfg.condition}'; {hint}", 2)

@@ -1,5 +1,6 @@
-"""rl.sweep: planning (commands, folders, config checks), restart after a kill without redoing finished runs, failed
-runs, the logdir lock, the CLI, Ray (when installed) and, marked slow, a real 2-run sweep."""
+"""rl.sweep and rl.sweep_local: planning (one resolved config per run, its command and folder, config checks), restart
+after a kill without redoing finished runs, failed runs, the logdir lock, the CLI and, marked slow, a real 2-run sweep.
+The ray backend: tests/rl/test_sweep_ray.py."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ import yaml
 from fsae.checkpoint import save_fsae, sha256_file
 from fsae.config import ConfigError
 from fsae.model import FSAE, FSAEConfig, LayerSpec
-from rl import sweep
-from rl.sweep import Run, SweepConfig, SweepEnv, is_finished, load_sweep, plan, run_local, settings_changed
+from rl import sweep, sweep_local
+from rl.config import AgentConfig
+from rl.sweep import Run, SweepConfig, SweepEnv, is_finished, load_sweep, plan, settings_changed
+from rl.sweep_local import run_local
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "sweeps" / "tiny.yaml"
@@ -44,12 +47,15 @@ FAKE = textwrap.dedent(
 
 
 def _fake_runs(logdir: Path, counter: Path, delays: list[float], codes: list[int] | None = None) -> list[Run]:
+    """Runs of folders <logdir>/DigitBandit-v0/none/seed<i> whose command is the stand-in FAKE."""
     runs = []
     for i, delay in enumerate(delays):
-        run_dir = logdir / "Env-v0" / "none" / f"seed{i}"
+        agent = AgentConfig(logdir=str(logdir), seed=i, run_name="none", overwrite=True, progress_bar=False)
+        run_dir = logdir / "DigitBandit-v0" / "none" / f"seed{i}"
         code = codes[i] if codes else 0
         command = [sys.executable, "-c", FAKE, str(run_dir), str(counter), str(delay), str(code)]
-        runs.append(Run("Env-v0", "none", i, run_dir, command, logdir))
+        runs.append(Run("Env-v0", agent, command))
+        assert runs[-1].run_dir == run_dir
     return runs
 
 
@@ -62,19 +68,24 @@ def _starts(counter: Path) -> dict[str, int]:
 # Planning
 
 
-def test_plan_tiny_config():
+def test_plan_tiny_config(load_script):
     cfg = load_sweep(TINY, ["logdir=/tmp/somewhere"])
     runs = plan(cfg)
     assert [(r.env, r.condition, r.seed) for r in runs] == [("DigitBandit", "none", 0), ("DigitBandit", "copy", 0)]
     assert [r.run_dir for r in runs] == [Path("/tmp/somewhere/DigitBandit-v0") / c / "seed0" for c in ("none", "copy")]
+    agent = runs[1].agent  # the one resolved config: the YAML, the sweep's settings and its set
+    assert (agent.condition, agent.total_steps, agent.n_envs, agent.device) == ("copy", 256, 2, "cpu")
+    assert (agent.hyperparams["n_steps"], agent.env_kwargs, agent.run_name) == (64, {"episode_length": 8}, "copy")
+    assert (agent.overwrite, agent.progress_bar, agent.logdir) == (True, False, "/tmp/somewhere")
     cmd = runs[1].command
-    assert cmd[:2] == [sys.executable, str(ROOT / "scripts" / "train_agent.py")]
-    assert cmd[cmd.index("--augment") + 1] == "copy" and cmd[cmd.index("--total-steps") + 1] == "256"
-    assert cmd[cmd.index("--logdir") + 1] == "/tmp/somewhere"
-    sets = cmd[cmd.index("--set") + 1 :]
-    assert sets[0] == "progress_bar=false" and "hyperparams.n_steps=64" in sets
-    assert sets[-2:] == ["overwrite=true", "run_name=copy"]
-    assert all(Path(a).is_absolute() for a in (cmd[cmd.index("--config") + 1], cmd[1]))
+    assert cmd[:4] == [sys.executable, str(ROOT / "scripts" / "train_agent.py"), "--config", BANDIT]
+    assert cmd[4] == "--set" and 'condition="copy"' in cmd and 'env_kwargs={"episode_length": 8}' in cmd
+    # The command builds exactly that config in train_agent.py, and the config it writes is the run's.
+    script = load_script("train_agent")
+    for run in runs:
+        built = script.build_config(script.parse_args(run.command[2:]))
+        assert built == run.agent
+        assert run.config == yaml.safe_load(yaml.safe_dump(sweep.to_dict(built)))
 
 
 def _tiny_checkpoint(path: Path, variant: str, shape: tuple[int, int, int] = (1, 28, 28), seed: int = 0) -> Path:
@@ -94,7 +105,7 @@ def test_plan_checkpoints_and_labels(tmp_path):
     fsae_run, ae_run = plan(cfg)
     assert fsae_run.run_dir == tmp_path / "logs" / "DigitBandit-v0" / "fsae-round" / "seed3"
     assert ae_run.run_dir.parent.name == "autoencoder"
-    assert fsae_run.command[fsae_run.command.index("--fsae") + 1] == str(ckpt)
+    assert fsae_run.agent.fsae_checkpoint == str(ckpt) and f'fsae_checkpoint="{ckpt}"' in fsae_run.command
     # Non-default union and feedback keep their suffixes, as rl.run_folder.condition_label names them.
     cfg.set = ["union=max", "feedback_steps=2"]
     assert plan(cfg)[0].run_dir.parent.name == "fsae-round-max-fb2"
@@ -150,7 +161,7 @@ def test_run_local_failures_and_lock(tmp_path, capsys):
     assert sorted(r.status for r in results) == ["failed", "skipped", "skipped"]
     assert _starts(counter) == {"seed0": 1, "seed1": 2, "seed2": 1}
     # A second sweep on the same logdir at the same time is refused, naming the holder, whose lock file stays intact.
-    with sweep._lock({tmp_path / "logs"}):
+    with sweep.sweep_lock({tmp_path / "logs"}):
         holder = (tmp_path / "logs" / ".sweep.lock").read_text()
         with pytest.raises(ConfigError, match=f"another sweep is running .*pid {os.getpid()} holds"):
             run_local(runs, workers=1, log=print)
@@ -160,8 +171,8 @@ def test_run_local_failures_and_lock(tmp_path, capsys):
 def test_interrupt_stops_a_run_that_starts_during_the_stop(tmp_path, monkeypatch):
     """A worker that was preparing its run folder when the sweep was interrupted starts its process after the sweep
     signalled the live ones: that process is stopped too, so the interrupt returns at once, not after the run."""
-    prepare = sweep._prepare
-    monkeypatch.setattr(sweep, "_prepare", lambda run: (time.sleep(1.0), prepare(run)))
+    prepare = sweep_local._prepare
+    monkeypatch.setattr(sweep_local, "_prepare", lambda run: (time.sleep(1.0), prepare(run)))
     runs = _fake_runs(tmp_path / "logs", tmp_path / "counter.txt", [20.0])
 
     def interrupt(*_):
@@ -211,7 +222,7 @@ def test_killed_sweep_restarts_without_redoing_finished_runs(tmp_path):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from pathlib import Path
         from test_sweep import _fake_runs
-        from rl.sweep import run_local
+        from rl.sweep_local import run_local
         runs = _fake_runs(Path({str(logdir)!r}), Path({str(counter)!r}), {delays!r})
         results = run_local(runs, workers=2)
         sys.exit(int(any(r.status == "failed" for r in results)))
@@ -239,26 +250,6 @@ def test_killed_sweep_restarts_without_redoing_finished_runs(tmp_path):
         assert starts[f"seed{seed}"] == 1, starts  # not redone
     assert starts["seed1"] == 2 and starts["seed3"] == 1, starts  # killed once, then finished
     assert not (runs[1].run_dir / "stale.txt").exists()
-
-
-def test_ray_backend(tmp_path):
-    ray = pytest.importorskip("ray")  # an optional extra (pip install -e '.[ray]'); CI does not install it
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        counter = tmp_path / "counter.txt"
-        runs = _fake_runs(tmp_path / "logs", counter, [0.1, 0.1])
-        results = sweep.run_ray(runs, cpus_per_run=1)
-        assert [r.status for r in results] == ["done", "done"] and all(is_finished(r) for r in runs)
-        assert sorted(r.status for r in sweep.run_ray(runs)) == ["skipped", "skipped"]
-        assert _starts(counter) == {"seed0": 1, "seed1": 1}
-    finally:
-        ray.shutdown()
-
-
-def test_ray_missing_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    with pytest.raises(ConfigError, match=r"pip install -e '\.\[ray\]'"):
-        sweep.run_ray([])
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -295,6 +286,14 @@ def test_cli_errors_and_dry_run(tmp_path, capsys, load_script):
     assert script.main(["--config", str(TINY), "--set", f"logdir={tmp_path}"]) == 2
     err = capsys.readouterr().err
     assert "1 finished run(s)" in err and "other settings, e.g. DigitBandit/copy/seed0 in total_steps" in err, err
+
+
+def test_ray_missing_is_a_clear_error(tmp_path, monkeypatch, capsys, load_script):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    monkeypatch.setitem(sys.modules, "rl.sweep_ray", None)
+    script = load_script("sweep")
+    assert script.main(["--config", str(TINY), "--backend", "ray", "--set", f"logdir={tmp_path}"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {script.RAY_HINT}"
 
 
 @pytest.mark.slow
