@@ -20,12 +20,18 @@ Modules:
     rl.resume       -- continue an interrupted run from its newest checkpoint, without unpickling.
     rl.agent        -- ``train_agent``: PPO, A2C or DQN under the conditions none / fsae / copy / autoencoder, with
                        test-split evaluation, checkpoints and TensorBoard runs.
-    rl.sweep        -- many runs (environments x conditions x seeds), locally or on Ray, restartable.
+    rl.sweep        -- many runs (environments x conditions x seeds): config, plan (one resolved ``AgentConfig`` per
+                       run), finished runs, the logdir lock.
+    rl.sweep_local  -- the local backend: the runs as parallel ``train_agent.py`` subprocesses.
+    rl.sweep_ray    -- the ray backend: the runs as trials of Ray Tune (restarts after a lost machine, restore).
+    rl.ray_cluster  -- connecting to a Ray cluster and checking its nodes before the first run.
+    rl.sweep_trial  -- what runs on the nodes: one run as a Tune trial, the preflight check of a node.
     rl.compare      -- IQM, bootstrap confidence intervals and P(improve) over a sweep's runs (reads run folders only).
     rl.shift        -- re-evaluate finished agents under stronger corruption.
 
 Imports run one way: ``rl.config`` <- ``rl.env_factory``, ``rl.callbacks``, ``rl.run_folder`` <- ``rl.resume`` <-
-``rl.agent`` <- ``rl.sweep``, ``rl.shift``; ``rl.compare`` depends on ``rl.run_folder`` alone.
+``rl.agent`` <- ``rl.sweep``, ``rl.shift``; ``rl.sweep`` <- ``rl.sweep_local``; ``rl.sweep``, ``rl.sweep_trial`` <-
+``rl.ray_cluster`` <- ``rl.sweep_ray``; ``rl.compare`` depends on ``rl.run_folder`` alone.
 
 The CLI is ``scripts/train_agent.py``; the throughput benchmark is ``benchmarks/wrapper.py``.
 """

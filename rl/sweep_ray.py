@@ -1,16 +1,13 @@
 """The ray backend of a sweep: the runs not yet finished as trials of Ray Tune, on a cluster or on this machine.
 
 Contents:
-    connect       -- ``ray.init`` with the job's ``runtime_env`` (the project's code, FSAE_MNIST_DIR); a cluster that is
-                     not there, or that refuses this driver's token, is a one-line ``ConfigError`` with the fix.
-    check_nodes   -- the preflight: one task pinned to each node checks its data, checkpoints and storage, and
-                     names every node that lacks them, before the first trial.
-    run_ray       -- the sweep on Tune: a grid over the runs, resources per trial, restarts from the newest agent
-                     checkpoint (``FailureConfig``), ``Tuner.restore`` of an interrupted sweep.
+    run_ray -- connect (``rl.ray_cluster``), check every node, then Tune's grid over the runs: resources per trial,
+               restarts from the newest agent checkpoint after a lost worker or node (``FailureConfig``),
+               ``Tuner.restore`` of an interrupted sweep, finished runs skipped.
 
 Needs the optional extra: ``pip install -e '.[ray]'``. What runs on the nodes is ``rl.sweep_trial``.
 
-Tune's own files (its experiment state, one folder per sweep attempt) are in ``<storage>/.ray_tune/sweep-<N>``,
+Tune's own files (its experiment state, one folder per attempt at the sweep) are in ``<storage>/.ray_tune/sweep-<N>``,
 beside the run folders; ``<storage>/.ray_tune/sweep-<N>.json`` lists the runs of that attempt and whether it ended.
 When the newest attempt was interrupted (Ctrl-C, SIGTERM, a crash of the driver) and holds every run still to do, the
 sweep continues it with ``Tuner.restore``; runs it does not cover, or that failed in it, get a new attempt.
@@ -23,175 +20,20 @@ import os
 import re
 import shlex
 import signal
-import socket
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import ray
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fsae.config import ConfigError, to_dict
-from fsae.data import default_mnist_root
-from rl.sweep import ROOT, RayConfig, Run, RunResult, checkpoint_sha256, split_finished, sweep_lock
+from rl.ray_cluster import EXPERIMENTS, check_nodes, connect, runtime_env
+from rl.sweep import RayConfig, Run, RunResult, split_finished, sweep_lock
 from rl.sweep_local import report
-from rl.sweep_trial import finished_at, is_uri, preflight, read_text, run_trial, write_text
-
-EXPERIMENTS = ".ray_tune"
-PREFLIGHT_TIMEOUT_S = 600  # a node's first task sets up the runtime_env (downloads the code) and starts a worker
-EXCLUDES = ["runs/", "data/", ".git/", "*.pt", "*.zip", "*.npz", "__pycache__/"]
-AUTH_FIX = (
-    "the cluster uses token authentication: export RAY_AUTH_MODE=token and give this driver the cluster's token "
-    "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token; `ray get-auth-token` on the head prints it)"
-)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Connecting
-
-
-def runtime_env(env_vars: dict[str, str] | None = None) -> dict[str, Any]:
-    """The job's runtime_env: this checkout as ``working_dir`` (without runs/, data/, .git/ and model files) and
-    FSAE_MNIST_DIR (this machine's MNIST folder: every node must hold MNIST at that path) plus ``env_vars``."""
-    env = {"FSAE_MNIST_DIR": str(default_mnist_root().resolve())} | dict(env_vars or {})
-    return {"working_dir": str(ROOT), "excludes": EXCLUDES, "env_vars": env}
-
-
-def connection_error(address: str | None, error: BaseException, captured: str = "") -> ConfigError:
-    """The one line for a failed ``ray.init``: a token refused (``AuthenticationError``, ``InvalidAuthToken``, also
-    when only Ray's log lines in ``captured`` say so) or another reason, with what to do."""
-    text = f"{error!r} {error.__cause__!r} {captured}"
-    where = f"the Ray cluster at {address}" if address else "a new local Ray instance"
-    if "InvalidAuthToken" in text or "AuthenticationError" in text or "Unauthenticated" in text:
-        mode = os.environ.get("RAY_AUTH_MODE", "") or "unset"
-        return ConfigError(
-            f"{where} refused this driver's token (InvalidAuthToken; RAY_AUTH_MODE is {mode}); {AUTH_FIX}"
-        )
-    reason = " ".join((str(error) or type(error).__name__).split())[:300]
-    return ConfigError(f"cannot connect to {where}: {reason}; is `ray status --address {address}` answering?")
-
-
-def _probe(address: str) -> None:
-    """A host:port that nothing listens on fails here in seconds, not after ray.init's minutes of retries."""
-    m = re.fullmatch(r"(?:ray://)?\[?([^\]]+?)\]?:(\d+)", address)
-    if m is None:
-        return  # 'auto', or something Ray will judge
-    host, port = m.group(1), int(m.group(2))
-    try:
-        socket.create_connection((host, port), timeout=5).close()
-    except OSError as e:
-        raise ConfigError(
-            f"no Ray cluster answers at {address} ({e.strerror or e}); start its head there with `ray start --head "
-            f"--port {port}`, or pass the head's address (--ray-address host:port)"
-        ) from None
-
-
-def connect(address: str | None, env: dict[str, Any], log: Callable[[str], None] = print) -> None:
-    """``ray.init(address, runtime_env=env)`` unless Ray is already initialised in this process. Ray's own lines while
-    it connects are kept back and shown only when it worked; any failure is one ``ConfigError``. ``ray.init``
-    replaces the SIGTERM handler (a Ray driver dies on SIGTERM): the caller's handler is put back."""
-    if ray.is_initialized():
-        return
-    if address and address != "auto":
-        _probe(address)
-    before = signal.getsignal(signal.SIGTERM)
-    kwargs: dict[str, Any] = {
-        "address": address,
-        "runtime_env": env,
-        "log_to_driver": False,
-        "logging_level": "WARNING",
-    }
-    if address is None:
-        kwargs["include_dashboard"] = False
-    with tempfile.TemporaryFile("w+") as captured:
-        saved = os.dup(2)
-        if address is not None:  # connecting starts no daemons that would inherit the redirected stderr
-            os.dup2(captured.fileno(), 2)
-        try:
-            ray.init(**kwargs)
-        except Exception as e:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            raise connection_error(address, e, captured.read()) from None
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            signal.signal(signal.SIGTERM, before)
-    nodes = [n for n in ray.nodes() if n["Alive"]]
-    cpus = sum(n["Resources"].get("CPU", 0) for n in nodes)
-    log(f"ray: connected to {len(nodes)} node(s) with {cpus:g} CPUs")
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Preflight
-
-
-def check_nodes(pending: list[Run], storage: str, cfg: RayConfig, log: Callable[[str], None] = print) -> None:
-    """One ``rl.sweep_trial.preflight`` task pinned to each live node (``NodeAffinitySchedulingStrategy``); a
-    ``ConfigError`` naming each node that lacks data, a checkpoint, the storage or the resources of one run."""
-    nodes = [n for n in ray.nodes() if n["Alive"]]
-    fits = [n for n in nodes if n["Resources"].get("CPU", 0) >= cfg.cpus_per_run]
-    fits = [n for n in fits if n["Resources"].get("GPU", 0) >= cfg.gpus_per_run]
-    if not fits:
-        have = ", ".join(
-            f"{n['NodeManagerAddress']}: {n['Resources'].get('CPU', 0):g} CPUs, {n['Resources'].get('GPU', 0):g} GPUs"
-            for n in nodes
-        )
-        raise ConfigError(
-            f"no node has the {cfg.cpus_per_run:g} CPUs and {cfg.gpus_per_run:g} GPUs of one run ({have}); "
-            "lower --cpus-per-run / --gpus-per-run or add such a node"
-        )
-    envs: dict[str, dict] = {}
-    for run in pending:
-        a = run.agent
-        envs.setdefault(repr((a.env_id, a.env_kwargs, a.eval_env_kwargs)), to_dict(a))
-    checkpoints = {run.checkpoint: checkpoint_sha256(run.checkpoint) for run in pending if run.checkpoint}
-    token = f"{EXPERIMENTS}/preflight-{uuid.uuid4().hex[:12]}"
-    write_text(storage, token, "fsae-rl preflight")
-    task = ray.remote(num_cpus=0, max_retries=0)(preflight)
-    refs = {}
-    for n in nodes:
-        spec = {"envs": list(envs.values()), "checkpoints": checkpoints, "storage": storage, "token": token}
-        spec["reply"] = f"{token}.{n['NodeID'][:12]}"
-        strategy = NodeAffinitySchedulingStrategy(node_id=n["NodeID"], soft=False)
-        refs[task.options(scheduling_strategy=strategy).remote(spec)] = n
-    ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=PREFLIGHT_TIMEOUT_S)
-    problems, versions = [], {}
-    for ref in late:
-        problems.append(f"{_node(refs[ref])}: no answer within {PREFLIGHT_TIMEOUT_S} s")
-    for ref in ready:
-        n = refs[ref]
-        try:
-            answer = ray.get(ref)
-        except ray.exceptions.RayError as e:  # its runtime_env could not be set up, the node died, ...
-            problems.append(f"{_node(n)}: {type(e).__name__}: {' '.join(str(e).split())[:300]}")
-            continue
-        problems += [f"{_node(n)}: {p}" for p in answer["problems"]]
-        if (
-            not is_uri(storage)
-            and not answer["problems"]
-            and not (Path(storage) / f"{token}.{n['NodeID'][:12]}").is_file()
-        ):
-            problems.append(f"{_node(n)}: storage {storage}: what it writes there does not reach this driver")
-        versions[_node(n)] = answer["versions"]
-    if problems:
-        raise ConfigError(f"{len(problems)} problem(s) before the first run: " + "; ".join(problems))
-    distinct = {json.dumps(v, sort_keys=True) for v in versions.values()}
-    if len(distinct) > 1:
-        log(f"ray: warning: the nodes run different versions: {versions}")
-    log(f"ray: preflight passed on {len(nodes)} node(s) (data, {len(checkpoints)} checkpoint(s), storage)")
-
-
-def _node(n: dict[str, Any]) -> str:
-    head = ", head" if "node:__internal_head__" in n["Resources"] else ""
-    return f"node {n['NodeManagerAddress']} (id {n['NodeID'][:12]}{head})"
-
+from rl.sweep_trial import finished_at, is_uri, read_text, run_trial, write_text
 
 # --------------------------------------------------------------------------------------------------------------------
 # Storage and attempts

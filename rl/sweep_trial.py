@@ -75,6 +75,8 @@ def _relative(agent: AgentConfig) -> str:
 
 
 def finished_at(storage: str, agent: AgentConfig) -> bool:
+    """Whether the run of ``agent`` (as planned: its folder under ``agent.logdir``) finished in the storage: its folder
+    there holds ``done.json`` or ``metrics.json``."""
     if not is_uri(storage):
         return run_finished(run_dir_for(agent))
     fs, base = _uri_fs(storage)
@@ -238,3 +240,16 @@ def read_text(storage: str, rel: str) -> str | None:
         return (Path(storage) / rel).read_text()
     except OSError:
         return None
+
+
+def delete(storage: str, rels: list[str]) -> None:
+    """Remove the files ``rels`` of the storage (those that are there)."""
+    for rel in rels:
+        try:
+            if is_uri(storage):
+                fs, base = _uri_fs(storage)
+                fs.delete_file(f"{base}/{rel}")
+            else:
+                (Path(storage) / rel).unlink()
+        except OSError:
+            pass

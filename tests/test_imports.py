@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("fsae", "envs", "rl", "scripts")  # each may import from the ones before it, never from those after
 ANALYSIS = ("rl.compare", "rl.shift")  # reading finished runs: must not depend on the sweep machinery...
-ORCHESTRATION = ("rl.sweep", "rl.sweep_local", "rl.sweep_ray", "rl.sweep_trial")  # ... that plans and launches them
+# ... that plans and launches them
+ORCHESTRATION = ("rl.sweep", "rl.sweep_local", "rl.sweep_ray", "rl.sweep_trial", "rl.ray_cluster")
 OPTIONAL_EXTRAS = ("ray", "minigrid", "ale_py")  # a module importing one at its top may fail where it is missing
 
 
