@@ -28,7 +28,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fsae.config import ConfigError, to_dict
 from fsae.data import default_mnist_root
-from rl.sweep import ROOT, RayConfig, Run, checkpoint_sha256
+from rl.sweep import ROOT, RayConfig, Run, checkpoint_sha256, env_identity
 from rl.sweep_trial import delete, is_uri, preflight, read_text, write_text
 
 EXPERIMENTS = ".ray_tune"
@@ -155,7 +155,7 @@ def check_nodes(pending: list[Run], storage: str, cfg: RayConfig, log: Callable[
     problem = resources_problem(nodes, cfg)
     if problem:
         raise ConfigError(problem)
-    envs = {repr((r.agent.env_id, r.agent.env_kwargs, r.agent.eval_env_kwargs)): to_dict(r.agent) for r in pending}
+    envs = {env_identity(r.agent): to_dict(r.agent) for r in pending}
     checkpoints = {run.checkpoint: checkpoint_sha256(run.checkpoint) for run in pending if run.checkpoint}
     token = f"{EXPERIMENTS}/preflight-{uuid.uuid4().hex[:12]}"
     write_text(storage, token, "fsae-rl preflight")

@@ -196,6 +196,12 @@ def train_command(agent: AgentConfig, base_yaml: str) -> list[str]:
     return [sys.executable, str(TRAIN_SCRIPT), "--config", base_yaml, "--set", *sets]
 
 
+def env_identity(agent: AgentConfig) -> str:
+    """What makes an agent config's environments: id, packages, wrappers and both kwargs (as a string key)."""
+    keys = ("env_id", "env_packages", "env_wrappers", "env_kwargs", "eval_env_kwargs")
+    return json.dumps({k: to_dict(getattr(agent, k)) for k in keys}, sort_keys=True, default=str)
+
+
 def _check_files(agent: AgentConfig, ckpt: str | None, condition: str, cache: dict[str, Any], fitted: set) -> None:
     """The checkpoint exists, the environments can be made, and the checkpoint fits them (each checked once)."""
     from rl.env_factory import make_observer, probe_env
@@ -206,7 +212,7 @@ def _check_files(agent: AgentConfig, ckpt: str | None, condition: str, cache: di
             "config's header), or drop the conditions that need it"
         )
     try:
-        env_key = repr((agent.env_id, agent.env_kwargs, agent.eval_env_kwargs))
+        env_key = env_identity(agent)
         if env_key not in cache:
             cache[env_key] = probe_env(agent)
         if ckpt is not None and (ckpt, condition, env_key) not in fitted:  # does it fit the env?

@@ -110,7 +110,11 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     name = config["run"]
     entry = spec["runs"][name]
     storage = spec["storage"]
-    agent = from_dict(AgentConfig, entry["agent"])
+    try:  # imports its env_packages: missing on this node (the preflight checks for that), a failure, not a retry
+        agent = from_dict(AgentConfig, entry["agent"])
+    except ConfigError as e:
+        tune.report({"status": "failed", "error": _one_line(e), "seconds": 0.0})
+        return
     if finished_at(storage, agent):  # finished after the driver looked, e.g. before a crash of the driver
         tune.report({"status": "done", "seconds": 0.0, "note": "finished before"})
         return
@@ -180,13 +184,11 @@ def preflight(spec: dict[str, Any]) -> dict[str, Any]:
 
     problems: list[str] = []
     for agent_dict in spec["envs"]:
-        agent = from_dict(AgentConfig, agent_dict)
-        try:
-            probe_env(agent)
+        try:  # the config imports its env_packages
+            probe_env(from_dict(AgentConfig, agent_dict))
         except (ConfigError, DatasetError, ImportError, OSError) as e:
-            problems.append(
-                f"cannot make {agent.env_id} ({_one_line(e)}; MNIST is looked up in {default_mnist_root()})"
-            )
+            where = f"MNIST is looked up in {default_mnist_root()}"
+            problems.append(f"cannot make {agent_dict['env_id']} ({_one_line(e)}; {where})")
     for path, sha in spec["checkpoints"].items():
         if not Path(path).is_file():
             problems.append(f"checkpoint {path} does not exist here")
