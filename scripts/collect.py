@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {path}: obs {data.obs.shape} {data.obs.dtype} ({data.layout}), labels {data.labels.shape} "
           f"{data.labels.dtype}{names}")  # fmt: skip
     distinct, best = label_ceiling(data.obs, data.labels)
-    best_line = f"; the best accuracy of any function of the image, per label: {[round(b, 5) for b in best]}"
-    print(f"distinct observations: {distinct} of {len(data.obs)}{best_line if best else ''}")
+    best_line = f"; the best accuracy of any function of the image, per label: {[round(b, 5) for b in best or []]}"
+    print(f"distinct observations: {distinct} of {len(data.obs)}{best_line if best is not None else ''}")
     return 0
 
 

@@ -3,6 +3,8 @@ functions; channels-last and grey frames stored channels first; labels that chan
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -130,9 +132,10 @@ def test_label_config_is_checked_when_it_is_read():
         assert message in str(err.value)
 
 
-def test_ram_labels_are_the_bytes_at_the_atariari_addresses():
+def test_ram_labels_are_the_bytes_at_the_atariari_addresses(tmp_path, capsys, load_script, monkeypatch):
     ale_py = pytest.importorskip("ale_py", reason="the atari extra: pip install -e '.[atari]'")
     gym.register_envs(ale_py)
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the repository: configs/ by a relative path
 
     def make(env_id, **kw):
         return gym.wrappers.AtariPreprocessing(gym.make(env_id, **kw), frame_skip=1)
@@ -153,6 +156,13 @@ def test_ram_labels_are_the_bytes_at_the_atariari_addresses():
         frames.append(frame[None])
     assert np.array_equal(data.labels, np.array(rows, np.float32)) and np.array_equal(data.obs, np.stack(frames))
     assert len(np.unique(data.labels[:, 0])) > 1  # the paddle moves: the bytes are read every step, not once
+    # the script on the shipped config: float labels, so no accuracy ceiling in its report
+    argv = ["--config", "configs/collect/pong_ram.yaml", "--steps", "6", "--out", str(tmp_path / "p.npz")]
+    argv.append("--no-progress")
+    assert load_script("collect").main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("labels (6, 4) float32 (player_y, enemy_y, ball_x, ball_y)")
+    assert out[1] in ("distinct observations: 5 of 6", "distinct observations: 6 of 6")
     with pytest.raises(ConfigError, match="labels.ram reads Atari RAM, but CountingImageEnv has no ALE"):
         collect("counting", 2, labels=LabelConfig(ram="pong"), make_env=make_counting, progress=False)
 
