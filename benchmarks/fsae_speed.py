@@ -5,12 +5,15 @@ Contents:
     peak_memory_mb   -- peak memory so far: CUDA allocator peak, or the process's peak RSS on CPU.
     fsae_flops       -- analytic FLOPs per image of the abstract and the concrete network.
     measure_pretrain -- images/s of an abstract (supervised) and a concrete (abstract frozen) training step.
+    measure_concrete_phase -- images/s of a pretraining config's whole concrete phase (every variant and the
+                       autoencoder): in one pass over the batches vs each network trained on its own, in one run.
     measure_inference -- images/s of the jump-all variant at several batch sizes, float32 and (GPU) bf16 autocast.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import resource
 import statistics
@@ -20,7 +23,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from fsae import train as T
 from fsae.model import FSAE, FSAEConfig
+from fsae.pretrain_config import PretrainConfig, baseline_config, variant_config
 
 # Dense peak FLOP/s by device name fragment: (float32 without TF32, bf16 tensor cores). From NVIDIA's data sheets.
 PEAK_FLOPS = {"H100": (67e12, 989e12), "H200": (67e12, 989e12), "A100": (19.5e12, 312e12)}
@@ -98,6 +103,57 @@ def measure_pretrain(
     out["concrete"] = {"images_per_s": steps * batch_size / r["median_s"], **r}
     out["peak_memory_mb"] = peak_memory_mb(device)  # type: ignore[assignment]
     return out
+
+
+def concrete_phase_runs(cfg: PretrainConfig, device: torch.device, batches: int = 10) -> dict[str, Callable[[], None]]:
+    """Two ways to train the concrete phase of ``cfg`` (its variants, and the autoencoder) on ``batches`` batches of
+    random images with the code pretraining runs (``fsae.train``): 'one_pass' (``train_concretes``) and 'separate'
+    (``train_concrete`` for each variant, then ``train_autoencoder``). Each call builds fresh networks and includes
+    their initialisation on the first 1024 images, as in a run."""
+    n = batches * cfg.train.batch_size
+    x = torch.rand(n, *cfg.model.input_shape, device=device)
+    tc = dataclasses.replace(cfg.train, concrete_epochs=1, baseline_epochs=0)
+    base = FSAE(cfg.model).to(device)
+
+    def networks() -> tuple[dict[str, FSAE], FSAE | None]:
+        models = {}
+        for v in cfg.variants:
+            models[v.name] = FSAE(variant_config(cfg.model, v, cfg.feedback_gain)).to(device)
+            models[v.name].abstract.load_state_dict(base.abstract.state_dict())
+        return models, FSAE(baseline_config(cfg.model)).to(device) if cfg.baseline_ae else None
+
+    def one_pass() -> None:
+        models, ae = networks()
+        T.train_concretes(models, x, tc, torch.Generator().manual_seed(0), autoencoder=ae)
+
+    def separate() -> None:
+        models, ae = networks()
+        for m in models.values():
+            T.train_concrete(m, x, tc, torch.Generator().manual_seed(0))
+        if ae is not None:
+            T.train_autoencoder(ae, x, tc, torch.Generator().manual_seed(0))
+
+    return {"one_pass": one_pass, "separate": separate}
+
+
+def measure_concrete_phase(
+    cfg: PretrainConfig, device: torch.device, batches: int = 10, repeats: int = 3
+) -> dict[str, float]:
+    """Training images/s of ``cfg``'s concrete phase in one pass and with each network on its own
+    (``concrete_phase_runs``), the two alternating in each repeat; images of the training set per second (each image
+    trains every network). Returns ``{"one_pass_images_per_s", "separate_images_per_s", "one_pass_over_separate"}``."""
+    runs = concrete_phase_runs(cfg, device, batches)
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            times[name].append(timed(fn, device, repeats=1, warmup=0)["median_s"])
+    n = batches * cfg.train.batch_size
+    rates = {k: n / statistics.median(t) for k, t in times.items()}
+    return {
+        "one_pass_images_per_s": rates["one_pass"],
+        "separate_images_per_s": rates["separate"],
+        "one_pass_over_separate": rates["one_pass"] / rates["separate"],
+    }
 
 
 @torch.inference_mode()

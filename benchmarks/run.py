@@ -4,13 +4,18 @@
     python benchmarks/run.py --device cuda --out bench.json
 
 Sections, each a median of repeated runs after warm-up with its spread (max/min time):
-    pretrain   -- training images/s of the abstract and the concrete phase, fast and paper architectures;
+    pretrain   -- training images/s of the abstract and the concrete phase, fast and paper architectures; the fast
+                  config's whole concrete phase (4 variants and the autoencoder) in one pass vs one network after
+                  another (ratio from one run);
     inference  -- regeneration images/s (jump-all variant) at batch 1, 8, 256, 4096; bf16 autocast on GPU; GFLOP/s and
                   the fraction of the device's peak where known;
     env        -- environment steps/s of each fsae/ environment;
-    wrapper    -- raw vs per-environment wrapper vs batched wrapper, 8 and 64 environments (ratios from one run);
-    ppo        -- PPO training steps/s, raw vs augmented (ratio from one run);
-each with the peak memory (CUDA allocator peak, or the process's peak RSS on CPU, which only grows).
+    wrapper    -- raw vs per-environment wrapper vs batched wrapper, 8 and 64 environments (ratios from one run); the
+                  batched wrapper's cost per vector step for every variant, round with and without its lookup;
+    ppo        -- PPO training steps/s, raw vs augmented with the round FSAE, with and without its lookup (one run);
+    threads    -- the one-pass concrete phase and raw PPO at 1 thread and at one per core (``fsae.threads``' rule);
+each with the peak memory (CUDA allocator peak, or the process's peak RSS on CPU, which only grows). The machine's
+one-minute load average is recorded at the start and the end (``machine.load_1min``, ``load_1min_end``).
 """
 
 from __future__ import annotations
@@ -30,11 +35,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from env_steps import measure_env_steps  # noqa: E402
-from fsae_speed import measure_inference, measure_pretrain, peak_memory_mb  # noqa: E402
+from fsae_speed import measure_concrete_phase, measure_inference, measure_pretrain, peak_memory_mb  # noqa: E402
 
 from fsae.config import ConfigError, load_config  # noqa: E402
 from fsae.data import DatasetError  # noqa: E402
-from fsae.pretrain import PretrainConfig  # noqa: E402
+from fsae.pretrain_config import PretrainConfig  # noqa: E402
 from fsae.train import resolve_device  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "pretrain"
@@ -53,6 +58,7 @@ def machine(device: torch.device) -> dict[str, str | int]:
         "cpu_count": os.cpu_count() or 0,
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
+        "load_1min": os.getloadavg()[0],
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -72,6 +78,9 @@ def run(quick: bool, device: torch.device, sections: list[str], smoke: bool = Fa
             steps = 1 if smoke else (max(2, steps // 4) if quick else steps)
             reps = 1 if smoke else 3
             results["pretrain"][name] = measure_pretrain(model_config(name, []), device, steps=steps, repeats=reps)
+        cfg = load_config(PretrainConfig, CONFIGS / "mnist_fast.yaml")
+        batches = 1 if smoke else 4 if quick else 10
+        results["pretrain"]["mnist_fast"]["concrete_phase"] = measure_concrete_phase(cfg, device, batches, reps)
     if "inference" in sections:
         results["inference"] = {}
         for name in archs:
@@ -105,10 +114,18 @@ def run(quick: bool, device: torch.device, sections: list[str], smoke: bool = Fa
                 "policy_fwd_bwd_ms": policy[f"n{n}/policy_fwd_bwd_ms"],
                 "wrapper_over_policy": cost / policy[f"n{n}/policy_fwd_bwd_ms"],
             }
+            variant_steps = 256 if smoke else 1024 if quick else 4096
+            results["wrapper"]["variants"] = wrapper_bench.measure_variant_costs(n, variant_steps, repeats, device.type)
             results["wrapper"]["peak_memory_mb"] = peak_memory_mb(device)
         if "ppo" in sections:
             results["ppo"] = wrapper_bench.measure_ppo(steps, repeats, n_envs=n_envs[0], device=device.type)
             results["ppo"]["peak_memory_mb"] = peak_memory_mb(device)
+    if "threads" in sections and not gpu:
+        from threads import measure_threads  # benchmarks/threads.py
+
+        batches, ppo_steps, reps = (1, 128, 1) if smoke else (2, 512, 3) if quick else (4, 2048, 5)
+        results["threads"] = measure_threads(None, batches, ppo_steps, reps)
+    results["load_1min_end"] = os.getloadavg()[0]
     return results
 
 
@@ -121,6 +138,11 @@ def print_table(r: dict) -> None:
             spread = q["max_s"] / q["min_s"]
             print(f"pretrain   {name:<11} {phase:<9} {q['images_per_s']:>12,.0f} img/s   spread x{spread:.2f}")
         print(f"pretrain   {name:<11} peak memory {p['peak_memory_mb']:,.0f} MB")
+        if "concrete_phase" in p:
+            c = p["concrete_phase"]
+            print(f"pretrain   {name:<11} concrete phase, 4 variants + autoencoder: one pass "
+                  f"{c['one_pass_images_per_s']:,.0f} img/s, one network after another "
+                  f"{c['separate_images_per_s']:,.0f} img/s: {c['one_pass_over_separate']:.2f}x")  # fmt: skip
     for name, inf in r.get("inference", {}).items():
         for row in inf["rows"]:
             frac = f"  {100 * row['fraction_of_peak']:.2f}% of peak" if "fraction_of_peak" in row else ""
@@ -145,12 +167,25 @@ def print_table(r: dict) -> None:
         print(f"wrapper    cost per vector step ({c['n_envs']} envs, float32) {c['wrapper_ms']:.2f} ms, policy "
               f"forward+backward on the same batch {c['policy_fwd_bwd_ms']:.2f} ms: ratio "
               f"{c['wrapper_over_policy']:.2f}")  # fmt: skip
+    for name, c in wrapper.get("variants", {}).items():
+        if name.endswith("/wrapper_ms"):
+            print(f"wrapper    cost per vector step, {name.split('/')[0]:<13} {c:.3f} ms")
     if "ppo" in r:
         q = r["ppo"]
         print(
             f"ppo        DigitBandit {q.get('regen_dtype', '')} 8 envs  raw {q['ppo/raw_steps_per_s']:,.0f} steps/s  "
-            f"augmented {q['ppo/augmented_steps_per_s']:,.0f} steps/s  ratio {q['ppo/augmented_over_raw']:.2f}x"
+            f"augmented ({q.get('variant', '')}) {q['ppo/augmented_steps_per_s']:,.0f} steps/s  "
+            f"ratio {q['ppo/augmented_over_raw']:.2f}x"
         )
+        if "ppo/augmented_forward_over_raw" in q:
+            print(f"ppo        augmented without the lookup {q['ppo/augmented_forward_steps_per_s']:,.0f} steps/s  "
+                  f"ratio {q['ppo/augmented_forward_over_raw']:.2f}x")  # fmt: skip
+    t = r.get("threads", {})
+    for job, unit in (("pretrain", "images_per_s"), ("agent", "steps_per_s")):
+        rates = {k: v for k, v in t.items() if k.startswith(f"{job}/threads")}
+        if rates:
+            cells = "  ".join(f"{k.split('/')[1].split('_')[0]} {v:,.0f}" for k, v in rates.items())
+            print(f"threads    {job:<9} {unit.replace('_per_s', '/s')}: {cells}  best {t[f'{job}/best_threads']}")
     if "wrapper_error" in r:
         print(r["wrapper_error"])
 
@@ -162,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    all_sections = ["pretrain", "inference", "env", "wrapper", "ppo"]
+    all_sections = ["pretrain", "inference", "env", "wrapper", "ppo", "threads"]
     p.add_argument("--only", nargs="*", default=all_sections, choices=all_sections, help="run only these sections")
     args = p.parse_args(argv)
     if args.threads:

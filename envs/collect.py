@@ -8,7 +8,7 @@ Contents:
                          states) and a line saying what is done to make it (C, H, W); one line when it is no image.
     parse_env_kwargs  -- ``["noise=0.1", "occlusion_size=8"]`` -> ``{"noise": 0.1, "occlusion_size": 8}``.
     collect           -- roll out a seeded random policy for N steps; returns ``TaskData`` in the format of
-                         ``fsae.data.save_task_data`` / ``load_task_data``.
+                         ``fsae.task_data.save_task_data`` / ``load_task_data``.
     label_ceiling     -- how many distinct images the data holds and, for class labels, the highest accuracy any
                          function of the image can reach on them (identical images with different labels).
 

@@ -25,7 +25,7 @@ from fsae.checkpoint import CheckpointError
 from fsae.config import ConfigError, load_config
 from fsae.console import error, print_metrics
 from fsae.data import DatasetError
-from fsae.pretrain import PretrainConfig
+from fsae.pretrain_config import PretrainConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "pretrain"
 USAGE_ERRORS = (ConfigError, ValueError)  # exit 2: the config or the options

@@ -56,7 +56,27 @@ class LeakyReLU(nn.Module):
         return F.leaky_relu(z, self.slope)
 
     def inverse(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.where(h >= 0, h, h / self.slope)
+        """h if h >= 0 else h / a, computed as min(h, h / a) (the same values; a < 1): on a CPU several times faster
+        than ``torch.where``, forward and backward, which the concrete network's training spends much of its time in."""
+        if torch.is_grad_enabled() and h.requires_grad:
+            return _LeakyInverse.apply(h, self.slope)
+        return torch.minimum(h, h / self.slope)
+
+
+class _LeakyInverse(torch.autograd.Function):
+    """min(h, h / a) with the leaky ReLU's own backward kernel (gradient 1 where h > 0, else 1 / a): min's backward
+    splits ties and is slow. The gradient equals d(h / a)/dh to the last bit or two (grad * (1 / a), not grad / a)."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, slope: float) -> torch.Tensor:
+        ctx.save_for_backward(h)
+        ctx.slope = slope
+        return torch.minimum(h, h / slope)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (h,) = ctx.saved_tensors
+        return torch.ops.aten.leaky_relu_backward(grad, h, 1.0 / ctx.slope, False), None
 
 
 class Sigmoid(nn.Module):
@@ -406,6 +426,14 @@ class FSAE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) in [0, 1] -> xhat (B, C, H, W): F(x) in the configured variant, without feedback."""
         return self._regenerate(x)[0]
+
+    @property
+    def feedback_is_inert(self) -> bool:
+        """Round without jump connections, and a discrete concept: the output depends on the rounded code alone, so
+        ``regenerate``'s concept test refuses every step that would change it, and a step that keeps it leaves the
+        output and the residual as they were: no feedback step is ever accepted (tested for every head)."""
+        cfg = self.config
+        return cfg.round and not self.jumps and (cfg.head != "linear" or cfg.round_grid > 0)
 
     def regenerate(
         self, x: torch.Tensor, steps: int | None = None, gain: float | None = None, trace: bool = False

@@ -2,11 +2,13 @@
 
 Contents:
     STATE_FILE    -- the file's name in the run folder.
-    TrainingState -- written after every epoch of every stage (atomically, so a ``kill -9`` leaves the previous one):
-                     the weights of each finished stage, and for the stage in progress its weights, Adam's and the
-                     schedule's state, its losses and every RNG state (``fsae.train.rng_state``).
+    TrainingState -- runs the stages of a run (``run``), and is written after every epoch of every stage (atomically,
+                     so a ``kill -9`` leaves the previous one): the weights of each finished stage, and for the stage
+                     in progress its weights, Adam's and the schedule's state, its losses and every RNG state
+                     (``fsae.train.rng_state``).
 
-A pretraining run is a sequence of stages: 'abstract', then 'concrete/<variant>' for each variant, then 'baseline_ae'.
+A pretraining run is a sequence of stages: 'abstract', then 'concrete' (every variant, and the conventional autoencoder
+when it trains as long as they do, in one pass over the batches), then 'baseline_ae' if it trains for other epochs.
 On resume, a finished stage is not trained again: its weights are loaded and its evaluation re-run (cheap, and
 deterministic). The stage in progress continues after its last saved epoch. Before the first unfinished stage builds
 its model, the RNG states are put back as they were when the state was saved, so the resumed run draws the same
@@ -17,6 +19,7 @@ after its last saved epoch stay in the first file, so TensorBoard may show that 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from fsae.train import rng_state, set_rng_state
 
 STATE_FILE = "train_state.pt"
 STATE_FORMAT = "fsae-rl/pretrain-state"
+STATE_VERSION = 2  # 2: the variants train in one stage, 'concrete' (1: one stage per variant)
 # Settings (dotted paths) that do not change what is trained: where it runs, where MNIST is read from, and how the
 # trained networks are evaluated (the evaluation is re-run with the resumed run's values).
 MAY_DIFFER = ("device", "torch_threads", "train.eval_batch_size", "feedback_steps", "data.root", "data.download")
@@ -50,7 +54,13 @@ class TrainingState:
     def __init__(self, run_dir: Path, config: dict[str, Any], resume: bool):
         """Start a new state for ``config``, or with ``resume`` load the run folder's and check it is the same run."""
         self.path = Path(run_dir) / STATE_FILE
-        self.state: dict[str, Any] = {"format": STATE_FORMAT, "config": config, "finished": {}, "current": None}
+        self.state: dict[str, Any] = {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "config": config,
+            "finished": {},
+            "current": None,
+        }
         self._restore_pending = False
         if resume:
             if not self.path.is_file():
@@ -61,6 +71,11 @@ class TrainingState:
             saved = safe_load(self.path)
             if saved.get("format") != STATE_FORMAT:
                 raise CheckpointError(f"{self.path} is not a pretraining state ({saved.get('format')!r})")
+            if saved.get("version", 1) != STATE_VERSION:
+                raise CheckpointError(
+                    f"{self.path} was written by an older pretraining (state version {saved.get('version', 1)}, "
+                    f"this code resumes {STATE_VERSION}, which trains the variants in one pass); start a new run"
+                )
             diff = _config_differences(saved["config"], config)
             if diff:
                 raise CheckpointError(
@@ -72,6 +87,32 @@ class TrainingState:
             self._restore_pending = saved["current"] is not None
 
     # ----------------------------------------------------------------------------------------------------------------
+
+    def run(
+        self, stage: str, model: torch.nn.Module, train: Callable[..., Any], generator: torch.Generator
+    ) -> torch.nn.Module:
+        """Train ``model`` as ``stage`` with ``train(model, resume=..., on_epoch=...)``, saving after every epoch, or,
+        when a resumed run has finished the stage, load the weights it ended with. Returns the model.
+
+        A non-finite loss is re-raised with where the last good state is (or that there is none)."""
+        done = self.finished(stage)
+        if done is not None:
+            model.load_state_dict(done)
+            return model
+        start = self.begin(stage, generator)
+        try:
+            train(model, resume=start, on_epoch=lambda s: self.save_epoch(stage, s))
+        except FloatingPointError as e:
+            last = self.describe_last()
+            where = "no epoch finished before it, so there is no state to resume from"
+            if last:  # resuming refuses a changed config, learning rate included
+                where = (
+                    f"last good state: {last}; --resume continues from it only with the same config, so a lower "
+                    "learning rate means a new run (another --out)"
+                )
+            raise FloatingPointError(f"{e}; {where}") from None
+        self.finish(stage, model, generator)
+        return model
 
     def finished(self, stage: str) -> dict[str, torch.Tensor] | None:
         """The weights a finished stage ended with, or None when it has not finished."""

@@ -1,4 +1,4 @@
-"""Training loops and metrics for the two halves, in the paper's order.
+"""Training loops for the two halves, in the paper's order (their measurements are in ``fsae.evaluate``).
 
 Contents:
     seed_everything      -- seed random, numpy and torch (optionally deterministic kernels).
@@ -8,9 +8,9 @@ Contents:
     abstract_loss        -- the supervised loss for each head (cross-entropy, per-group CE, BCE, MSE).
     train_abstract       -- phase 1: supervised training of the abstract network.
     train_concrete       -- phase 2: the abstract half frozen, the concrete network trained on MSE(xhat, x).
+    train_concretes      -- phase 2 for several variants (and the autoencoder) in one pass over the batches, the
+                            frozen abstract network run once per batch for all of them.
     train_autoencoder    -- the conventional-autoencoder baseline: both halves end to end on MSE, no labels.
-    evaluate_abstract    -- accuracy (per group / attribute) or R^2 on a dataset.
-    evaluate_regeneration -- MSE, MAE, cosine similarity (per image) and PSNR of a regeneration function.
 
 The loops take in-memory tensors (MNIST is 188 MB as float32) and draw batches with ``torch.randperm`` from a seeded
 generator: no DataLoader workers, so the same seed gives the same result and nothing forks.
@@ -91,7 +91,9 @@ class TrainConfig:
     abstract_lr: float = 1e-3
     """Adam learning rate, phase 1."""
     concrete_lr: float = 1e-3
-    """Adam learning rate, phase 2 and the baseline."""
+    """Adam learning rate, phase 2 (and the baseline, unless ``baseline_lr`` is set)."""
+    baseline_lr: float = 0.0
+    """Adam learning rate of the conventional-autoencoder baseline (0 = ``concrete_lr``)."""
     schedule: str = "cosine"
     """'cosine' (decay to 0 over the phase) or 'constant'."""
     eval_batch_size: int = 1000
@@ -106,6 +108,7 @@ class TrainConfig:
         check(self.eval_batch_size > 0, f"eval_batch_size must be > 0, got {self.eval_batch_size}")
         lrs = (self.abstract_lr, self.concrete_lr)
         check(all(0 < lr < math.inf for lr in lrs), f"learning rates must be finite and > 0, got {lrs}")
+        check(0 <= self.baseline_lr < math.inf, f"baseline_lr must be finite and >= 0, got {self.baseline_lr}")
         check(self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got '{self.schedule}'")
         check(self.augment_shift >= 0, f"augment_shift must be >= 0, got {self.augment_shift}")
 
@@ -151,7 +154,7 @@ def abstract_loss(model: FSAE, logits: torch.Tensor, y: torch.Tensor) -> torch.T
 
 def _fit(
     module: torch.nn.Module,
-    params: list[torch.nn.Parameter],
+    params: list[torch.nn.Parameter] | list[dict[str, Any]],
     step_loss: Callable[[torch.Tensor], torch.Tensor],
     n: int,
     cfg: TrainConfig,
@@ -162,51 +165,64 @@ def _fit(
     log: Callable[[str, float, int], None] | None,
     resume: dict[str, Any] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
-) -> list[float]:
-    """Generic Adam loop over index batches of ``params`` (of ``module``); returns the mean training loss per epoch.
+    names: list[str] | None = None,
+    batch_size: int | None = None,
+) -> list[Any]:
+    """Generic Adam loop over index batches of ``params`` (of ``module``; or param groups, each with its own learning
+    rate, ``lr`` the default); returns the mean training loss per epoch.
 
+    ``step_loss`` returns the loss of a batch, or with ``names`` one loss per name (several networks trained on the
+    same batches: their sum is minimised, the history holds a list per epoch, each is logged as train/<name>_loss).
     ``resume`` (a dict ``on_epoch`` was given) restores ``module``'s weights, the optimiser, the schedule, the losses
     and the RNG states, and continues after its last epoch.
     """
-    per_epoch = math.ceil(n / cfg.batch_size)
+    batch_size = batch_size or cfg.batch_size
+    per_epoch = math.ceil(n / batch_size)
     steps = epochs * per_epoch
     opt, sched = _optimizer(params, lr, steps, cfg.schedule)
-    history: list[float] = []
+    history: list[Any] = []
     if resume is not None:
         module.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
         history = list(resume["history"])
         set_rng_state(resume["rng"], generator)
-    step, device = len(history) * per_epoch, params[0].device
+    first = params[0]["params"][0] if isinstance(params[0], dict) else params[0]  # a tensor or a param group
+    step, device = len(history) * per_epoch, first.device
+    tags = names or [desc]
     for epoch in range(len(history), epochs):
-        total = torch.zeros((), device=device)  # summed on the device: no host sync per step
-        bar = tqdm(_batches(n, cfg.batch_size, generator), total=per_epoch, leave=False)
+        total = torch.zeros(len(names) if names else (), device=device)  # summed on the device: no sync per step
+        bar = tqdm(_batches(n, batch_size, generator), total=per_epoch, leave=False)
         bar.set_description(f"{desc} {epoch + 1}/{epochs}")
         for idx in bar:
-            loss = step_loss(idx.to(device, non_blocking=True))
+            losses = step_loss(idx.to(device, non_blocking=True))
+            loss = losses.sum() if names else losses
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.detach() * len(idx)
+            total += losses.detach() * len(idx)
             step += 1
             if step % 50 == 0 or step == steps:
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"{desc}: the loss became {value} by step {step} (epoch {epoch + 1}); "
-                        "lower the learning rate or check the data for NaN"
-                    )
-                bar.set_postfix(loss=f"{value:.4f}")
+                values = losses.detach().view(-1).tolist()
+                for tag, value in zip(tags, values):
+                    if not math.isfinite(value):
+                        raise FloatingPointError(
+                            f"{tag}: the loss became {value} by step {step} (epoch {epoch + 1}); "
+                            "lower the learning rate or check the data for NaN"
+                        )
+                bar.set_postfix(loss=f"{sum(values):.4f}")
                 if log:
-                    log(f"train/{desc}_loss", value, step)
-        history.append(total.item() / n)
-        if not math.isfinite(history[-1]):  # a NaN between two checks must not reach a saved epoch
-            raise FloatingPointError(
-                f"{desc}: the mean loss of epoch {epoch + 1} is {history[-1]} (by step {step}); "
-                "lower the learning rate or check the data for NaN"
-            )
+                    for tag, value in zip(tags, values):
+                        log(f"train/{tag}_loss", value, step)
+        means = [v / n for v in total.view(-1).tolist()]
+        history.append(means if names else means[0])
+        for tag, value in zip(tags, means):
+            if not math.isfinite(value):  # a NaN between two checks must not reach a saved epoch
+                raise FloatingPointError(
+                    f"{tag}: the mean loss of epoch {epoch + 1} is {value} (by step {step}); "
+                    "lower the learning rate or check the data for NaN"
+                )
         if on_epoch is not None:
             on_epoch(
                 {
@@ -267,6 +283,75 @@ def train_concrete(
     return _fit(model, params, step_loss, len(x), cfg, epochs, lr, generator, desc, log, resume, on_epoch)
 
 
+def train_concretes(
+    models: dict[str, FSAE],
+    x: torch.Tensor,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    log: Callable[[str, float, int], None] | None = None,
+    autoencoder: FSAE | None = None,
+    resume: dict[str, Any] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    dedupe: bool = True,
+) -> dict[str, list[float]]:
+    """Phase 2 for several variants in one pass over the data: every concrete network (and ``autoencoder``, the
+    conventional peer, when given) is trained on the same stream of batches, and the frozen abstract network, which
+    all variants share, runs once per batch for all of them. Returns each network's mean loss per epoch.
+
+    Each network's gradient is that of its own loss (the losses are summed, their graphs are disjoint) and Adam works
+    element by element (the autoencoder in its own param group, at ``baseline_lr``), so each gets the updates
+    ``train_concrete`` (``train_autoencoder``) would give it on the same batches, from the same initialisation batch;
+    bit for bit with ``dedupe=False`` (tested). What differs from
+    training the variants one after another is only that they share the batch order instead of each drawing its own.
+    With ``dedupe``, a network whose output depends on the rounded code alone (``FSAE.feedback_is_inert``) runs its
+    concrete half once per distinct code in the batch (10 rows for a softmax head, not ``batch_size``): the same
+    function and gradient, summed in another order (equal to float precision).
+    """
+    first = next(iter(models.values()))
+    abstract = first.abstract
+    for name, m in models.items():
+        same = all(torch.equal(a, b) for a, b in zip(m.abstract.state_dict().values(), abstract.state_dict().values()))
+        if not same:
+            raise ValueError(f"train_concretes: variant '{name}' has another abstract network than the first one")
+        m.freeze_abstract()
+    sample = x[torch.randperm(len(x), generator=generator)[:1024]]  # the initialisation batch, shared
+    for m in models.values():
+        m.init_concrete(sample)
+        m.train()
+    nets = torch.nn.ModuleDict(models)
+    if autoencoder is not None:
+        autoencoder.abstract.requires_grad_(True)
+        autoencoder.init_concrete(sample)
+        autoencoder.train()
+        nets["baseline_ae"] = autoencoder  # a name no variant may take (see PretrainConfig)
+    names = [f"concrete_{k}" for k in models] + ["baseline_ae"] * (autoencoder is not None)
+
+    def regenerate(m: FSAE, hs: list[torch.Tensor]) -> torch.Tensor:
+        code = m.round_code(hs[-1]) if m.config.round else hs[-1]
+        if dedupe and m.feedback_is_inert:
+            codes, row = torch.unique(code, dim=0, return_inverse=True)
+            return m.concrete(codes)[row]
+        return m.concrete(code, hs, m.jumps)
+
+    def step_loss(idx: torch.Tensor) -> torch.Tensor:
+        xb = x[idx]
+        with torch.no_grad():
+            _, hs = abstract(xb)
+        losses = [F.mse_loss(regenerate(m, hs), xb) for m in models.values()]
+        if autoencoder is not None:
+            losses.append(F.mse_loss(autoencoder(xb), xb))
+        return torch.stack(losses)
+
+    params: list[dict[str, Any]] = [{"params": [p for m in models.values() for p in m.concrete.parameters()]}]
+    if autoencoder is not None:
+        params.append({"params": list(autoencoder.parameters()), "lr": cfg.baseline_lr or cfg.concrete_lr})
+    epochs, lr = cfg.concrete_epochs, cfg.concrete_lr
+    history = _fit(
+        nets, params, step_loss, len(x), cfg, epochs, lr, generator, "concrete", log, resume, on_epoch, names
+    )
+    return {name: [epoch[i] for epoch in history] for i, name in enumerate(nets)}
+
+
 def train_autoencoder(
     model: FSAE,
     x: torch.Tensor,
@@ -290,66 +375,5 @@ def train_autoencoder(
 
     epochs = cfg.baseline_epochs or cfg.concrete_epochs
     params = list(model.parameters())
-    lr = cfg.concrete_lr
+    lr = cfg.baseline_lr or cfg.concrete_lr
     return _fit(model, params, step_loss, len(x), cfg, epochs, lr, generator, "baseline_ae", log, resume, on_epoch)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Evaluation
-
-
-@torch.no_grad()
-def predict(model: FSAE, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """``model.classify`` over a dataset in batches, in eval mode."""
-    model.eval()
-    return torch.cat([model.classify(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-
-
-@torch.no_grad()
-def evaluate_abstract(model: FSAE, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
-    """Head-specific metrics: accuracy (softmax), per-group and joint accuracy (groups), per-attribute accuracy
-    (sigmoid), R^2 per target and overall (linear)."""
-    pred = predict(model, x, batch_size)
-    head = model.config.head
-    if head == "softmax":
-        return {"test_accuracy": (pred == y).float().mean().item()}
-    if head in ("groups", "sigmoid"):
-        kind = "group" if head == "groups" else "attr"
-        hit = (pred == y.long()).float()  # (N, G)
-        out = {f"test_accuracy_{kind}{i}": hit[:, i].mean().item() for i in range(hit.shape[1])}
-        out["test_accuracy"] = hit.mean().item()
-        out["test_exact_match"] = hit.min(1).values.mean().item()
-        return out
-    y = y.float().view_as(pred)
-    ss_res = (pred - y).pow(2).sum(0)
-    ss_tot = (y - y.mean(0)).pow(2).sum(0).clamp_min(1e-12)
-    r2 = 1 - ss_res / ss_tot
-    out = {f"test_r2_{i}": r2[i].item() for i in range(len(r2))}
-    out["test_r2"] = r2.mean().item()
-    out["test_mse"] = (pred - y).pow(2).mean().item()
-    return out
-
-
-def image_metrics(x: torch.Tensor, xhat: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-image MSE, MAE, cosine similarity (over all pixels of an image, not per row) and PSNR; each (B,)."""
-    d = (xhat - x).flatten(1)
-    mse = d.pow(2).mean(1)
-    return {
-        "mse": mse,
-        "mae": d.abs().mean(1),
-        "cosine": F.cosine_similarity(xhat.flatten(1), x.flatten(1), dim=1, eps=1e-8),
-        "psnr": 10 * torch.log10(1.0 / mse.clamp_min(1e-10)),
-    }
-
-
-@torch.no_grad()
-def evaluate_regeneration(
-    regenerate: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 1000
-) -> dict[str, float]:
-    """Mean image metrics of ``regenerate`` over a dataset (``test_mse``, ``test_mae``, ``test_cosine``, ...)."""
-    sums: dict[str, float] = {}
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size]
-        for k, v in image_metrics(xb, regenerate(xb)).items():
-            sums[k] = sums.get(k, 0.0) + v.sum().item()
-    return {f"test_{k}": v / len(x) for k, v in sums.items()}

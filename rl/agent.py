@@ -46,6 +46,7 @@ from torch import nn
 
 from fsae.checkpoint import atomic_write_json
 from fsae.config import ConfigError, to_dict
+from fsae.threads import set_threads
 from fsae.train import resolve_device, seed_everything
 from rl import resume as resume_lib
 from rl.callbacks import AtomicCheckpointCallback, ProgressCallback, SplitEvalCallback
@@ -144,8 +145,7 @@ def train_agent(
     ProgressCallback``; a sweep on Ray Tune reports them).
     """
     check_hyperparams(cfg)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
+    set_threads("agent", cfg.torch_threads)  # 0: one thread, the fastest for an agent's small networks (fsae.threads)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     obs_space = probe_env(cfg)  # the id, both kwargs and (below) the checkpoint's fit are checked before writing

@@ -116,7 +116,7 @@ class AgentConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Device of the agent and the regenerator."""
     torch_threads: int = 0
-    """torch.set_num_threads (0 = torch's default). On a small shared CPU, 1 is often much faster."""
+    """torch.set_num_threads (0 = one thread, the fastest for an agent here: ``fsae.threads.pick_threads``)."""
     logdir: str = "runs/agents"
     """Root of the run folders."""
     overwrite: bool = False

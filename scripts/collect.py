@@ -32,7 +32,8 @@ from gymnasium.error import Error as GymError
 from envs.collect import CollectConfig, collect, label_ceiling, parse_env_kwargs
 from fsae.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from fsae.console import error
-from fsae.data import DatasetError, save_task_data
+from fsae.data import DatasetError
+from fsae.task_data import save_task_data
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -17,8 +17,10 @@ from fsae import train as T
 from fsae.checkpoint import atomic_write_json
 from fsae.config import ConfigError, check, to_dict
 from fsae.model import FSAE
-from fsae.pretrain import PretrainConfig, load_dataset, start_run, variant_config
+from fsae.pretrain_config import PretrainConfig, variant_config
 from fsae.provenance import write_run_info
+from fsae.run_folder import start_run
+from fsae.targets import load_dataset
 
 Log = Callable[[str, float, int], None]
 

@@ -16,7 +16,9 @@ from fsae.characteristics.common import check_variant_names, finish_run, save_im
 from fsae.checkpoint import load_fsae
 from fsae.config import check, to_dict
 from fsae.model import FSAE
-from fsae.pretrain import PretrainConfig, load_dataset, start_run
+from fsae.pretrain_config import PretrainConfig
+from fsae.run_folder import start_run
+from fsae.targets import load_dataset
 
 # --------------------------------------------------------------------------------------------------------------------
 # Concepts: generation from mixtures of labels, interpolations, attribute and two-digit codes

@@ -13,8 +13,9 @@ import torch
 from fsae import train as T
 from fsae.characteristics.common import finish_run, pyplot, select_classes, start_class_run, train_variants
 from fsae.config import ConfigError, check
+from fsae.evaluate import image_metrics
 from fsae.model import FSAE
-from fsae.pretrain import PretrainConfig, baseline_config
+from fsae.pretrain_config import PretrainConfig, baseline_config
 
 # --------------------------------------------------------------------------------------------------------------------
 # Scores
@@ -59,7 +60,7 @@ def familiarity_by_steps(
         xb = x[i : i + batch_size]
         outputs = model.regenerate(xb, steps=max(steps), gain=gain, trace=True)
         for t in steps:
-            m = T.image_metrics(xb, outputs[t])
+            m = image_metrics(xb, outputs[t])
             for kind in kinds:
                 parts[(t, kind)].append(-m["mse"] if kind == "mse" else m["cosine"])
     return {key: torch.cat(p) for key, p in parts.items()}
@@ -164,7 +165,7 @@ def run_familiarity(
             for (t, kind), s in by_steps.items():
                 scores[(name if t == 0 else f"{name}/T{t}", kind)] = s
         mean_image = x_seen.mean(0, keepdim=True).expand_as(x_test)
-        m = T.image_metrics(x_test, mean_image)
+        m = image_metrics(x_test, mean_image)
         for kind in opts.kinds:
             scores[("mean_image", kind)] = -m["mse"] if kind == "mse" else m["cosine"]
         if models:  # the abstract network's confidence, shared by all variants

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 
-from fsae import train as T
 from fsae.characteristics.common import (
     Log,
     check_variant_names,
@@ -26,8 +25,9 @@ from fsae.characteristics.common import (
     train_variants,
 )
 from fsae.config import check
+from fsae.evaluate import evaluate_regeneration
 from fsae.model import FSAE
-from fsae.pretrain import PretrainConfig
+from fsae.pretrain_config import PretrainConfig
 
 # --------------------------------------------------------------------------------------------------------------------
 # Lethe: forgetting under sequential training
@@ -66,7 +66,7 @@ class LetheOptions:
 
 @torch.no_grad()
 def _mse(model: FSAE, x: torch.Tensor, batch_size: int) -> float:
-    return T.evaluate_regeneration(model.eval(), x, batch_size)["test_mse"]
+    return evaluate_regeneration(model.eval(), x, batch_size)["test_mse"]
 
 
 def continue_concrete(

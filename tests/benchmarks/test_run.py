@@ -136,7 +136,7 @@ def test_ppo_rates(monkeypatch):
         return SimpleNamespace(n_steps=64, n_envs=n_envs, learn=learn, get_env=lambda: env)
 
     monkeypatch.setattr(wrapper, "ppo_agent", fake_agent)
-    monkeypatch.setattr(wrapper, "fast_fsae", lambda checkpoint=None: None)  # the regenerator's model is not used
+    monkeypatch.setattr(wrapper, "fast_fsae", lambda checkpoint=None, variant="round": None)  # no model: no lookup
     r = wrapper.measure_ppo(steps=1000, repeats=3, n_envs=2)
     # Medians of the timed calls: raw (2, 1, 4) -> 2 s, augmented (4, 3, 8) -> 4 s; 1000 steps each.
     assert r == {
@@ -144,8 +144,81 @@ def test_ppo_rates(monkeypatch):
         "ppo/augmented_steps_per_s": 250.0,
         "ppo/augmented_over_raw": 0.5,
         "regen_dtype": "float32",
+        "variant": "round",
+        "lookup": False,
     }
     assert sorted(closed) == ["augmented", "raw"]
+
+
+def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
+    """The round FSAE has a lookup: PPO is timed raw, augmented (lookup) and augmented by the forward pass, in turn."""
+    clock = Clock()
+    monkeypatch.setattr(wrapper, "time", clock)
+    order = []
+
+    def fake_agent(n_envs, regen, device, union="stack"):
+        name = "raw" if regen is None else "augmented" if regen.lookup else "forward"
+        seconds = {"raw": 1.0, "augmented": 1.25, "forward": 2.0}[name]
+
+        def learn(steps, reset_num_timesteps=True):
+            order.append(name)
+            clock.advance(seconds)
+
+        env = SimpleNamespace(close=lambda: None)
+        return SimpleNamespace(n_steps=64, n_envs=n_envs, learn=learn, get_env=lambda: env)
+
+    monkeypatch.setattr(wrapper, "ppo_agent", fake_agent)
+    r = wrapper.measure_ppo(steps=500, repeats=2, n_envs=2)
+    assert order == ["raw", "augmented", "forward"] * 3  # warm-up, then two repeats, the three alternating
+    # 500 steps in 1.0 / 1.25 / 2.0 s: 500, 400, 250 steps/s; over raw 0.8 and 0.5.
+    assert r == {
+        "ppo/raw_steps_per_s": 500.0,
+        "ppo/augmented_steps_per_s": 400.0,
+        "ppo/augmented_forward_steps_per_s": 250.0,
+        "ppo/augmented_over_raw": 0.8,
+        "ppo/augmented_forward_over_raw": 0.5,
+        "regen_dtype": "float32",
+        "variant": "round",
+        "lookup": True,
+    }
+
+
+def test_variant_costs(monkeypatch):
+    """Each variant's batched wrapper against the raw env: cost per vector step = n_envs x (1/its rate - 1/raw's)."""
+    seconds = {"raw": 0.5, "plain": 1.5, "round": 0.75, "round_forward": 1.25, "jump": 1.5, "jump_all": 1.75}
+
+    def timing(venv, actions):
+        if not isinstance(venv, VecCommonSense):
+            return seconds["raw"]
+        regen = venv.regenerator
+        if regen.model.config.round:
+            return seconds["round" if regen.lookup else "round_forward"]
+        return seconds[{"[]": "plain", "last": "jump", "all": "jump_all"}[str(regen.model.config.jumps)]]
+
+    monkeypatch.setattr(wrapper, "_time_vec_steps", timing)
+    c = wrapper.measure_variant_costs(n_envs=2, steps=200, repeats=1)
+    # 200 env steps per timing: raw 200 / 0.5 = 400/s, round 200 / 0.75 = 266.67/s. Per vector step of 2 envs:
+    # raw 2 / 400 = 5 ms, round 2 / 266.67 = 7.5 ms: the lookup costs 2.5 ms; plain 2 / (200 / 1.5) = 15 ms: 10 ms.
+    assert c["raw_steps_per_s"] == 400.0
+    expected = {"plain": 10.0, "round": 2.5, "round_forward": 7.5, "jump": 10.0, "jump_all": 12.5}
+    assert {k: c[f"{k}/wrapper_ms"] for k in expected} == pytest.approx(expected, rel=1e-12)
+    assert c["round/steps_per_s"] == pytest.approx(800 / 3, rel=1e-12)
+
+
+def test_concrete_phase_ratio(monkeypatch):
+    """One pass against one network after another, alternating: images/s from the scripted medians."""
+    durations = iter([2.0, 5.0, 3.0, 4.0, 1.0, 6.0])  # (one pass, separate) x 3 repeats: medians 2 s and 5 s
+
+    def timed(fn, device, repeats=5, warmup=2):
+        return {"median_s": next(durations)}
+
+    monkeypatch.setattr(fsae_speed, "timed", timed)
+    cfg = bench_run.load_config(bench_run.PretrainConfig, bench_run.CONFIGS / "mnist_fast.yaml")
+    r = fsae_speed.measure_concrete_phase(cfg, CPU, batches=2, repeats=3)
+    # 2 batches of 128 = 256 images: 256 / 2 = 128 img/s in one pass, 256 / 5 = 51.2 one after another: 2.5x.
+    assert r == pytest.approx(
+        {"one_pass_images_per_s": 128.0, "separate_images_per_s": 51.2, "one_pass_over_separate": 2.5}, rel=1e-12
+    )
 
 
 def test_run_reports_the_wrapper_cost_against_the_policy(monkeypatch, capsys):
@@ -153,6 +226,8 @@ def test_run_reports_the_wrapper_cost_against_the_policy(monkeypatch, capsys):
     rates |= {"n2/batched_over_per_env": 2.5, "n2/batched_over_raw": 0.625}
     monkeypatch.setattr(wrapper, "measure_wrapper", lambda n_envs, steps, repeats, device, dtype: dict(rates))
     monkeypatch.setattr(wrapper, "measure_policy_cost", lambda n, repeats, device, calls: {"n2/policy_fwd_bwd_ms": 0.5})
+    costs = {"raw_steps_per_s": 1024.0, "round/wrapper_ms": 0.25, "plain/wrapper_ms": 1.5}
+    monkeypatch.setattr(wrapper, "measure_variant_costs", lambda n, steps, repeats, device: dict(costs))
     r = bench_run.run(quick=False, device=CPU, sections=["wrapper"], smoke=True)
     cost = r["wrapper"]["cost_per_vector_step"]
     # wrapper 1.171875 ms per vector step of 2 envs (test above) against the policy's 0.5 ms: 2.34375 times.
@@ -164,21 +239,27 @@ def test_run_reports_the_wrapper_cost_against_the_policy(monkeypatch, capsys):
     assert "n_envs   2  steps/s: raw     1,024  per_env       256  batched       640" in out
     assert "batched/per-env 2.50x  batched/raw 0.62x" in out
     assert "(2 envs, float32) 1.17 ms, policy forward+backward on the same batch 0.50 ms: ratio 2.34" in out
+    assert "cost per vector step, round         0.250 ms" in out and r["wrapper"]["variants"] == costs
 
 
 def test_run_smoke_writes_every_section(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench_run.main(["--smoke", "--device", "cpu", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert {"machine", "pretrain", "inference", "env", "wrapper", "ppo"} <= set(r)
+    assert {"machine", "pretrain", "inference", "env", "wrapper", "ppo", "threads"} <= set(r)
     assert r["smoke"] is True and r["machine"]["device"] == "cpu"
     assert set(r["pretrain"]) == {"mnist_fast"} and r["pretrain"]["mnist_fast"]["abstract"]["images_per_s"] > 0
     assert [row["batch"] for row in r["inference"]["mnist_fast"]["rows"]] == [1, 8]
     assert set(r["env"]) == {"fsae/DigitBandit-v0", "fsae/DigitSum-v0", "fsae/DigitLock-v0"}
-    assert set(r["wrapper"]) == {"float32", "float64", "cost_per_vector_step", "peak_memory_mb"}
+    assert set(r["wrapper"]) == {"float32", "float64", "cost_per_vector_step", "variants", "peak_memory_mb"}
+    assert {f"{v}/wrapper_ms" for v in ("plain", "round", "round_forward", "jump", "jump_all")} <= set(
+        r["wrapper"]["variants"]
+    )
+    assert r["pretrain"]["mnist_fast"]["concrete_phase"]["one_pass_over_separate"] > 0
+    assert r["threads"]["agent/threads1_steps_per_s"] > 0 and r["ppo"]["lookup"] is True
     assert r["wrapper"]["float32"]["n2/batched_over_per_env"] > 0
     assert r["wrapper"]["cost_per_vector_step"]["n_envs"] == 2
     assert r["ppo"]["ppo/augmented_over_raw"] > 0
     table = capsys.readouterr().out.splitlines()
     sections = [line.split()[0] for line in table[1:]]  # after the header line
-    assert [k for k, _ in itertools.groupby(sections)] == ["pretrain", "inference", "env", "wrapper", "ppo"]
+    assert [k for k, _ in itertools.groupby(sections)] == ["pretrain", "inference", "env", "wrapper", "ppo", "threads"]

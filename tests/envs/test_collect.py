@@ -15,9 +15,11 @@ from envs.collect import collect, parse_env_kwargs
 from envs.labels import labels_from_info
 from fsae import train as T
 from fsae.config import ConfigError
-from fsae.data import load_mnist, load_task_data, save_task_data
+from fsae.data import load_mnist
+from fsae.evaluate import evaluate_abstract
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from fsae.pretrain import DataConfig, load_dataset
+from fsae.task_data import load_task_data, save_task_data
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPES = {"fsae/DigitBandit-v0": (1, 28, 28), "fsae/DigitSum-v0": (1, 28, 56), "fsae/DigitLock-v0": (1, 28, 56)}
@@ -91,7 +93,7 @@ def test_pretraining_trains_on_collected_data(env_id, tmp_path):
     cfg = T.TrainConfig(abstract_epochs=3, batch_size=32, abstract_lr=3e-3)
     losses = T.train_abstract(model, x_train, y_train, cfg, torch.Generator().manual_seed(0))
     assert len(losses) == 3 and all(np.isfinite(losses)) and losses[-1] < losses[0]
-    metrics = T.evaluate_abstract(model, x_test, y_test)
+    metrics = evaluate_abstract(model, x_test, y_test)
     assert metrics and all(np.isfinite(v) for v in metrics.values())
 
 

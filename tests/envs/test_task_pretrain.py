@@ -7,8 +7,8 @@ import pytest
 
 from envs.collect import collect
 from fsae.config import load_config
-from fsae.data import save_task_data
 from fsae.pretrain import PretrainConfig, pretrain
+from fsae.task_data import save_task_data
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [

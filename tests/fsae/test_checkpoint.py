@@ -120,9 +120,28 @@ def test_truncated_file_raises(tmp_path, keep):
 
 def test_not_a_pytorch_file_raises(tmp_path):
     path = tmp_path / "notes.pt"
-    path.write_text("hello, not a checkpoint\n")  # a legacy pickle: 'h' is BINGET of memo ord('e') = 101, not there
-    with pytest.raises(CheckpointError, match=r"truncated or not a PyTorch file \(KeyError: 101\)"):
+    path.write_bytes(b"h\x01\xff not a checkpoint")  # a legacy pickle: 'h' is BINGET of memo 1, not there
+    with pytest.raises(CheckpointError, match=r"truncated or not a PyTorch file \(KeyError: 1\)"):
         load_fsae(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ('{\n  "abstract/test_accuracy": 0.98', "JSON, such as a run's metrics.json"),
+        ("hello, not a checkpoint\n", "text"),
+    ],
+)
+def test_a_text_file_is_not_a_checkpoint(tmp_path, text, what):
+    """``--fsae runs/.../metrics.json`` says the file is not a checkpoint, not that it holds unsafe objects."""
+    path = tmp_path / "metrics.json"
+    path.write_text(text)
+    with pytest.raises(CheckpointError) as err:
+        load_fsae(path)
+    assert _one_line(err) == (
+        f"{path} is not a checkpoint: it holds {what}, not the .pt file a run writes; pass the checkpoint itself, "
+        "e.g. fsae_round.pt or autoencoder.pt from a pretraining run folder"
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from fsae import data
-from fsae.data import DatasetError, load_mnist, load_task_data, save_task_data, to_float_images
+from fsae.data import DatasetError, load_mnist, to_float_images
+from fsae.task_data import load_task_data, save_task_data
 
 # Published per-class counts of the MNIST splits.
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

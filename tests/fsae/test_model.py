@@ -127,6 +127,22 @@ def test_inverse_at_clipped_values():
     torch.testing.assert_close(LeakyReLU(0.3).inverse(torch.tensor([-0.3, 0.0, 2.0])), torch.tensor([-1.0, 0.0, 2.0]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_leaky_relu_inverse_is_the_textbook_formula_bit_for_bit(dtype):
+    """min(h, h / a) gives where(h >= 0, h, h / a) to the last bit, with and without autograd; its gradient is 1 or
+    1 / a (to an ulp: the backward multiplies by 1 / a)."""
+    h = torch.randn(4096, dtype=dtype) * 5
+    h[:3] = torch.tensor([0.0, -0.0, 1e-30])
+    f = LeakyReLU(0.3)
+    expected = torch.where(h >= 0, h, h / 0.3)
+    assert torch.equal(f.inverse(h), expected)
+    leaf = h.clone().requires_grad_()
+    out = f.inverse(leaf)
+    assert torch.equal(out.detach(), expected)
+    out.backward(torch.ones_like(h))
+    torch.testing.assert_close(leaf.grad, torch.where(h > 0, 1.0, 1 / 0.3).to(dtype), rtol=1e-6, atol=0)
+
+
 def test_leaky_relu_rejects_non_invertible_slopes():
     for slope in (0.0, 1.0, -0.1):
         with pytest.raises(ConfigError, match=f"slope must be in \\(0, 1\\) to be invertible, got {slope}"):

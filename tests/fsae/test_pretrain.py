@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from fsae import pretrain as P
-from fsae import train as T
 from fsae.checkpoint import load_fsae, sha256_file
 from fsae.config import ConfigError, from_dict, load_config
+from fsae.evaluate import image_metrics, predict
 from fsae.model import FSAEConfig, LayerSpec
 from fsae.pretrain import (
     DataConfig,
@@ -25,7 +25,6 @@ from fsae.pretrain import (
     mnist_targets,
     pretrain,
 )
-from fsae.train import image_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ROOT / "configs" / "pretrain" / "mnist_fast.yaml"
@@ -254,5 +253,5 @@ def test_linear_head_regression_metrics_per_target_and_the_grid_reference(tmp_pa
     # the reference by hand: mean training image per grid cell of the predicted (scaled) code
     base = load_fsae(tmp_path / "run" / "fsae_round.pt")
     x_train, _, x_test, _ = load_dataset(cfg.data, 0, base.config)
-    cells = [torch.round(T.predict(base, x, 1000) / 0.5).long() for x in (x_train, x_test)]
+    cells = [torch.round(predict(base, x, 1000) / 0.5).long() for x in (x_train, x_test)]
     assert m["reference/class_mean_mse"] == pytest.approx(class_mean_reference(cells[0], x_train, cells[1], x_test))

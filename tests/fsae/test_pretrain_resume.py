@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from fsae import train as T
-from fsae.checkpoint import CheckpointError, safe_load
+from fsae.checkpoint import CheckpointError, atomic_save, safe_load
 from fsae.config import apply_overrides, from_dict, load_yaml, to_dict
 from fsae.pretrain import PretrainConfig, pretrain
 from fsae.resume import STATE_FILE, TrainingState
@@ -25,7 +25,7 @@ from fsae.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ROOT / "configs" / "pretrain" / "mnist_fast.yaml"
-# 2 abstract epochs, then 2 epochs for each of plain, round and the baseline autoencoder: 8 saved epochs, 4 stages.
+# 2 abstract epochs, then 2 epochs of plain, round and the baseline autoencoder in one pass: 4 saved epochs, 2 stages.
 TINY = ["data.train_size=1000", "data.test_size=200", "train.abstract_epochs=2", "train.concrete_epochs=2",
         "variants=[{name: plain}, {name: round, round: true}]", "feedback_steps=[0, 1]", "device=cpu",
         "torch_threads=1"]  # fmt: skip
@@ -73,9 +73,10 @@ def reference(tmp_path_factory) -> tuple[Path, dict]:
     return out, _without_times(pretrain(_config(), out))
 
 
-# (method, calls, the state the kill leaves): mid-stage in the abstract phase, mid-stage in a concrete variant, and
-# at a stage boundary (the round variant finished, the baseline not started).
-KILLS = [("save_epoch", 1, "abstract", 1), ("save_epoch", 4, "concrete/plain", 2), ("finish", 3, None, None)]
+# (method, calls, the state the kill leaves): mid-stage in the abstract phase, mid-stage in the concrete phase (all
+# variants and the autoencoder after their first epoch), and at the stage boundary (abstract finished, concrete not
+# started).
+KILLS = [("save_epoch", 1, "abstract", 1), ("save_epoch", 3, "concrete", 1), ("finish", 1, None, None)]
 
 
 @pytest.mark.parametrize("method, calls, stage, epochs", KILLS, ids=["mid-abstract", "mid-concrete", "boundary"])
@@ -152,3 +153,14 @@ def test_a_non_finite_epoch_leaves_the_saved_state_and_its_description_alone(tmp
     assert state.describe_last() == f"{tmp_path / STATE_FILE} (after epoch 1 of stage abstract)"
     history = safe_load(tmp_path / STATE_FILE)["current"]["history"]
     assert len(history) == 1 and math.isfinite(history[0])
+
+
+def test_resume_refuses_a_state_of_the_older_per_variant_stages(tmp_path):
+    """States written before the one-pass concrete phase (no version: one stage per variant) are refused clearly."""
+    saved = to_dict(_config())
+    TrainingState(tmp_path, saved, resume=False).finish("abstract", torch.nn.Linear(1, 1), torch.Generator())
+    old = safe_load(tmp_path / STATE_FILE)
+    del old["version"]
+    atomic_save(old, tmp_path / STATE_FILE)
+    with pytest.raises(CheckpointError, match=r"older pretraining \(state version 1, this code resumes 2"):
+        TrainingState(tmp_path, saved, resume=True)

@@ -1,0 +1,167 @@
+"""Task data: the observations and labels collected from an environment for pretraining, as an ``.npz`` file.
+
+Contents:
+    load_task_data -- ``obs`` (N, C, H, W) uint8 and ``labels`` (N,) or (N, K) from an ``.npz`` file, validated.
+    save_task_data -- the inverse: validate and write an ``.npz`` atomically (temp file + ``os.replace``).
+
+Every failure is a one-line ``fsae.data.DatasetError`` saying what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from fsae.data import DatasetError, one_line
+
+__all__ = ["load_task_data", "save_task_data"]
+
+
+def _validate_task_arrays(obs: object, labels: object, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Check task-data arrays; ``where`` (a file) goes into the one-line DatasetError message."""
+    if not isinstance(obs, np.ndarray) or not isinstance(labels, np.ndarray):
+        raise DatasetError(
+            f"task data {where}: obs and labels must be numpy arrays, got {type(obs).__name__} and "
+            f"{type(labels).__name__}"
+        )
+    if obs.ndim != 4 or obs.dtype != np.uint8:
+        raise DatasetError(
+            f"task data {where}: obs must be a 4-D uint8 array (N, C, H, W), got shape {obs.shape} dtype {obs.dtype}; "
+            "store raw uint8 pixels, channels first"
+        )
+    is_int = np.issubdtype(labels.dtype, np.integer)
+    is_float = np.issubdtype(labels.dtype, np.floating)
+    if labels.ndim == 1 and not is_int:
+        raise DatasetError(
+            f"task data {where}: labels of shape (N,) must be integer classes, got dtype {labels.dtype}; "
+            "use shape (N, 1) for a single regression target"
+        )
+    if labels.ndim not in (1, 2) or not (is_int or is_float):
+        raise DatasetError(
+            f"task data {where}: labels must be (N,) int or (N, K) int/float, got shape {labels.shape} "
+            f"dtype {labels.dtype}"
+        )
+    if len(obs) != len(labels):
+        raise DatasetError(
+            f"task data {where}: obs has {len(obs)} samples but labels has {len(labels)}; both need one row per sample"
+        )
+    if len(obs) == 0:
+        raise DatasetError(f"task data {where}: holds no samples; collect some data first")
+    if is_float and not np.isfinite(labels).all():
+        raise DatasetError(f"task data {where}: labels contain NaN or inf; drop or fix those samples")
+    return obs, labels
+
+
+def load_task_data(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read task data (observations and their labels, collected from an environment) from an ``.npz`` file.
+
+    Args:
+        path: the ``.npz`` file, as written by :func:`save_task_data` (other arrays in it are ignored).
+
+    Returns:
+        ``(obs, labels)``: obs (N, C, H, W) uint8; labels (N,) int classes, or (N, K) int/float targets.
+
+    Raises:
+        DatasetError: missing or corrupt file, not an ``.npz`` archive, pickled (object) arrays, missing ``obs`` or
+            ``labels``, wrong shapes or dtypes, or mismatched lengths.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DatasetError(
+            f"task data file {path} does not exist; check the path, or collect the data and write it with "
+            "fsae.task_data.save_task_data"
+        )
+    fix = "re-collect it or write it with fsae.task_data.save_task_data"
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError:  # neither .npy nor zip magic: numpy takes it for a pickle and refuses it
+        raise DatasetError(
+            f"task data file {path} is not an .npz archive (no zip header; pickles are refused for safety); {fix}"
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DatasetError(
+            f"task data file {path} is not a valid .npz file or is corrupt ({one_line(e)}); {fix}"
+        ) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DatasetError(f"task data file {path} is a single .npy array, not an .npz archive; {fix}")
+    with archive:
+        missing = [k for k in ("obs", "labels") if k not in archive.files]
+        if missing:
+            raise DatasetError(
+                f"task data file {path} lacks key(s) {missing}; keys found: {sorted(archive.files)}; "
+                "it needs 'obs' (N, C, H, W) uint8 and 'labels'"
+            )
+        arrays = {}
+        for key in ("obs", "labels"):
+            try:
+                arrays[key] = archive[key]
+            except ValueError as e:
+                if "pickle" in str(e).lower():
+                    raise DatasetError(
+                        f"task data file {path} holds '{key}' as a pickled object array, refused for safety; "
+                        f"store plain numeric arrays (obs uint8, labels int/float) and {fix}"
+                    ) from None
+                raise DatasetError(f"task data file {path}: array '{key}' is corrupt ({one_line(e)}); {fix}") from None
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+                raise DatasetError(f"task data file {path}: array '{key}' is corrupt ({one_line(e)}); {fix}") from None
+    obs, labels = arrays["obs"], arrays["labels"]
+    return _validate_task_arrays(obs, labels, str(path))
+
+
+def save_task_data(
+    path: str | Path, obs: np.ndarray, labels: np.ndarray, *, compress: bool = False, **extra_arrays: np.ndarray
+) -> Path:
+    """Validate and write task data to ``path`` atomically: a temp file in the same folder, then ``os.replace``.
+
+    The file is written at exactly ``path`` (``.npz`` is not appended, unlike ``np.savez``), so the same path can be
+    given to :func:`load_task_data`. Readers never see a half-written file.
+
+    Args:
+        path: destination file; its folder is created if missing.
+        obs: (N, C, H, W) uint8 observations.
+        labels: (N,) int classes or (N, K) int/float targets.
+        compress: zip-deflate the arrays (smaller, slower).
+        **extra_arrays: further arrays stored alongside (e.g. ``episode=...``); object arrays are refused.
+
+    Returns:
+        The path written.
+
+    Raises:
+        DatasetError: the arrays fail the checks of :func:`load_task_data`, or the file cannot be written.
+    """
+    path = Path(path).expanduser()
+    obs, labels = _validate_task_arrays(obs, labels, str(path))
+    extras = {}
+    for name, value in extra_arrays.items():
+        arr = np.asarray(value)
+        if arr.dtype.hasobject:
+            raise DatasetError(
+                f"task data {path}: extra array {name!r} has dtype object, which load_task_data refuses to unpickle; "
+                "store a numeric or fixed-width string array"
+            )
+        extras[name] = arr
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(tmp_name)
+        with os.fdopen(fd, "wb") as f:  # a file object, so np.savez appends no ".npz" to the name
+            (np.savez_compressed if compress else np.savez)(f, obs=obs, labels=labels, **extras)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.chmod(0o644)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise DatasetError(
+            f"cannot write task data to {path} ({one_line(e)}); check the folder and free space"
+        ) from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,61 @@
+"""How many CPU threads torch should use for a job on this machine.
+
+Contents:
+    JOBS         -- the kinds of job the rule knows: 'pretrain' (convolutions on batches of 128 and more) and 'agent'
+                    (an RL agent's small networks on batches of a few observations).
+    pick_threads -- the thread count for a job: the one asked for, else the rule below.
+    set_threads  -- ``torch.set_num_threads(pick_threads(...))``; returns the count.
+
+The rule (``torch_threads: 0``, the default of pretraining and agent configs), measured on the project's 2-core CPU
+(``docs/PERFORMANCE.md``, "Threads"):
+
+- An agent's networks are small and its batches a few observations: a second thread costs more in handing work over
+  than it computes, so agents get **one thread** (PPO ran 2.1-2.5x faster with one than with two).
+- Pretraining's convolutions on batches of 128 images split well: it gets **every core no other job is using**, the
+  machine's cores less the load (``os.getloadavg()``'s last minute, rounded), and at least one. On the idle 2-core
+  machine that is 2 (the fast config took 204 s with two threads, 315 s with one); with another job running, 1: torch's
+  threads wait for each other at every operation, so one that shares its core with another job stalls them all
+  (the fast config ran 40x slower with two threads beside another job than with one).
+
+The load is read once, when the job starts: a job that starts on an idle machine keeps its threads when another
+starts later (set ``torch_threads`` to pin a count).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from fsae.config import check
+
+JOBS = ("pretrain", "agent")
+
+
+def _cores() -> int:
+    """The cores this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def pick_threads(job: str, requested: int = 0, cores: int | None = None, load: float | None = None) -> int:
+    """The torch thread count for ``job`` (one of ``JOBS``): ``requested`` when it is > 0, else the module's rule.
+    ``cores`` and ``load`` (the one-minute load average) default to this machine's, now."""
+    check(job in JOBS, f"job must be one of {JOBS}, got '{job}'")
+    check(requested >= 0, f"torch_threads must be >= 0, got {requested}")
+    if requested:
+        return requested
+    if job == "agent":
+        return 1
+    cores = _cores() if cores is None else cores
+    load = os.getloadavg()[0] if load is None else load
+    return max(1, min(cores, cores - round(load)))
+
+
+def set_threads(job: str, requested: int = 0) -> int:
+    """Set torch's intra-op threads to ``pick_threads(job, requested)``; return the count."""
+    n = pick_threads(job, requested)
+    torch.set_num_threads(n)
+    return n
