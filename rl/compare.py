@@ -83,10 +83,13 @@ def _read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def load_runs(logdir: str | Path, warn: Callable[[str], None] = print) -> list[RunData]:
     """Every folder under ``logdir`` holding TensorBoard event files, laid out as ``<env>/<condition>/seed<N>``.
 
-    Folders in another layout, and unfinished ``rl.agent`` runs, are skipped with a message through ``warn``.
+    Folders in another layout, and unfinished ``rl.agent`` runs, are skipped with a message through ``warn``; folders
+    below a hidden one are skipped silently (a sweep on Ray keeps Tune's state, whose checkpoints copy run folders, in
+    ``<logdir>/.ray_tune``).
     """
     logdir = Path(logdir)
-    folders = sorted({p.parent for p in logdir.rglob("events.out.tfevents.*") if p.is_file()})
+    events = (p for p in logdir.rglob("events.out.tfevents.*") if p.is_file())
+    folders = sorted({p.parent for p in events if not any(s.startswith(".") for s in p.relative_to(logdir).parts)})
     runs = []
     for folder in folders:
         parts = folder.relative_to(logdir).parts

@@ -152,6 +152,9 @@ def _fit(
     covers them; runs it leaves out (or had failed before) get a new attempt. Returns the runs' outcomes."""
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # no Tune event files among the run folders: JSON, CSV
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0: no tables (one line per run from _Progress instead)
+    os.environ.setdefault(
+        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"
+    )  # short runs checkpoint often
     spec = {
         "runs": {r.name: {"agent": to_dict(r.agent), "command": shlex.join(r.command)} for r in runs},
         "storage": storage,

@@ -73,6 +73,8 @@ def logdir(tmp_path_factory) -> Path:
     (finished / "config.yaml").write_text("seed: 5\n")
     (finished / "done.json").write_text(json.dumps({"returncode": 0}))
     _write(root / "stray", {"eval/mean_reward": [(1, 1.0)]})  # not <env>/<condition>/seed<N>
+    # Below a hidden folder (a Ray sweep's Tune state, whose checkpoints copy run folders): not a 9th seed of EnvA/none.
+    _write(root / ".ray_tune" / "EnvA" / "none" / "seed9", {"rollout/ep_rew_mean": _train(50.0)})
     return root
 
 
@@ -165,6 +167,7 @@ def test_load_runs_layout_and_skips(logdir):
     assert len(keys) == 19 and ("EnvB", "copy", 5) in keys and ("EnvB", "copy", 4) not in keys
     assert any("seed4" in w and "did not finish" in w for w in warnings)
     assert any("stray" in w for w in warnings)
+    assert not any(".ray_tune" in w for w in warnings) and ("EnvA", "none", 9) not in keys
     run = next(r for r in runs if (r.env, r.condition, r.seed) == ("EnvA", "none", 3))
     steps, values = run.scalars["rollout/ep_rew_mean"]
     assert np.array_equal(steps, STEPS) and np.allclose(values, np.array(STEPS) / 100 + 1.5)

@@ -411,3 +411,37 @@ def test_sigterm_stops_cleanly_and_the_next_sweep_restores(cluster, tmp_path):
     resumed = [r for r in unfinished if "# resumed at step " in (r / "command.txt").read_text()]
     assert resumed, "no run resumed from its checkpoint"
     assert json.loads((storage / ".ray_tune" / "sweep-1.json").read_text())["ended"] is True
+
+
+@pytest.mark.ray_cluster
+def test_uri_storage_ships_the_checkpoints_with_the_trial(cluster, tmp_path):
+    """Storage as a URI (file:// here; s3:// and gs:// alike): the run writes on its node, its agent checkpoints are
+    Tune checkpoints of the run folder in the storage, and a restarted trial whose node-local folder is gone resumes
+    from the one Tune hands back. The finished folder lands in <uri>/<env>/<condition>/seed<N>."""
+    from rl.sweep_trial import staging_root
+
+    storage = tmp_path / "bucket"
+    uri = f"file://{storage}"
+    config = _sweep_yaml(tmp_path, [0], ["none"], 2048)
+    cmd, env = _sweep(cluster, config, storage)
+    cmd[cmd.index("--storage-path") + 1] = uri
+    out = tmp_path / "sweep.out"
+    with open(out, "w") as f:
+        sweep = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while not list(storage.glob(".ray_tune/sweep-1/*/checkpoint_*/checkpoints/agent_*_steps.zip")):
+        assert sweep.poll() is None and time.time() < deadline, out.read_text()[-3000:]
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=120) == 130, out.read_text()[-5000:]
+    local = staging_root(uri) / "DigitBandit-v0" / "none" / "seed0"
+    assert (local / "config.yaml").is_file() and not (storage / "DigitBandit-v0").exists()
+    shutil.rmtree(staging_root(uri))  # as if the trial came back on another machine
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"ray: continuing the interrupted attempt {uri}/.ray_tune/sweep-1 (Tuner.restore)" in again.stdout
+    run = storage / "DigitBandit-v0" / "none" / "seed0"
+    assert (run / "done.json").is_file() and json.loads((run / "metrics.json").read_text())["timesteps"] == 2048
+    assert "# resumed at step " in (run / "command.txt").read_text()
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "1 already finished (skipped), 0 to run" in again.stdout, again.stderr
