@@ -7,6 +7,8 @@ Contents:
                           ``scripts/train_agent.py`` command line both follow), and its outcome.
     plan               -- the grid as a list of ``Run``; every run's agent config is checked before anything starts.
     train_command      -- the ``train_agent.py`` command line that builds exactly a run's config.
+    env_identity       -- what makes a run's environments (id, packages, wrappers, kwargs), as a key.
+    checkpoint_sha256  -- a checkpoint's SHA-256, computed once per file version.
     is_finished        -- whether a planned run finished earlier (``rl.run_folder.run_finished``).
     settings_changed   -- how a finished run differs from the sweep's plan for it (settings, retrained checkpoint).
     split_finished     -- finished runs (skipped) and the rest; finished runs with other settings are refused.
