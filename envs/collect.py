@@ -10,7 +10,8 @@ Contents:
     collect           -- roll out a seeded random policy for N steps; returns ``TaskData`` in the format of
                          ``fsae.task_data.save_task_data`` / ``load_task_data``.
     label_ceiling     -- how many distinct images the data holds and, for class labels, the highest accuracy any
-                         function of the image can reach on them (identical images with different labels).
+                         function of the image can reach on them (identical images with different labels), and that of
+                         always answering the most frequent label.
 
 Images are stored channels first, uint8, whatever the environment gives: channels-last (H, W, C) frames (MiniGrid's
 ``RGBImgPartialObsWrapper``) are transposed, 2-D grey frames (``AtariPreprocessing``) get a channel axis, frame stacks
@@ -206,25 +207,27 @@ def collect(
     return TaskData(obs, ys, note, cfg.names())
 
 
-def label_ceiling(obs: np.ndarray, labels: np.ndarray) -> tuple[int, list[float] | None]:
-    """The number of distinct observations, and for integer labels the accuracy per label column of the best function
-    of the image on this data: each distinct image answered with its most frequent label. Below 1 where the image does
-    not show the label (e.g. a MiniGrid door out of view); a test split of data with few distinct images measures
-    little beyond this.
+def label_ceiling(obs: np.ndarray, labels: np.ndarray) -> tuple[int, list[float] | None, list[float] | None]:
+    """How much a classifier of these images can get right: the number of distinct observations and, for integer
+    labels, per label column, the accuracy of the best function of the image on this data (each distinct image answered
+    with its most frequent label) and that of answering the most frequent label always. The first is below 1 where
+    the image does not show the label (e.g. a MiniGrid door out of view); a test split of data with few distinct images
+    measures little beyond it.
 
     Example:
         >>> obs = np.zeros((4, 1, 1, 1), np.uint8); obs[3] = 1
         >>> label_ceiling(obs, np.array([[0, 1], [0, 0], [0, 0], [1, 1]]))
-        (2, [1.0, 0.75])
+        (2, [1.0, 0.75], [0.75, 0.5])
     """
     _, image = np.unique(obs.reshape(len(obs), -1), axis=0, return_inverse=True)
     image = image.reshape(-1)
     if not np.issubdtype(labels.dtype, np.integer):
-        return int(image.max()) + 1, None
-    best = []
+        return int(image.max()) + 1, None, None
+    best, majority = [], []
     for column in labels.reshape(len(labels), -1).T:
         _, label = np.unique(column, return_inverse=True)
         counts = np.zeros((image.max() + 1, label.max() + 1), np.int64)
         np.add.at(counts, (image, label.reshape(-1)), 1)
         best.append(float(counts.max(1).sum() / len(column)))
-    return int(image.max()) + 1, best
+        majority.append(float(counts.sum(0).max() / len(column)))
+    return int(image.max()) + 1, best, majority

@@ -35,11 +35,17 @@ def fig2_columns(y_test: torch.Tensor, head: str, code_size: int) -> tuple[torch
 
 
 def prediction_titles(pred: torch.Tensor) -> list[str]:
-    """The classifier's prediction for each column, as its title: 'pred 7', 'pred [3, 5]', 'pred [0.25, 0.5]'."""
+    """The classifier's prediction for each column, as its title: 'pred 7', 'pred [3, 5]', 'pred [0.25, 0.5]'; more
+    than two values of a linear head two a line, so that neighbouring titles do not overlap."""
     pred = pred.cpu()
-    if pred.is_floating_point():  # a linear head's values: two decimals
-        pred = (pred * 100).round() / 100
-    return [f"pred {p.tolist()}" for p in pred]
+    if not pred.is_floating_point():
+        return [f"pred {p.tolist()}" for p in pred]
+    titles = []
+    for p in pred.tolist():  # a linear head's values: two decimals
+        values = [str(round(v, 2)) for v in (p if isinstance(p, list) else [p])]
+        lines = [", ".join(values[i : i + 2]) for i in range(0, len(values), 2)]
+        titles.append(f"pred {values[0]}" if not isinstance(p, list) else "pred [" + ",\n".join(lines) + "]")
+    return titles
 
 
 def save_fig2(path: Path, rows: dict[str, torch.Tensor], titles: list[str]) -> None:

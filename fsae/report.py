@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROWS = [
     ("abstract/test_accuracy", "abstract: test accuracy"),
-    ("abstract/test_exact_match", "abstract: both digits right"),
+    ("abstract/test_exact_match", "abstract: every group right"),
     ("prototype/cycle_accuracy", "prototype cycle accuracy"),
     ("reference/class_mean_mse", "class-mean reference MSE"),
     ("baseline_ae/test_mse", "conventional autoencoder MSE"),

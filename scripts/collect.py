@@ -88,6 +88,10 @@ def build_config(args: argparse.Namespace) -> CollectConfig:
     return from_dict(CollectConfig, apply_overrides(d, args.set))
 
 
+def _round(values: list[float] | None) -> list[float]:
+    return [round(v, 5) for v in values or []]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if Path(args.out).expanduser().exists() and not args.overwrite:
@@ -114,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     names = f" ({', '.join(data.label_names)})" if data.label_names else ""
     print(f"wrote {path}: obs {data.obs.shape} {data.obs.dtype} ({data.layout}), labels {data.labels.shape} "
           f"{data.labels.dtype}{names}")  # fmt: skip
-    distinct, best = label_ceiling(data.obs, data.labels)
-    best_line = f"; the best accuracy of any function of the image, per label: {[round(b, 5) for b in best or []]}"
-    print(f"distinct observations: {distinct} of {len(data.obs)}{best_line if best is not None else ''}")
+    distinct, best, majority = label_ceiling(data.obs, data.labels)
+    accuracies = f"; accuracy per label of the best function of the image {_round(best)}, of the most frequent label "
+    print(f"distinct observations: {distinct} of {len(data.obs)}" + (f"{accuracies}{_round(majority)}" if best else ""))
     return 0
 
 

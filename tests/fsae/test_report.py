@@ -22,7 +22,7 @@ def test_table_rows_per_group_and_per_target():
         "| abstract: test accuracy (`abstract/test_accuracy`) | 0.5 |  |",
         "| abstract: test accuracy, group 0 (`abstract/test_accuracy_group0`) | 1 |  |",
         "| abstract: test accuracy, group 1 (`abstract/test_accuracy_group1`) | 0.25 |  |",
-        "| abstract: both digits right (`abstract/test_exact_match`) | 0.125 |  |",
+        "| abstract: every group right (`abstract/test_exact_match`) | 0.125 |  |",
         "| round: MSE (`concrete/round/test_mse`) | 0.001 |  |",
         "| wall time of the run (s) (`time/total_seconds`) | 10 |  |",
     ]

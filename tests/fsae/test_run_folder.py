@@ -84,6 +84,8 @@ def test_fig2_titles_are_the_predictions():
     assert prediction_titles(torch.tensor([3, 7])) == ["pred 3", "pred 7"]
     assert prediction_titles(torch.tensor([[3, 5]])) == ["pred [3, 5]"]
     assert prediction_titles(torch.tensor([[0.254, 0.5]])) == ["pred [0.25, 0.5]"]
+    assert prediction_titles(torch.tensor([0.254])) == ["pred 0.25"]
+    assert prediction_titles(torch.tensor([[0.73, 0.62, 0.671, -0.5, 1.0]])) == ["pred [0.73, 0.62,\n0.67, -0.5,\n1.0]"]
 
 
 @pytest.mark.parametrize(
