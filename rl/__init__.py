@@ -27,6 +27,7 @@ Modules:
     rl.ray_cluster  -- connecting to a Ray cluster and checking its nodes before the first run.
     rl.sweep_trial  -- what runs on the nodes: one run as a Tune trial, the preflight check of a node.
     rl.compare      -- IQM, bootstrap confidence intervals and P(improve) over a sweep's runs (reads run folders only).
+    rl.stats        -- IQM, bootstrap CIs, AUC, steps to threshold, P(improve): the statistics over seeds.
     rl.shift        -- re-evaluate finished agents under stronger corruption.
 
 Imports run one way: ``rl.config`` <- ``rl.env_factory``, ``rl.callbacks``, ``rl.run_folder`` <- ``rl.resume`` <-

@@ -2,25 +2,21 @@
 
 Contents:
     RunData, load_runs        -- every run folder <env>/<condition>/seed<N> under a logdir, with its scalar series.
-    iqm, bootstrap_ci         -- interquartile mean; percentile bootstrap confidence interval of any statistic.
-    auc, steps_to_threshold   -- the mean reward over training (normalised trapezoid); the first step at a threshold.
-    probability_of_improvement -- P(X > Y) + 0.5 P(X = Y) over all pairs of seeds (Mann-Whitney U / (n m)).
-    mean_curve                -- the mean over seeds on a common step grid, with a 95% bootstrap band.
-    compare                   -- all of the above per (env, condition): ``results.md``, ``results.csv``, ``<env>.png``.
+    compare                   -- the statistics of ``rl.stats`` (IQM, bootstrap CIs, AUC, steps to threshold,
+                                 P(improve), mean curves) per (env, condition): ``results.md``, ``results.csv``,
+                                 ``<env>.png``.
+    condition_key, fmt_ci, markdown_table -- ordering and formatting of the tables.
 
 Series: the evaluation curve is ``eval/mean_reward`` (SB3's EvalCallback: deterministic policy, test split), with
 ``eval/final_mean_reward`` (``rl.agent``'s evaluation after training) appended when it lies at a later step; the final
 evaluation reward of a run is the last point of that curve. The training curve is ``rollout/ep_rew_mean``. AUC and
 steps-to-threshold are computed per seed on one of them (``curve``, default the dense training curve). Runs that
 ``rl.agent`` started but did not finish (``config.yaml`` without ``metrics.json``/``done.json``) are left out.
-``rliable`` 1.2 fails to import beside pandas 3, so the statistics use scipy (``stats.trim_mean``, ``stats.bootstrap``
-with the percentile method, as rliable does).
 """
 
 from __future__ import annotations
 
 import csv
-import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -29,10 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
 
 from rl import CONDITIONS
 from rl.run_folder import run_finished
+from rl.stats import auc, improvement_ci, iqm_ci, mean_curve, steps_to_threshold
 
 EVAL_TAG = "eval/mean_reward"
 FINAL_TAG = "eval/final_mean_reward"
@@ -106,116 +102,6 @@ def load_runs(logdir: str | Path, warn: Callable[[str], None] = print) -> list[R
 
 # --------------------------------------------------------------------------------------------------------------------
 # Statistics
-
-
-def iqm(x: Any, axis: int | None = -1) -> Any:
-    """Interquartile mean: the mean of the middle 50% (``trim_mean(x, 0.25)``; 8 seeds -> the mean of the middle 4)."""
-    return stats.trim_mean(np.asarray(x, dtype=np.float64), 0.25, axis=axis)
-
-
-_RNG_KW = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"  # scipy < 1.15
-
-
-def bootstrap_ci(
-    x: Any,
-    stat: Callable[..., Any] = iqm,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    axis: int = 0,
-) -> tuple[Any, Any]:
-    """Percentile bootstrap confidence interval of ``stat`` over ``axis`` (the seeds) of ``x``.
-
-    ``stat(sample, axis=...)`` must reduce that axis (``iqm``, ``np.mean``). With fewer than 2 samples there is no
-    interval: (nan, nan). For several samples ``x`` is a tuple of arrays (resampled independently) and ``stat`` takes
-    them all, e.g. ``probability_of_improvement``.
-    """
-    samples = tuple(np.asarray(s, dtype=np.float64) for s in (x if isinstance(x, tuple) else (x,)))
-    if min(s.shape[axis] for s in samples) < 2:
-        shape = np.delete(np.array(samples[0].shape), axis)
-        nan = np.full(tuple(shape), np.nan) if len(shape) else math.nan
-        return nan, nan
-    res = stats.bootstrap(
-        samples,
-        stat,
-        n_resamples=n_resamples,
-        confidence_level=confidence,
-        method="percentile",
-        axis=axis,
-        **{_RNG_KW: np.random.default_rng(seed)},
-    )
-    return res.confidence_interval.low, res.confidence_interval.high
-
-
-def auc(steps: Any, values: Any) -> float:
-    """Area under the curve by the trapezoid rule, divided by the step range: the mean reward over training.
-
-    One point gives its value; none gives nan.
-    """
-    steps, values = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
-    if len(steps) == 0:
-        return math.nan
-    if len(steps) == 1 or steps[-1] == steps[0]:
-        return float(values[-1])
-    area = np.sum((steps[1:] - steps[:-1]) * (values[1:] + values[:-1]) / 2)
-    return float(area / (steps[-1] - steps[0]))
-
-
-def steps_to_threshold(steps: Any, values: Any, threshold: float) -> float:
-    """The first logged step whose value is >= ``threshold`` (no interpolation); ``inf`` if the curve never gets
-    there."""
-    hits = np.flatnonzero(np.asarray(values, dtype=np.float64) >= threshold)
-    return float(np.asarray(steps)[hits[0]]) if len(hits) else math.inf
-
-
-def probability_of_improvement(x: Any, y: Any, axis: int = -1) -> Any:
-    """P(X > Y) + 0.5 P(X = Y) over all pairs of a seed of X and a seed of Y: the Mann-Whitney U statistic of X over
-    Y divided by n m (Agarwal et al. 2021, with one task). Vectorised over the other axes (for ``bootstrap_ci``)."""
-    x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)[..., :, None]  # (..., n, 1)
-    y = np.moveaxis(np.asarray(y, dtype=np.float64), axis, -1)[..., None, :]  # (..., 1, m)
-    return np.mean((x > y) + 0.5 * (x == y), axis=(-2, -1))
-
-
-def iqm_ci(x: Any, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """(IQM of the seeds' values ``x``, its 95% bootstrap CI low, high); nan where ``x`` is empty (no CI below 2)."""
-    x = np.asarray(x, dtype=np.float64)
-    low, high = bootstrap_ci(x, iqm, 0.95, n_resamples, seed)
-    return (float(iqm(x)) if len(x) else math.nan), float(low), float(high)
-
-
-def improvement_ci(x: Any, y: Any, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """(``probability_of_improvement`` of X over Y, its 95% bootstrap CI low, high); nan where either is empty."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if not len(x) or not len(y):
-        return math.nan, math.nan, math.nan
-    low, high = bootstrap_ci((x, y), probability_of_improvement, 0.95, n_resamples, seed, axis=-1)
-    return float(probability_of_improvement(x, y)), float(low), float(high)
-
-
-def mean_curve(
-    curves: list[tuple[np.ndarray, np.ndarray]], n_points: int = 100, n_resamples: int = 1000, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(grid, mean, low, high): each seed's curve interpolated onto a common grid over the steps that all seeds cover,
-    their mean, and a 95% percentile bootstrap band of the mean (nan with a single seed)."""
-    curves = [(s, v) for s, v in curves if len(s)]
-    if not curves:
-        empty = np.zeros(0)
-        return empty, empty, empty, empty
-    lo_step = max(float(s[0]) for s, _ in curves)
-    hi_step = min(float(s[-1]) for s, _ in curves)
-    all_steps = np.unique(np.concatenate([s for s, _ in curves]))
-    grid = all_steps[(all_steps >= lo_step) & (all_steps <= hi_step)]
-    if len(grid) > n_points:
-        grid = np.linspace(lo_step, hi_step, n_points)
-    if len(grid) == 0:  # the seeds' step ranges do not overlap
-        grid = np.array([hi_step])
-    y = np.stack([np.interp(grid, s, v) for s, v in curves])  # (seeds, points)
-    low, high = bootstrap_ci(y, np.mean, n_resamples=n_resamples, seed=seed, axis=0)
-    return grid, y.mean(axis=0), np.asarray(low), np.asarray(high)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# The report
 
 
 def condition_key(label: str) -> tuple[int, str]:

@@ -39,11 +39,12 @@ from fsae.config import ConfigError, load_config
 from fsae.provenance import ProvenanceWarning, check_dependencies
 from rl.agent import build_model, resolve_checkpoint
 from rl.common_sense import Regenerator
-from rl.compare import condition_key, fmt_ci, improvement_ci, iqm_ci
+from rl.compare import condition_key, fmt_ci
 from rl.config import AgentConfig
 from rl.env_factory import make_observer, make_vec_env_for, probe_env
 from rl.perception import Encoder
 from rl.run_folder import run_finished
+from rl.stats import improvement_ci, iqm_ci
 
 AS_TRAINED = "as trained"
 COLUMNS = ["env", "shift", "condition", "seeds", "iqm", "ci_low", "ci_high", "p_improve", "p_low", "p_high"]

@@ -11,16 +11,8 @@ import numpy as np
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
-from rl.compare import (
-    auc,
-    bootstrap_ci,
-    compare,
-    iqm,
-    load_runs,
-    mean_curve,
-    probability_of_improvement,
-    steps_to_threshold,
-)
+from rl.compare import compare, load_runs
+from rl.stats import auc, bootstrap_ci, iqm, mean_curve, probability_of_improvement, steps_to_threshold
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = list(range(0, 1001, 100))  # the training curve is logged every 100 steps
