@@ -125,7 +125,7 @@ FSAE_FLAGS = ("--augment", "--fsae")
 # fmt: off
 CASES = [
     # Config keys and values
-    Case("pretrain-unknown-key", pretrain("train.lerning_rate=1"), 2, "did you mean 'abstract_lr' or 'concrete_lr'?"),
+    Case("pretrain-unknown-key", pretrain("train.lerning_rate=1"), 2, "did you mean 'abstract_lr' or 'baseline_lr' or"),
     Case("agent-unknown-key", agent("n_env=2"), 2, "unknown AgentConfig key 'n_env' (did you mean 'n_envs'?)"),
     Case("sweep-unknown-key", [*SWEEP, "--set", "sedes=[1]"], 2, "unknown SweepConfig key 'sedes' (did you mean"),
     Case("pretrain-wrong-type", pretrain("train.batch_size=abc"), 2, "batch_size: expected an integer, got 'abc'"),

@@ -242,6 +242,7 @@ def test_run_reports_the_wrapper_cost_against_the_policy(monkeypatch, capsys):
     assert "cost per vector step, round         0.250 ms" in out and r["wrapper"]["variants"] == costs
 
 
+@pytest.mark.slow  # about a minute: every benchmark section end to end (the figures are tested above with fake clocks)
 def test_run_smoke_writes_every_section(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench_run.main(["--smoke", "--device", "cpu", "--out", str(out)]) == 0
