@@ -1,10 +1,10 @@
 """Common sense for deep RL (paper Fig. 4): a frozen FSAE regenerates each observation and the agent sees both.
 
 Modules:
-    rl.common_sense -- ``union`` (the one implementation of "regenerate a uint8 batch and unite it with the raw
-                       batch": stack, max or mean), ``Regenerator`` and ``make_regenerator`` (load, freeze and check a
-                       checkpoint for a condition), ``CommonSense`` (``gymnasium.ObservationWrapper``, one env) and
-                       ``VecCommonSense`` (SB3 ``VecEnvWrapper``: one forward pass per vector step, terminal
+    rl.common_sense -- ``union`` (the one implementation of "regenerate a uint8 batch and unite it with the raw batch":
+                       stack, max or mean), ``Regenerator`` (``rl.env_factory.make_regenerator`` loads, freezes and
+                       checks a checkpoint for a condition), ``CommonSense`` (``gymnasium.ObservationWrapper``, one env)
+                       and ``VecCommonSense`` (SB3 ``VecEnvWrapper``: one forward pass per vector step, terminal
                        observations included).
     rl.perception   -- ``Encoder``, ``Perception``, ``VecPerception``: the conditions 'code' and 'features', the
                        frozen abstract network's code or last hidden layer beside the raw image, as a ``Dict``.
