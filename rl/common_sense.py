@@ -177,19 +177,20 @@ class Regenerator:
     def _regenerate(self, obs: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W) on the device -> uint8 regeneration on the device."""
         x = obs.to(self.dtype).div_(255.0)  # in [0, 1]
-        if self._table is not None:  # what FSAE._regenerate computes, up to the concrete network: the rounded code
+        if self._table is not None:  # what FSAE._regenerate computes, up to the concrete network: the code
             _, hs = self.model.abstract(x)
-            return self._table[self._index(self.model.round_code(hs[-1]))]
+            return self._table[self._index(hs[-1])]
         return _quantise(self.model.regenerate(x, steps=self.feedback_steps))
 
-    def _index(self, rounded: torch.Tensor) -> torch.Tensor:
-        """Rounded codes (B, K) -> their rows in the table (B,): the digits (the class of each group, or each
-        attribute's 0/1) as one mixed-radix number, the first digit the most significant (``rounded_codes``' order)."""
+    def _index(self, code: torch.Tensor) -> torch.Tensor:
+        """Codes (B, K) -> the rows of their rounded codes in the table (B,): the digits ``round_code`` keeps (the
+        argmax of each softmax group, each sigmoid unit rounded) as one mixed-radix number, the first digit the most
+        significant (``rounded_codes``' order)."""
         cfg = self.model.config
         if cfg.head == "sigmoid":
-            digits = rounded.long()
+            digits = code.round().long()
         else:
-            digits = torch.stack([g.argmax(-1) for g in rounded.split(_digit_sizes(cfg), -1)], -1)
+            digits = torch.stack([g.argmax(-1) for g in code.split(_digit_sizes(cfg), -1)], -1)
         return (digits * self._radix).sum(-1)
 
     def _on_current_device(self) -> bool:

@@ -250,6 +250,21 @@ def test_cuda_graph_equals_plain_forward(cuda, jumps, feedback_steps):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("head", ["softmax", "groups"])
+def test_cuda_graph_of_the_lookup_equals_the_forward_pass(cuda, head):
+    """On a GPU the lookup is captured as a graph too (the abstract pass and the lookup): the same images as the plain
+    forward pass, with or without a graph."""
+    model = rounded_fsae(head)
+    graphed, plain = Regenerator(model, cuda), Regenerator(model, cuda, lookup=False, cuda_graph=False)
+    assert graphed.lookup and graphed.cuda_graph
+    rng = np.random.default_rng(0)
+    for b in (1, 8, 8, 64):
+        obs = rng.integers(0, 256, (b, 1, 28, 28), dtype=np.uint8)
+        np.testing.assert_array_equal(graphed(obs), plain(obs))
+    assert sorted(graphed._graphs) == [(1, 1, 28, 28), (8, 1, 28, 28), (64, 1, 28, 28)]
+
+
+@pytest.mark.gpu
 def test_cuda_graph_vec_wrapper_equals_plain(cuda, ckpt):
     """VecCommonSense with the graphed regenerator == with the plain one, terminal observations (other batch shapes)
     included."""
@@ -397,7 +412,7 @@ def test_lookup_equals_forward_pass(head, dtype):
         np.testing.assert_array_equal(fast(obs), full(obs))
         with torch.no_grad():
             x = torch.from_numpy(obs).to(fast.dtype) / 255
-            seen |= set(fast._index(model.round_code(model.abstract(x)[1][-1])).tolist())
+            seen |= set(fast._index(model.abstract(x)[1][-1]).tolist())
     assert len(seen) >= 0.6 * len(fast._table), f"the images reached only {len(seen)} of {len(fast._table)} codes"
 
 

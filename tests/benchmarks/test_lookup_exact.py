@@ -1,0 +1,26 @@
+"""benchmarks/lookup_exact.py counts the pixels where the lookup and the forward pass differ: none for a round model."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import lookup_exact  # noqa: E402  (benchmarks/lookup_exact.py)
+
+from fsae.model import FSAE, FSAEConfig, LayerSpec  # noqa: E402
+
+
+def test_counts_are_zero_for_a_round_model_and_refused_without_a_lookup():
+    torch.manual_seed(0)
+    layers = [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)]
+    obs = np.random.default_rng(0).integers(0, 256, (16, 1, 28, 28), dtype=np.uint8)
+    counts = lookup_exact.count_differences(FSAE(FSAEConfig(layers=layers, round=True)), obs, batches=(1, 8))
+    assert counts == {
+        f"{d}/batch{b}": {"images": 16, "differing_pixels": 0} for d in ("float32", "float64") for b in (1, 8)
+    }
+    with pytest.raises(SystemExit, match="has no lookup"):
+        lookup_exact.count_differences(FSAE(FSAEConfig(layers=layers)), obs)
