@@ -200,7 +200,6 @@ def main(argv: list[str] | None = None) -> int:
     all_sections = ["pretrain", "inference", "env", "wrapper", "ppo", "threads"]
     p.add_argument("--only", nargs="*", default=all_sections, choices=all_sections, help="run only these sections")
     args = p.parse_args(argv)
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the training loops' progress bars, timed here, would fill the log
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
