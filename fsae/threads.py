@@ -6,16 +6,16 @@ Contents:
     pick_threads -- the thread count for a job: the one asked for, else the rule below.
     set_threads  -- ``torch.set_num_threads(pick_threads(...))``; returns the count.
 
-The rule (``torch_threads: 0``, the default of pretraining and agent configs), measured on the project's 2-core CPU
-(``docs/PERFORMANCE.md``, "Threads"):
+The rule (``torch_threads: 0``, the default of pretraining and agent configs), from measurements on the project's
+2-core CPU (``docs/PERFORMANCE.md``, "Threads"):
 
 - An agent's networks are small and its batches a few observations: a second thread costs more in handing work over
-  than it computes, so agents get **one thread** (PPO ran 2.1-2.5x faster with one than with two).
+  than it computes, so agents get **one thread** (PPO ran 2.1-2.5x faster with one than with two, idle).
 - Pretraining's convolutions on batches of 128 images split well: it gets **every core no other job is using**, the
   machine's cores less the load (``os.getloadavg()``'s last minute, rounded), and at least one. On the idle 2-core
-  machine that is 2 (the fast config took 204 s with two threads, 315 s with one); with another job running, 1: torch's
-  threads wait for each other at every operation, so one that shares its core with another job stalls them all
-  (the fast config ran 40x slower with two threads beside another job than with one).
+  machine that is 2 (the fast config took 204 s with two threads and 315 s with one); with other jobs running, 1:
+  torch's threads wait for each other at every operation, so one that shares its core with another job stalls them
+  all (with other jobs on the machine, the one-pass concrete phase ran 3x faster with one thread than with two).
 
 The load is read once, when the job starts: a job that starts on an idle machine keeps its threads when another
 starts later (set ``torch_threads`` to pin a count).

@@ -1,0 +1,142 @@
+"""What one training step of each network of the fast config costs on this machine (CPU seconds, one thread by
+default): the abstract step, the concrete phase's shared abstract pass, each variant's concrete step, the autoencoder's
+step; the sum is a one-pass concrete step. The profile behind the choices of ``docs/PERFORMANCE.md`` (channels-last,
+batch size, ``torch.compile``).
+
+    python benchmarks/step_costs.py                          # batch 128, channels-first and channels-last
+    python benchmarks/step_costs.py --batch 256 --compile    # and with torch.compile (its compile time reported)
+
+The candidates alternate inside each of ``--rounds`` rounds; each figure is the smallest mean over a round of
+``--calls`` calls, per 128 images, in process CPU milliseconds (``time.process_time``: less sensitive to other jobs on a
+shared machine than wall time, though not immune).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fsae.config import load_config
+from fsae.model import FSAE
+from fsae.pretrain_config import PretrainConfig, baseline_config, variant_config
+
+FAST = Path(__file__).resolve().parent.parent / "configs" / "pretrain" / "mnist_fast.yaml"
+
+
+def steps(batch: int, channels_last: bool, compile_: bool = False) -> dict[str, Callable[[], None]]:
+    """One training step per network, on random images, as pretraining runs them (``fsae.train``)."""
+    cfg = load_config(PretrainConfig, FAST)
+    fmt = (lambda m: m.to(memory_format=torch.channels_last)) if channels_last else (lambda m: m)
+    x, y = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    torch.manual_seed(0)
+    base = fmt(FSAE(cfg.model))
+    opt = torch.optim.Adam(base.abstract.parameters())
+    maybe = torch.compile if compile_ else (lambda f: f)
+    abstract_loss = maybe(lambda: F.cross_entropy(base.abstract(x)[0], y))
+
+    def step(loss: Callable[[], torch.Tensor], o: torch.optim.Optimizer) -> Callable[[], None]:
+        def run() -> None:
+            o.zero_grad(set_to_none=True)
+            loss().backward()
+            o.step()
+
+        return run
+
+    out = {"abstract_step": step(abstract_loss, opt)}
+    frozen = fmt(FSAE(cfg.model))
+    frozen.freeze_abstract()
+
+    def shared() -> list[torch.Tensor]:
+        with torch.no_grad():
+            return frozen.abstract(x)[1]
+
+    out["shared_abstract_pass"] = shared
+    hs = shared()
+    for v in cfg.variants:
+        m = fmt(FSAE(variant_config(cfg.model, v, 1.0)))
+        m.freeze_abstract()
+        m.train()
+
+        def loss(m: FSAE = m) -> torch.Tensor:
+            code = m.round_code(hs[-1]) if m.config.round else hs[-1]
+            if m.feedback_is_inert:  # as train_concretes runs it: once per distinct code
+                codes, rows = torch.unique(code, dim=0, return_inverse=True)
+                return F.mse_loss(m.concrete(codes)[rows], x)
+            return F.mse_loss(m.concrete(code, hs, m.jumps), x)
+
+        out[v.name] = step(maybe(loss), torch.optim.Adam(m.concrete.parameters()))
+    ae = fmt(FSAE(baseline_config(cfg.model)))
+    out["autoencoder"] = step(maybe(lambda: F.mse_loss(ae(x), x)), torch.optim.Adam(ae.parameters()))
+    return out
+
+
+def inverse_costs(rounds: int, calls: int) -> dict[str, float]:
+    """The leaky ReLU's inverse, forward and backward, on a (128, 32, 13, 13) activation (the first concrete layer's
+    output of the fast config): ``torch.where(h >= 0, h, h / a)`` against the model's ``LeakyReLU.inverse``."""
+    from fsae.model import LeakyReLU
+
+    h = torch.randn(128, 32, 13, 13, requires_grad=True)
+    inverse = LeakyReLU(0.3).inverse
+    cands = {
+        "where": lambda: torch.where(h >= 0, h, h / 0.3).sum().backward(),
+        "model": lambda: inverse(h).sum().backward(),
+    }
+    for f in cands.values():
+        f()
+    return measure(cands, rounds, calls, 128)
+
+
+def measure(cands: dict[str, Callable[[], object]], rounds: int, calls: int, batch: int) -> dict[str, float]:
+    """Smallest mean CPU milliseconds per call over the rounds (candidates alternating), per 128 images."""
+    best = {k: float("inf") for k in cands}
+    for _ in range(rounds):
+        for k, f in cands.items():
+            t = time.process_time()
+            for _ in range(calls):
+                f()
+            best[k] = min(best[k], (time.process_time() - t) / calls * 1000 * 128 / batch)
+    return best
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--calls", type=int, default=3)
+    p.add_argument("--compile", action="store_true", help="also each step's loss under torch.compile")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    layouts = {"channels_first": steps(args.batch, False), "channels_last": steps(args.batch, True)}
+    results: dict = {"batch": args.batch, "threads": args.threads}
+    if args.compile:
+        t0 = time.perf_counter()
+        layouts["compiled_channels_last"] = compiled = steps(args.batch, True, compile_=True)
+        for f in compiled.values():  # the first call compiles
+            f()
+        results["compile_seconds"] = time.perf_counter() - t0
+    for f in (f for fs in layouts.values() for f in fs.values()):  # warm-up
+        f()
+    flat = {f"{layout}/{k}": f for layout, fs in layouts.items() for k, f in fs.items()}
+    costs = measure(flat, args.rounds, args.calls, args.batch)
+    for layout in layouts:
+        row = {k.split("/")[1]: round(v, 2) for k, v in costs.items() if k.startswith(f"{layout}/")}
+        row["one_pass_step"] = round(sum(v for k, v in row.items() if k != "abstract_step"), 2)
+        results[layout] = row
+        print(layout, json.dumps(row))
+    results["leaky_inverse_ms"] = {k: round(v, 3) for k, v in inverse_costs(args.rounds, 10).items()}
+    print("leaky inverse, forward + backward", json.dumps(results["leaky_inverse_ms"]))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
