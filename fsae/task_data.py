@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from fsae.config import ConfigError
 from fsae.data import DatasetError, one_line
+
+
+class LabelCountError(DatasetError, ConfigError):
+    """Task data whose labels do not match its observations one to one: bad input, so the scripts exit 2 (a
+    ``ConfigError``), while staying a ``DatasetError`` for code that catches data problems."""
+
 
 __all__ = ["load_task_data", "save_task_data"]
 
@@ -47,7 +54,7 @@ def _validate_task_arrays(obs: object, labels: object, where: str) -> tuple[np.n
             f"dtype {labels.dtype}"
         )
     if len(obs) != len(labels):
-        raise DatasetError(
+        raise LabelCountError(
             f"task data {where}: obs has {len(obs)} samples but labels has {len(labels)}; both need one row per sample"
         )
     if len(obs) == 0:

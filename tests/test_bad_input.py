@@ -171,7 +171,7 @@ CASES = [
     Case("npz-no-obs", pretrain("data.source={tmp}/no_obs.npz"), 1, "lacks key(s) ['obs']", files=("no_obs.npz",)),
     Case("npz-no-labels", pretrain("data.source={tmp}/no_labels.npz"), 1, "lacks key(s) ['labels']",
          files=("no_labels.npz",)),
-    Case("npz-mismatch", pretrain("data.source={tmp}/mismatch.npz"), 1, "obs has 4 samples but labels has 3",
+    Case("npz-mismatch", pretrain("data.source={tmp}/mismatch.npz"), 2, "obs has 4 samples but labels has 3",
          files=("mismatch.npz",)),
     Case("npz-labels-count", pretrain("data.source={tmp}/ram.npz", "model.head=linear"), 2, "model.head linear needs "
          "(N, 10) targets, but the training labels are (230, 4) float32; set the last layer's out to the number of "
