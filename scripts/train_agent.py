@@ -20,15 +20,15 @@ minutes, then 1 minute of agent training, which reaches a test reward of about 1
     python scripts/pretrain.py --config configs/pretrain/mnist_fast.yaml --out runs/pretrain/fast \\
         --set data.train_size=10000 train.abstract_epochs=2 train.concrete_epochs=2 'feedback_steps=[0]'
     python scripts/train_agent.py --config configs/agent/digit_bandit.yaml --augment \\
-        --fsae runs/pretrain/fast/fsae_round.pt --total-steps 20000 --set torch_threads=1
+        --fsae runs/pretrain/fast/fsae_round.pt --total-steps 20000
 After a crash or kill, the same command with --resume continues the run from the newest agent_<step>_steps.zip in its
 checkpoints/ folder (written every checkpoint_freq steps), keeping its curves up to that step.
 Other environments: a config names the packages that register their ids and the wrappers that make their images
 (env_packages, env_wrappers; configs/agent/minigrid_doorkey5.yaml, configs/agent/pong.yaml, with pip install -e
 ".[minigrid]" or ".[atari]"); any image layout is read as SB3 reads it, and a one-frame FSAE regenerates each frame of
 a frame stack:
-  python scripts/train_agent.py --config configs/agent/minigrid_doorkey5.yaml --total-steps 2048 --set torch_threads=1
-  python scripts/train_agent.py --config configs/agent/pong.yaml --augment copy --total-steps 512 --set torch_threads=1
+  python scripts/train_agent.py --config configs/agent/minigrid_doorkey5.yaml --total-steps 2048
+  python scripts/train_agent.py --config configs/agent/pong.yaml --augment copy --total-steps 512
 The two-digit environments (28 x 56) need an FSAE with input_shape [1, 28, 56], pretrained on task data collected with
 scripts/collect.py (data.source: <file>.npz); the 28 x 28 MNIST checkpoints are refused there.
 """
