@@ -84,6 +84,22 @@ def _time_vec_steps(venv: VecEnv, actions: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
+def _interleaved_rates(venvs: dict[str, VecEnv], n: int, steps: int, repeats: int) -> dict[str, float]:
+    """Env steps/s of each of ``venvs`` (``n`` envs each) over the same ``steps // n`` random actions: seeded, reset,
+    warmed up, then timed ``repeats`` times in turn (one after another in each repeat); the median time counts."""
+    vec_steps = max(steps // n, 10)
+    actions = np.random.default_rng(0).integers(0, 10, (vec_steps, n))
+    times: dict[str, list[float]] = {k: [] for k in venvs}
+    for venv in venvs.values():
+        venv.seed(0)
+        venv.reset()
+        _time_vec_steps(venv, actions[: max(vec_steps // 5, 5)])  # warm-up
+    for _ in range(repeats):
+        for k, venv in venvs.items():
+            times[k].append(_time_vec_steps(venv, actions))
+    return {k: vec_steps * n / statistics.median(t) for k, t in times.items()}
+
+
 def measure_wrapper(
     n_envs_list: tuple[int, ...] = (8, 64),
     steps: int = 4096,
@@ -113,17 +129,7 @@ def measure_wrapper(
             "per_env": DummyVecEnv([lambda: CommonSense(make_env(ENV_ID), regen, union)] * n),
             "batched": VecCommonSense(DummyVecEnv([lambda: make_env(ENV_ID)] * n), regen, union),
         }
-        vec_steps = max(steps // n, 10)
-        actions = np.random.default_rng(0).integers(0, 10, (vec_steps, n))
-        times: dict[str, list[float]] = {k: [] for k in venvs}
-        for venv in venvs.values():
-            venv.seed(0)
-            venv.reset()
-            _time_vec_steps(venv, actions[: max(vec_steps // 5, 5)])  # warm-up
-        for _ in range(repeats):
-            for k, venv in venvs.items():
-                times[k].append(_time_vec_steps(venv, actions))
-        rates = {k: vec_steps * n / statistics.median(t) for k, t in times.items()}
+        rates = _interleaved_rates(venvs, n, steps, repeats)
         for k, r in rates.items():
             out[f"n{n}/{k}_steps_per_s"] = r
         out[f"n{n}/batched_over_per_env"] = rates["batched"] / rates["per_env"]
@@ -245,19 +251,9 @@ def measure_variant_costs(
     venvs: dict[str, VecEnv] = {"raw": DummyVecEnv([lambda: make_env(ENV_ID)] * n_envs)}
     for name, regen in regens.items():
         venvs[name] = VecCommonSense(DummyVecEnv([lambda: make_env(ENV_ID)] * n_envs), regen, "stack")
-    vec_steps = max(steps // n_envs, 10)
-    actions = np.random.default_rng(0).integers(0, 10, (vec_steps, n_envs))
-    times: dict[str, list[float]] = {k: [] for k in venvs}
-    for venv in venvs.values():
-        venv.seed(0)
-        venv.reset()
-        _time_vec_steps(venv, actions[: max(vec_steps // 5, 5)])  # warm-up
-    for _ in range(repeats):
-        for k, venv in venvs.items():
-            times[k].append(_time_vec_steps(venv, actions))
+    rates = _interleaved_rates(venvs, n_envs, steps, repeats)
     for venv in venvs.values():
         venv.close()
-    rates = {k: vec_steps * n_envs / statistics.median(t) for k, t in times.items()}
     out = {"raw_steps_per_s": rates["raw"]}
     for name in regens:
         out[f"{name}/steps_per_s"] = rates[name]
