@@ -24,6 +24,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from fsae.checkpoint import CheckpointError
 from fsae.config import to_dict
+from fsae.memory import retain_freed_memory
 from fsae.pretrain_config import PretrainConfig
 from fsae.resume import STATE_FILE
 from fsae.threads import set_threads
@@ -56,6 +57,7 @@ def start_run(
     (run_dir / "command.txt").write_text((command or " ".join(sys.argv)) + "\n")
     device = resolve_device(cfg.device)
     threads = set_threads("pretrain", cfg.torch_threads)
+    retain_freed_memory()  # no page faults for every batch's activations (fsae.memory)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{threads} torch thread(s)"
     print(f"device: {device} ({name})", flush=True)
     gen = seed_everything(cfg.seed, cfg.deterministic)

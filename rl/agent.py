@@ -46,6 +46,7 @@ from torch import nn
 
 from fsae.checkpoint import atomic_write_json
 from fsae.config import ConfigError, to_dict
+from fsae.memory import retain_freed_memory
 from fsae.threads import set_threads
 from fsae.train import resolve_device, seed_everything
 from rl import resume as resume_lib
@@ -146,6 +147,7 @@ def train_agent(
     """
     check_hyperparams(cfg)
     set_threads("agent", cfg.torch_threads)  # 0: one thread, the fastest for an agent's small networks (fsae.threads)
+    retain_freed_memory()  # no page faults for every batch's activations (fsae.memory)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     obs_space = probe_env(cfg)  # the id, both kwargs and (below) the checkpoint's fit are checked before writing

@@ -3,6 +3,8 @@ never touches one that held something), fig2's column titles say they are predic
 
 from __future__ import annotations
 
+import platform
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,28 @@ def test_thread_rule_refuses_unknown_jobs_and_reads_this_machine():
         assert threads.set_threads("agent") == 1 == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_current_load_counts_the_other_runnable_threads(tmp_path, monkeypatch):
+    """The load of now: the median of the kernel's runnable count, less the reading thread; the load average where
+    there is no /proc/stat."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  1 2 3\nprocs_running 3\nprocs_blocked 0\n")
+    assert threads.current_load(samples=3, interval=0.0, stat=str(stat)) == 2
+    stat.write_text("procs_running 1\n")  # only the reader: an idle machine
+    assert threads.current_load(samples=1, interval=0.0, stat=str(stat)) == 0
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.5, 0.0, 0.0))
+    assert threads.current_load(stat=str(tmp_path / "missing")) == 1.5
+
+
+def test_freed_memory_is_kept_where_glibc_is():
+    """``fsae.memory.retain_freed_memory`` takes on Linux with glibc (this project's machines) and decides once."""
+    from fsae.memory import retain_freed_memory
+
+    first = retain_freed_memory()
+    assert retain_freed_memory() is first
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert first is True
 
 
 def test_resuming_a_folder_never_removes_it(tmp_path, no_mnist):
