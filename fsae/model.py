@@ -1,8 +1,9 @@
 """The functionally separate autoencoder (Wei & Ren, 2023), read top to bottom.
 
 Contents:
-    LeakyReLU, Sigmoid, Softmax, Identity -- invertible activations, each with ``forward`` and ``inverse`` (exact,
-                                             but for softmax's additive constant and sigmoid's clip).
+    LeakyReLU, Sigmoid, Softmax, Identity -- invertible activations (``fsae.layers``, imported here), each with
+                                             ``forward`` and ``inverse`` (exact, but for softmax's additive constant
+                                             and sigmoid's clip).
     LayerSpec, FSAEConfig                 -- the architecture and the variant, as typed config.
     StrideWarning                         -- a strided conv layer that leaves part of its input unread.
     AbstractNet                           -- the supervised "top half": conv/linear layers, no pooling, no padding.
@@ -33,95 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsae.config import check
-
-# --------------------------------------------------------------------------------------------------------------------
-# Invertible activations (paper eq. 3-12). Each maps z -> h and back; the inverse is exact where the function is
-# a bijection (leaky ReLU, identity; sigmoid inside its clip) and up to an additive constant for softmax.
-
-
-class LeakyReLU(nn.Module):
-    """Leaky ReLU (paper eq. 5-6): f(z) = z if z >= 0 else a z;  f^{-1}(h) = h if h >= 0 else h / a.
-
-    The default slope in ``FSAEConfig`` is 0.3, not 0.01: the inverse multiplies negatives by 1/a at every layer,
-    and with a = 0.01 a deep inverse blows up (``docs/DESIGN.md`` section 3.1; measured in
-    ``docs/results/choices.md``).
-    """
-
-    def __init__(self, slope: float):
-        super().__init__()
-        check(0.0 < slope < 1.0, f"leaky ReLU slope must be in (0, 1) to be invertible, got {slope}")
-        self.slope = slope
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(z, self.slope)
-
-    def inverse(self, h: torch.Tensor) -> torch.Tensor:
-        """h if h >= 0 else h / a, computed as min(h, h / a) (the same values; a < 1): on a CPU several times faster
-        than ``torch.where``, forward and backward, which the concrete network's training spends much of its time in."""
-        if torch.is_grad_enabled() and h.requires_grad:
-            return _LeakyInverse.apply(h, self.slope)
-        return torch.minimum(h, h / self.slope)
-
-
-class _LeakyInverse(torch.autograd.Function):
-    """min(h, h / a) with the leaky ReLU's own backward kernel (gradient 1 where h > 0, else 1 / a): min's backward
-    splits ties and is slow. The gradient equals d(h / a)/dh to the last bit or two (grad * (1 / a), not grad / a)."""
-
-    @staticmethod
-    def forward(ctx, h: torch.Tensor, slope: float) -> torch.Tensor:
-        ctx.save_for_backward(h)
-        ctx.slope = slope
-        return torch.minimum(h, h / slope)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (h,) = ctx.saved_tensors
-        return torch.ops.aten.leaky_relu_backward(grad, h, 1.0 / ctx.slope, False), None
-
-
-class Sigmoid(nn.Module):
-    """Sigmoid (paper eq. 3-4): f^{-1}(h) = ln(h / (1 - h)), with h clipped to [eps, 1 - eps] so 0 and 1 stay finite."""
-
-    def __init__(self, eps: float):
-        super().__init__()
-        self.eps = eps
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(z)
-
-    def inverse(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.logit(h, eps=self.eps)
-
-
-class Softmax(nn.Module):
-    """Softmax over one or several groups of units (one group per concept, e.g. one per digit in a two-digit image).
-
-    Softmax drops an additive constant, so no exact inverse exists. The paper (eq. 7-12) uses ln(h) + C with C
-    dropped, and clips h = 0, which one-hot codes contain: f^{-1}(h) = ln(max(h, eps)). This recovers the logits
-    up to one additive constant per group.
-    """
-
-    def __init__(self, groups: list[int], eps: float):
-        super().__init__()
-        self.groups = list(groups)
-        self.eps = eps
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.cat([g.softmax(-1) for g in z.split(self.groups, dim=-1)], dim=-1)
-
-    def inverse(self, h: torch.Tensor) -> torch.Tensor:
-        return h.clamp_min(self.eps).log()
-
-
-class Identity(nn.Module):
-    """The linear (regression) head: f = f^{-1} = identity."""
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return z
-
-    def inverse(self, h: torch.Tensor) -> torch.Tensor:
-        return h
-
+from fsae.layers import ConvTranspose2d, Identity, LeakyReLU, Sigmoid, Softmax
 
 # --------------------------------------------------------------------------------------------------------------------
 # Configuration
@@ -329,7 +242,7 @@ class ConcreteNet(nn.Module):
                 natural = [(after[d + 1] - 1) * s[d] + k[d] for d in range(2)]
                 pad = tuple(before[d + 1] - natural[d] for d in range(2))
                 assert all(0 <= p < s[d] for d, p in enumerate(pad)), f"layer {i + 1}: cannot invert shape {before}"
-                layers.append(nn.ConvTranspose2d(a.out_channels, a.in_channels, k, s, output_padding=pad))
+                layers.append(ConvTranspose2d(a.out_channels, a.in_channels, k, s, output_padding=pad))
             else:
                 layers.append(nn.Linear(a.out_features, a.in_features))
         self.layers = nn.ModuleList(layers)  # layers[l-1] = C_l, applied in reverse order
