@@ -113,6 +113,25 @@ def test_same_seed_same_metrics(tmp_path):
     assert a != c
 
 
+def test_bfloat16_training_is_mixed_precision_and_reproducible(tmp_path):
+    """``train.precision: bfloat16`` runs the steps under autocast: other weights than float32's (it took effect), the
+    same again for the same seed, the checkpoints float32, the metrics finite; an unknown precision is refused."""
+    train = {"abstract_epochs": 1, "concrete_epochs": 1, "batch_size": 64}
+    f32 = pretrain(_tiny_cfg(train=train), tmp_path / "f32")
+    bf = [pretrain(_tiny_cfg(train=train | {"precision": "bfloat16"}), tmp_path / f"bf{i}") for i in range(2)]
+    same = lambda m: {k: v for k, v in m.items() if not k.startswith("time/")}  # noqa: E731
+    assert same(bf[0]) == same(bf[1]) != same(f32)
+    assert all(math.isfinite(v) for v in same(bf[0]).values() if isinstance(v, float))
+    weights = load_fsae(tmp_path / "bf0" / "fsae_plain.pt").state_dict()
+    assert all(t.dtype == torch.float32 for t in weights.values())
+    assert not torch.equal(
+        weights["concrete.layers.0.weight"],
+        load_fsae(tmp_path / "f32" / "fsae_plain.pt").state_dict()["concrete.layers.0.weight"],
+    )
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        _tiny_cfg(train=train | {"precision": "float16"})
+
+
 def test_class_mean_reference_by_hand():
     x_train = torch.tensor([[0.0, 0.0], [2.0, 2.0], [4.0, 6.0]]).view(3, 1, 1, 2)
     pred_train = torch.tensor([0, 0, 1])  # class 0 mean = (1, 1); class 1 mean = (4, 6)
