@@ -39,6 +39,7 @@ from fsae_speed import measure_concrete_phase, measure_inference, measure_pretra
 
 from fsae.config import ConfigError, load_config  # noqa: E402
 from fsae.data import DatasetError  # noqa: E402
+from fsae.memory import retain_freed_memory
 from fsae.pretrain_config import PretrainConfig  # noqa: E402
 from fsae.train import resolve_device  # noqa: E402
 
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    retain_freed_memory()  # as pretraining and train_agent do (fsae.memory)
     try:
         device = resolve_device(args.device)
         results = run(args.quick, device, args.only, smoke=args.smoke)

@@ -99,23 +99,26 @@ def class_mean_reference(
 
 @torch.no_grad()
 def evaluate_variant(
-    model: FSAE, x: torch.Tensor, steps: int, batch_size: int = 1000
+    model: FSAE, x: torch.Tensor, steps: int, batch_size: int = 1000, feedback_images: int = 0
 ) -> tuple[dict[str, float], list[float]]:
-    """``evaluate_regeneration``'s metrics of the model's regeneration F(x), and the mean test MSE after 0..``steps``
-    negative-feedback steps, from one traced ``regenerate`` per batch (its first output is F(x)): ``steps`` + 1
-    passes instead of ``steps`` + 2. A model whose feedback cannot change its output (``FSAE.feedback_is_inert``:
-    round without jump connections) runs no feedback pass: every T gets the MSE of F(x), which is what the passes
-    would give (tested)."""
+    """``evaluate_regeneration``'s metrics of the model's regeneration F(x) over all of ``x``, and the mean test MSE
+    after 0..``steps`` negative-feedback steps over its first ``feedback_images`` (0: all), from one traced
+    ``regenerate`` per batch (its first output is F(x)): ``steps`` + 1 passes over those images, one over the rest.
+    A model whose feedback cannot change its output (``FSAE.feedback_is_inert``: round without jump connections)
+    runs no feedback pass: every T gets the MSE of F(x), which is what the passes would give (tested)."""
     model.eval()
     passes = 0 if model.feedback_is_inert else steps
+    n_fb = len(x) if feedback_images <= 0 else min(feedback_images, len(x))
     sums: dict[str, float] = {}
-    mse_t = torch.zeros(passes + 1)
+    mse_t = torch.zeros(passes + 1, dtype=torch.float64)  # sums of Python floats: no float32 rounding
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size]
-        outputs = model.regenerate(xb, steps=passes, trace=True)
-        for k, v in image_metrics(xb, outputs[0]).items():
-            sums[k] = sums.get(k, 0.0) + v.sum().item()
+        k = max(0, min(len(xb), n_fb - i))  # how many of this batch the feedback curve is measured on
+        outputs = model.regenerate(xb[:k], steps=passes, trace=True) if k else []
+        first = outputs[0] if k == len(xb) else torch.cat([*outputs[:1], model(xb[k:])])
+        for name, v in image_metrics(xb, first).items():
+            sums[name] = sums.get(name, 0.0) + v.sum().item()
         for t, y in enumerate(outputs):
-            mse_t[t] += (y - xb).pow(2).flatten(1).mean(1).sum().item()
-    feedback = [mse_t[min(t, passes)].item() / len(x) for t in range(steps + 1)]
-    return {f"test_{k}": v / len(x) for k, v in sums.items()}, feedback
+            mse_t[t] += (y - xb[:k]).pow(2).flatten(1).mean(1).sum().item()
+    feedback = [mse_t[min(t, passes)].item() / n_fb for t in range(steps + 1)]
+    return {f"test_{name}": v / len(x) for name, v in sums.items()}, feedback

@@ -141,7 +141,7 @@ def variant_metrics(run: Run, name: str, model: FSAE) -> dict[str, float]:
     number of feedback steps, from one traced regeneration per test batch."""
     cfg = run.cfg
     steps = max(cfg.feedback_steps, default=0)
-    regen, feedback = evaluate_variant(model, run.x_test, steps, cfg.train.eval_batch_size)
+    regen, feedback = evaluate_variant(model, run.x_test, steps, cfg.train.eval_batch_size, cfg.feedback_test_images)
     metrics = {f"concrete/{name}/{k}": v for k, v in regen.items()}
     for t in cfg.feedback_steps:
         metrics[f"feedback/{name}/T{t}/test_mse"] = feedback[t]

@@ -136,6 +136,8 @@ def _phases(run: Run, run_dir: Path) -> dict[str, Any]:
     fig_rows = {"input": x_test[show]}
     run.writer.add_images("images/input", x_test[show], 0)
     steps = max(cfg.feedback_steps, default=0)
+    if models:
+        metrics["feedback/test_images"] = min(cfg.feedback_test_images or len(x_test), len(x_test))
     for name, model in models.items():
         metrics |= variant_metrics(run, name, model)
         with torch.no_grad():

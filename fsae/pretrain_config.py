@@ -56,6 +56,10 @@ class PretrainConfig:
     """Negative-feedback steps T at which every variant is evaluated."""
     feedback_gain: float = 1.0
     """Feedback gain k."""
+    feedback_test_images: int = 0
+    """The feedback curve (``feedback/<variant>/T<t>/test_mse``) is measured on the first this many test images (0:
+    all). Every step is a pass of the whole network over them, for every variant with feedback: most of a fast run's
+    evaluation. The regeneration metrics (``concrete/<variant>/test_*``) always use the whole test set."""
     baseline_ae: bool = True
     """Also train the same-size conventional autoencoder (no labels) as a peer."""
     seed: int = 0
@@ -76,6 +80,7 @@ class PretrainConfig:
             check(ok, f"variant name '{n}' must be letters, digits, '_' or '-', and not 'baseline_ae'")
         check(all(t >= 0 for t in self.feedback_steps), "feedback_steps must be >= 0")
         check(self.feedback_gain > 0, f"feedback_gain must be > 0, got {self.feedback_gain}")
+        check(self.feedback_test_images >= 0, f"feedback_test_images must be >= 0, got {self.feedback_test_images}")
         check(self.torch_threads >= 0, f"torch_threads must be >= 0, got {self.torch_threads}")
         check(self.data.target_scale == "none" or self.model.head == "linear", f"data.target_scale "
               f"'{self.data.target_scale}' rescales regression targets: it needs model.head linear, not "

@@ -33,7 +33,15 @@ STATE_FORMAT = "fsae-rl/pretrain-state"
 STATE_VERSION = 2  # 2: the variants train in one stage, 'concrete' (1: one stage per variant)
 # Settings (dotted paths) that do not change what is trained: where it runs, where MNIST is read from, and how the
 # trained networks are evaluated (the evaluation is re-run with the resumed run's values).
-MAY_DIFFER = ("device", "torch_threads", "train.eval_batch_size", "feedback_steps", "data.root", "data.download")
+MAY_DIFFER = (
+    "device",
+    "torch_threads",
+    "train.eval_batch_size",
+    "feedback_steps",
+    "feedback_test_images",
+    "data.root",
+    "data.download",
+)
 
 
 def _config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:

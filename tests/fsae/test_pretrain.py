@@ -14,8 +14,8 @@ import torch
 from fsae import pretrain as P
 from fsae.checkpoint import load_fsae, sha256_file
 from fsae.config import ConfigError, from_dict, load_config
-from fsae.evaluate import image_metrics, predict
-from fsae.model import FSAEConfig, LayerSpec
+from fsae.evaluate import evaluate_variant, image_metrics, predict
+from fsae.model import FSAE, FSAEConfig, LayerSpec
 from fsae.pretrain import (
     DataConfig,
     PretrainConfig,
@@ -130,6 +130,28 @@ def test_bfloat16_training_is_mixed_precision_and_reproducible(tmp_path):
     )
     with pytest.raises(ConfigError, match="precision must be one of"):
         _tiny_cfg(train=train | {"precision": "float16"})
+
+
+@pytest.mark.parametrize("variant", [{"jumps": "all"}, {"round": True}])
+def test_feedback_curve_on_the_first_test_images(variant):
+    """``feedback_images``: the feedback curve is the whole evaluation's curve of those images (computed by hand
+    from ``FSAE.regenerate``), the regeneration metrics still those of every image; an inert model (round, no jumps)
+    gets F(x)'s MSE at every T."""
+    torch.manual_seed(0)
+    layers = [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)]
+    model = FSAE(FSAEConfig(layers=layers, **variant)).double().eval()
+    x = torch.rand(30, 1, 28, 28, dtype=torch.float64)
+    full, curve_all = evaluate_variant(model, x, 3, batch_size=8)
+    part, curve = evaluate_variant(model, x, 3, batch_size=8, feedback_images=13)
+    for k in full:
+        assert part[k] == pytest.approx(full[k], rel=1e-12)
+    with torch.no_grad():
+        outs = model.regenerate(x[:13], steps=0 if model.feedback_is_inert else 3, trace=True)
+    by_hand = [(outs[min(t, len(outs) - 1)] - x[:13]).pow(2).mean().item() for t in range(4)]
+    assert curve == pytest.approx(by_hand, rel=1e-12)
+    assert curve_all[0] == pytest.approx(full["test_mse"], rel=1e-12)
+    assert (len(set(curve)) == 1) == model.feedback_is_inert
+    assert evaluate_variant(model, x, 3, 8, feedback_images=1000)[1] == pytest.approx(curve_all, rel=1e-12)
 
 
 def test_class_mean_reference_by_hand():
