@@ -97,7 +97,9 @@ class TrainConfig:
     baseline_epochs: int = 0
     """Epochs of the conventional-autoencoder baseline (0 = the same as ``concrete_epochs``)."""
     batch_size: int = 128
-    """Minibatch size of both phases."""
+    """Minibatch size of both phases (of phase 2 only when ``abstract_batch_size`` is set)."""
+    abstract_batch_size: int = 0
+    """Minibatch size of phase 1 (0 = ``batch_size``)."""
     abstract_lr: float = 1e-3
     """Adam learning rate, phase 1."""
     concrete_lr: float = 1e-3
@@ -119,6 +121,7 @@ class TrainConfig:
         epochs = (self.abstract_epochs, self.concrete_epochs, self.baseline_epochs)
         check(min(epochs) >= 0, f"epochs must be >= 0, got abstract, concrete, baseline = {epochs}")
         check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
+        check(self.abstract_batch_size >= 0, f"abstract_batch_size must be >= 0, got {self.abstract_batch_size}")
         check(self.eval_batch_size > 0, f"eval_batch_size must be > 0, got {self.eval_batch_size}")
         lrs = (self.abstract_lr, self.concrete_lr)
         check(all(0 < lr < math.inf for lr in lrs), f"learning rates must be finite and > 0, got {lrs}")
@@ -272,7 +275,10 @@ def train_abstract(
 
     params = list(model.abstract.parameters())
     epochs, lr = cfg.abstract_epochs, cfg.abstract_lr
-    return _fit(model, params, step_loss, len(x), cfg, epochs, lr, generator, "abstract", log, resume, on_epoch)
+    bs = cfg.abstract_batch_size or cfg.batch_size
+    return _fit(
+        model, params, step_loss, len(x), cfg, epochs, lr, generator, "abstract", log, resume, on_epoch, batch_size=bs
+    )
 
 
 def train_concrete(

@@ -154,6 +154,25 @@ def test_feedback_curve_on_the_first_test_images(variant):
     assert evaluate_variant(model, x, 3, 8, feedback_images=1000)[1] == pytest.approx(curve_all, rel=1e-12)
 
 
+def test_abstract_batch_size_sets_phase_one_batches_only(tmp_path, monkeypatch):
+    """``train.abstract_batch_size`` is the abstract phase's batch size; the concrete phase keeps ``batch_size``."""
+    from fsae import train as T
+
+    sizes: dict[int, int] = {}
+    batches = T._batches
+
+    def recording(n, batch_size, generator):
+        sizes[batch_size] = sizes.get(batch_size, 0) + 1
+        return batches(n, batch_size, generator)
+
+    monkeypatch.setattr(T, "_batches", recording)
+    train = {"abstract_epochs": 2, "concrete_epochs": 1, "batch_size": 64, "abstract_batch_size": 100}
+    pretrain(_tiny_cfg(train=train), tmp_path / "run")
+    assert sizes == {100: 2, 64: 1}  # one call per epoch: two abstract epochs, one concrete
+    with pytest.raises(ConfigError, match="abstract_batch_size must be >= 0"):
+        _tiny_cfg(train={"abstract_batch_size": -1})
+
+
 def test_class_mean_reference_by_hand():
     x_train = torch.tensor([[0.0, 0.0], [2.0, 2.0], [4.0, 6.0]]).view(3, 1, 1, 2)
     pred_train = torch.tensor([0, 0, 1])  # class 0 mean = (1, 1); class 1 mean = (4, 6)
