@@ -1,6 +1,6 @@
-"""The documentation holds together: every figure of the findings table in docs/RESULTS.md appears verbatim in the page
-it links to, and every relative link in README.md, docs/*.md and docs/results/*.md reaches an existing file (and, for
-a Markdown file, an existing heading)."""
+"""The documentation holds together: every figure of the findings table in docs/RESULTS.md, and every interval of its
+Verdicts table, appears verbatim in the page it links to, and every relative link in README.md, docs/*.md and
+docs/results/*.md reaches an existing file (and, for a Markdown file, an existing heading)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,32 @@ def findings() -> list[tuple[str, str, str]]:
         assert target, f"no link in the section cell of the finding '{claim}'"
         rows.append((claim, figure, target.group(1)))
     return rows
+
+
+def verdicts() -> list[tuple[str, str, str]]:
+    """(environment and algorithm, the row's figure cells joined, link target) of each row of the Verdicts table."""
+    text = (ROOT / "docs" / "RESULTS.md").read_text()
+    table = text.split("\n| environment | algorithm, budget |", 1)[1].split("\n\n", 1)[0]
+    rows = []
+    for line in table.splitlines()[2:]:  # after the rest of the header and the |---| row
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        target = LINK.search(cells[-1])
+        assert target, f"no link in the section cell of the verdict '{cells[0]}'"
+        rows.append((f"{cells[0]}, {cells[1]}", " ".join(cells[4:8]), target.group(1)))
+    return rows
+
+
+@pytest.mark.parametrize("row,figures,target", verdicts(), ids=lambda v: v[:40] if isinstance(v, str) else None)
+def test_verdict_figures_appear_in_linked_section(row: str, figures: str, target: str):
+    """Issue 18: the Verdicts table's intervals and probabilities are those of the section's tables."""
+    path, _, anchor = target.partition("#")
+    page = ROOT / "docs" / path
+    assert anchor in _anchors(page), f"{row}: {page.name} has no heading #{anchor}"
+    text = _squash(page.read_text())
+    found = [f for f in FIGURE.findall(figures) if "[" in f]
+    assert found, f"{row}: no interval in the verdict"
+    missing = [f for f in found if _squash(f) not in text]
+    assert not missing, f"{row}: {missing} not in {page.relative_to(ROOT)}"
 
 
 def test_findings_table_has_rows():
