@@ -188,8 +188,10 @@ CASES = [
     Case("ckpt-shape", agent(flags=(*FSAE_FLAGS, "{tmp}/fsae.pt"), config="digit_sum"), 2,
          "(C, H, W) = (1, 28, 28), but fsae/DigitSum-v0 observes (1, 28, 56)", files=("fsae.pt",)),
     # Training. Adam's first step at this rate sends the weights to ~1e30; 230 training images in batches of 128 give
-    # 2 steps, and the loss is checked at the last step of a phase. Task data rather than MNIST: less to load.
-    Case("pretrain-nonfinite", pretrain("data.source={tmp}/digits.npz", "train.abstract_lr=1.0e+30"), 1,
+    # 2 steps (the fast config's abstract batches of 256 would give 1), and the loss is checked at the last step of a
+    # phase. Task data rather than MNIST: less to load.
+    Case("pretrain-nonfinite", pretrain("data.source={tmp}/digits.npz", "train.abstract_lr=1.0e+30",
+                                        "train.abstract_batch_size=128"), 1,
          "by step 2 (epoch 1); lower the learning rate or check the data for NaN; no epoch finished before it, so "
          "there is no state to resume from", files=("digits.npz",)),
     # ... and in the concrete phase, after the abstract one was saved: the message names the state to resume from.
