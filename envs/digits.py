@@ -2,7 +2,7 @@
 
 Contents:
     SPLITS, DEFAULT_NOISE, DEFAULT_OCCLUSION, DEFAULT_OCCLUSION_SIZE -- the allowed splits and default corruption.
-    digit_pool  -- one MNIST split's images and, per class, the indices of its images (computed once, cached).
+    digit_pool  -- one MNIST split's images and, per class, the indices of its images (``envs.pool``).
     DigitEnv    -- the shared base: kwarg validation, MNIST pool, corruption (occlusion, Gaussian noise), rendering,
                    seeding. Subclasses choose the digits shown; the base draws and corrupts the images.
     DigitBandit -- ``fsae/DigitBandit-v0``: name the digit (1 x 28 x 28, Discrete(10)).
@@ -31,14 +31,13 @@ shown in ``fsae.data.load_mnist(split)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from fsae.data import load_mnist
+from envs.pool import SPLITS, DigitPool, digit_pool
 
 __all__ = [
     "DEFAULT_NOISE",
@@ -54,7 +53,6 @@ __all__ = [
     "digit_pool",
 ]
 
-SPLITS = ("train", "test")
 DEFAULT_NOISE = 0.3
 """Gaussian sigma in [0, 1] units (77 grey levels): strokes stay visible to the eye, but single pixels no longer tell
 ink from background, so a policy must pool over the shape.
@@ -73,40 +71,6 @@ NOISE_BANK_SIZE = 1 << 17
 _SIDE = 28  # MNIST images are 28 x 28
 _INK_LO, _INK_SPAN = 4, 20  # MNIST digits lie in the central 20 x 20 box; occlusion centres are drawn there
 _RENDER_SCALE = 4  # rgb_array frames are upscaled so that recorded videos are watchable
-
-
-@dataclass(frozen=True)
-class DigitPool:
-    """One MNIST split, ready for sampling: images, labels, and the image indices of each class."""
-
-    images: np.ndarray
-    """(N, 28, 28) uint8, read-only (shared with ``fsae.data.load_mnist``)."""
-    labels: np.ndarray
-    """(N,) int64 classes 0..9."""
-    by_class: tuple[np.ndarray, ...]
-    """Ten int64 arrays: ``by_class[c]`` holds the indices of the images of digit ``c``."""
-
-
-_pools: dict[str, DigitPool] = {}
-
-
-def digit_pool(split: str = "train") -> DigitPool:
-    """The images of an MNIST split grouped by class, computed on first use and cached for the life of the process.
-
-    Args:
-        split: "train" (60,000 images) or "test" (10,000 images), disjoint sets of writers.
-
-    Returns:
-        The split's :class:`DigitPool`.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-    pool = _pools.get(split)
-    if pool is None:
-        images, labels = load_mnist(split)
-        by_class = tuple(np.flatnonzero(labels == c) for c in range(10))
-        pool = _pools[split] = DigitPool(images, labels, by_class)
-    return pool
 
 
 def _check_fraction(name: str, value: float) -> float:

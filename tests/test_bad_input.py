@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from envs import digits
+from envs import pool
 from fsae.checkpoint import save_fsae
 from fsae.config import load_config, to_dict
 from fsae.model import FSAE, FSAEConfig, LayerSpec
@@ -258,7 +258,7 @@ def test_bad_input_is_one_error_line(case: Case, tmp_path: Path, monkeypatch, ca
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(sys, "argv", argv)  # as `python scripts/<name>.py ...` would see it
-    monkeypatch.setattr(digits, "_pools", {})  # the environments' digits, cached per split, not per FSAE_MNIST_DIR
+    monkeypatch.setattr(pool, "_pools", {})  # the environments' digits, cached per split, not per FSAE_MNIST_DIR
     capsys.readouterr()  # drop what making the files printed
     try:
         code = load_script(Path(argv[0]).stem).main(argv[1:])

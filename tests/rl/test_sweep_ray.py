@@ -127,9 +127,9 @@ def test_preflight_names_what_this_node_lacks(tmp_path, monkeypatch):
     empty.mkdir()
     monkeypatch.setenv("FSAE_MNIST_DIR", str(empty))
     monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
-    import envs.digits
+    import envs.pool
 
-    monkeypatch.setattr(envs.digits, "_pools", {})
+    monkeypatch.setattr(envs.pool, "_pools", {})
     clear_mnist_cache()
     try:
         (problem,) = preflight({**spec, "checkpoints": {}, "storage": str(tmp_path), "token": "t0"})["problems"][:1]
