@@ -26,6 +26,7 @@ from fsae.config import load_config
 from fsae.evaluate import evaluate_abstract, evaluate_regeneration
 from fsae.model import FSAE
 from fsae.pretrain_config import PretrainConfig, baseline_config, variant_config
+from fsae.runtime import seed_everything
 from fsae.targets import load_dataset
 
 
@@ -34,7 +35,7 @@ def _cl(model: FSAE) -> FSAE:
 
 
 def abstract_trial(cfg: PretrainConfig, epochs: int, seed: int) -> dict:
-    gen = T.seed_everything(seed)
+    gen = seed_everything(seed)
     x, y, x_test, y_test = load_dataset(cfg.data, seed, cfg.model)
     model = _cl(FSAE(cfg.model))
     T.train_abstract(model, x, y, dataclasses.replace(cfg.train, abstract_epochs=epochs), gen)

@@ -32,6 +32,7 @@ from fsae.evaluate import evaluate_abstract, evaluate_regeneration
 from fsae.model import FSAE
 from fsae.phases import CHANNELS_LAST_ON_CPU
 from fsae.pretrain_config import PretrainConfig, baseline_config, variant_config
+from fsae.runtime import seed_everything
 from fsae.targets import load_dataset
 from fsae.threads import set_threads
 
@@ -46,7 +47,7 @@ def _place(model: FSAE, device: torch.device) -> FSAE:
 def compare(cfg: PretrainConfig, seed: int, device: torch.device) -> dict[str, dict[str, float]]:
     """Test MSE of every network of ``cfg``'s concrete phase trained in one pass and one after another (seed ``seed``),
     on one abstract network; and the abstract network's accuracy."""
-    gen = T.seed_everything(seed)
+    gen = seed_everything(seed)
     x, y, x_test, y_test = (t.to(device) for t in load_dataset(cfg.data, seed, cfg.model))
     base = _place(FSAE(cfg.model), device)
     T.train_abstract(base, x, y, cfg.train, gen)

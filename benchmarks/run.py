@@ -41,7 +41,7 @@ from fsae.config import ConfigError, load_config  # noqa: E402
 from fsae.data import DatasetError  # noqa: E402
 from fsae.memory import retain_freed_memory
 from fsae.pretrain_config import PretrainConfig  # noqa: E402
-from fsae.train import resolve_device  # noqa: E402
+from fsae.runtime import resolve_device  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "pretrain"
 

@@ -5,7 +5,7 @@ Contents:
     TrainingState -- runs the stages of a run (``run``), and is written after every epoch of every stage (atomically,
                      so a ``kill -9`` leaves the previous one): the weights of each finished stage, and for the stage
                      in progress its weights, Adam's and the schedule's state, its losses and every RNG state
-                     (``fsae.train.rng_state``).
+                     (``fsae.runtime.rng_state``).
 
 A pretraining run is a sequence of stages: 'abstract', then 'concrete' (every variant, and the conventional autoencoder
 when it trains as long as they do, in one pass over the batches), then 'baseline_ae' if it trains for other epochs.
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from fsae.checkpoint import CheckpointError, atomic_save, safe_load
-from fsae.train import rng_state, set_rng_state
+from fsae.runtime import rng_state, set_rng_state
 
 STATE_FILE = "train_state.pt"
 STATE_FORMAT = "fsae-rl/pretrain-state"

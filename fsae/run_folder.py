@@ -27,8 +27,8 @@ from fsae.config import to_dict
 from fsae.memory import retain_freed_memory
 from fsae.pretrain_config import PretrainConfig
 from fsae.resume import STATE_FILE
+from fsae.runtime import resolve_device, seed_everything
 from fsae.threads import set_threads
-from fsae.train import resolve_device, seed_everything
 
 
 def check_folder(run_dir: Path, resume: bool) -> None:

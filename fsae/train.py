@@ -1,9 +1,7 @@
 """Training loops for the two halves, in the paper's order (their measurements are in ``fsae.evaluate``).
 
 Contents:
-    seed_everything      -- seed random, numpy and torch (optionally deterministic kernels).
-    rng_state, set_rng_state -- the torch RNG states (global, CUDA, the batch-order generator), to save and restore.
-    resolve_device       -- 'auto' | 'cpu' | 'cuda' -> torch.device.
+    autocast             -- the context of a training step: bfloat16 autocast or nothing (``TrainConfig.precision``).
     TrainConfig          -- optimiser settings shared by both phases.
     abstract_loss        -- the supervised loss for each head (cross-entropy, per-group CE, BCE, MSE).
     train_abstract       -- phase 1: supervised training of the abstract network.
@@ -18,64 +16,24 @@ generator: no DataLoader workers, so the same seed gives the same result and not
 Resuming: every ``train_*`` takes ``on_epoch``, called after each epoch with a plain dict (the weights, Adam's and the
 schedule's state, the losses so far, every RNG state) that ``safe_load`` can read back, and ``resume``, such a dict:
 training then continues after its last epoch, and on a CPU ends bit-identical to a run that was never stopped.
+Seeding, the RNG states and the device are ``fsae.runtime``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from fsae.config import ConfigError, check
+from fsae.config import check
 from fsae.model import FSAE
-
-
-def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
-    """Seed ``random``, ``numpy`` and ``torch``; return a CPU generator for batch order (SB3 ``set_random_seed``)."""
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002  (seeds the legacy global RNG that libraries still use)
-    torch.manual_seed(seed)
-    # cuDNN autotuning picks the fastest conv kernels for the fixed shapes here, at the price of bitwise repeatability
-    # on GPU; ``deterministic`` turns it off. CPU runs are repeatable either way.
-    torch.backends.cudnn.deterministic = deterministic
-    torch.backends.cudnn.benchmark = not deterministic
-    return torch.Generator().manual_seed(seed)
-
-
-def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    """The RNG states a training step depends on: torch's global CPU (and CUDA) state and the batch-order generator."""
-    state = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    """Put back what ``rng_state`` saved."""
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' picks CUDA when present; asking for 'cuda' without one is an error with a hint."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but torch sees no GPU; use --device cpu or auto")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise ConfigError(f"device must be auto, cpu or cuda, got '{device}'")
-    return torch.device(device)
-
+from fsae.runtime import rng_state, set_rng_state
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}  # training precision -> autocast dtype
 

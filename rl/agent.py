@@ -47,8 +47,8 @@ from torch import nn
 from fsae.checkpoint import atomic_write_json
 from fsae.config import ConfigError, to_dict
 from fsae.memory import retain_freed_memory
+from fsae.runtime import resolve_device, seed_everything
 from fsae.threads import set_threads
-from fsae.train import resolve_device, seed_everything
 from rl import resume as resume_lib
 from rl.callbacks import AtomicCheckpointCallback, ProgressCallback, SplitEvalCallback
 from rl.config import ALGOS, AgentConfig, algo_kwargs, check_hyperparams

@@ -30,7 +30,8 @@ from fsae.data import load_mnist, to_float_images
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from fsae.pretrain import PretrainConfig
 from fsae.provenance import sha256_file
-from fsae.train import TrainConfig, seed_everything, train_abstract, train_concrete
+from fsae.runtime import seed_everything
+from fsae.train import TrainConfig, train_abstract, train_concrete
 
 ROOT = Path(__file__).resolve().parents[2]
 

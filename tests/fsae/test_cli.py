@@ -9,7 +9,7 @@ from fsae.checkpoint import CheckpointError
 from fsae.cli import config_parser, load_pretrain_config, run_dir, run_experiment
 from fsae.config import ConfigError
 from fsae.data import DatasetError
-from fsae.train import resolve_device
+from fsae.runtime import resolve_device
 
 
 def test_flags_override_set_and_file():

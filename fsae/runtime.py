@@ -1,0 +1,58 @@
+"""The process's random state and device: what a training run seeds, saves, restores and runs on.
+
+Contents:
+    seed_everything          -- seed random, numpy and torch (optionally deterministic kernels).
+    rng_state, set_rng_state -- the torch RNG states (global, CUDA, the batch-order generator), to save and restore.
+    resolve_device           -- 'auto' | 'cpu' | 'cuda' -> torch.device.
+
+(The process's CPU settings are ``fsae.threads`` and ``fsae.memory``.)
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+from fsae.config import ConfigError
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
+    """Seed ``random``, ``numpy`` and ``torch``; return a CPU generator for batch order (SB3 ``set_random_seed``)."""
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002  (seeds the legacy global RNG that libraries still use)
+    torch.manual_seed(seed)
+    # cuDNN autotuning picks the fastest conv kernels for the fixed shapes here, at the price of bitwise repeatability
+    # on GPU; ``deterministic`` turns it off. CPU runs are repeatable either way.
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+    return torch.Generator().manual_seed(seed)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """The RNG states a training step depends on: torch's global CPU (and CUDA) state and the batch-order generator."""
+    state = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Put back what ``rng_state`` saved."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks CUDA when present; asking for 'cuda' without one is an error with a hint."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no GPU; use --device cpu or auto")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got '{device}'")
+    return torch.device(device)
