@@ -382,22 +382,29 @@ def test_sweep_survives_a_lost_worker_node(cluster, tmp_path):
     assert again.returncode == 0 and "6 already finished (skipped), 0 to run" in again.stdout, again.stderr
 
 
+def _sigterm_after_a_checkpoint(cmd: list[str], env: dict, out: Path, storage: Path, pattern: str) -> float:
+    """Start the sweep ``cmd`` (its output to ``out``), SIGTERM it once a file matching ``pattern`` appears in
+    ``storage`` (an agent checkpoint), assert it exits 130; return the seconds from the signal to the exit."""
+    with open(out, "w") as f:
+        sweep = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while not list(storage.glob(pattern)):
+        assert sweep.poll() is None and time.time() < deadline, out.read_text()[-3000:]
+        time.sleep(0.2)
+    t0 = time.time()
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=120) == 130, out.read_text()[-5000:]
+    return time.time() - t0
+
+
 @pytest.mark.ray_cluster
 def test_sigterm_stops_cleanly_and_the_next_sweep_restores(cluster, tmp_path):
     storage = tmp_path / "storage"
     config = _sweep_yaml(tmp_path, [0, 1], ["none"], 2048)
     cmd, env = _sweep(cluster, config, storage, "--set", "ray.max_failures=0")
     out = tmp_path / "sweep.out"
-    with open(out, "w") as f:
-        sweep = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
-    while not list(storage.glob("DigitBandit-v0/none/seed*/checkpoints/agent_*_steps.zip")):
-        assert sweep.poll() is None and time.time() < deadline, out.read_text()[-3000:]
-        time.sleep(0.2)
-    t0 = time.time()
-    sweep.send_signal(signal.SIGTERM)
-    assert sweep.wait(timeout=120) == 130, out.read_text()[-5000:]
-    stopped_in = time.time() - t0
+    checkpoint = "DigitBandit-v0/none/seed*/checkpoints/agent_*_steps.zip"
+    stopped_in = _sigterm_after_a_checkpoint(cmd, env, out, storage, checkpoint)
     assert "sweep interrupted; start it again to finish the remaining runs" in out.read_text()
     assert stopped_in < 60, stopped_in
     index = json.loads((storage / ".ray_tune" / "sweep-1.json").read_text())
@@ -425,15 +432,8 @@ def test_uri_storage_ships_the_checkpoints_with_the_trial(cluster, tmp_path):
     config = _sweep_yaml(tmp_path, [0], ["none"], 2048)
     cmd, env = _sweep(cluster, config, storage)
     cmd[cmd.index("--storage-path") + 1] = uri
-    out = tmp_path / "sweep.out"
-    with open(out, "w") as f:
-        sweep = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
-    while not list(storage.glob(".ray_tune/sweep-1/*/checkpoint_*/checkpoints/agent_*_steps.zip")):
-        assert sweep.poll() is None and time.time() < deadline, out.read_text()[-3000:]
-        time.sleep(0.2)
-    sweep.send_signal(signal.SIGTERM)
-    assert sweep.wait(timeout=120) == 130, out.read_text()[-5000:]
+    checkpoint = ".ray_tune/sweep-1/*/checkpoint_*/checkpoints/agent_*_steps.zip"
+    _sigterm_after_a_checkpoint(cmd, env, tmp_path / "sweep.out", storage, checkpoint)
     local = staging_root(uri) / "DigitBandit-v0" / "none" / "seed0"
     assert (local / "config.yaml").is_file() and not (storage / "DigitBandit-v0").exists()
     shutil.rmtree(staging_root(uri))  # as if the trial came back on another machine
