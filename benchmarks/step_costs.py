@@ -5,6 +5,9 @@ batch size, ``torch.compile``).
 
     python benchmarks/step_costs.py                          # batch 128, channels-first and channels-last
     python benchmarks/step_costs.py --batch 256 --compile    # and with torch.compile (its compile time reported)
+    python benchmarks/step_costs.py --threads 2 --bf16       # and under bfloat16 autocast (train.precision)
+
+Also times the concrete network's transposed convolution both ways (``fsae.layers.ConvTranspose2d``).
 
 The candidates alternate inside each of ``--rounds`` rounds; each figure is the smallest mean over a round of
 ``--calls`` calls, per 128 images, in process CPU milliseconds (``time.process_time``: less sensitive to other jobs on a
@@ -76,6 +79,11 @@ def steps(batch: int, channels_last: bool, compile_: bool = False) -> dict[str, 
     return out
 
 
+def _autocast_call(f: Callable[[], None]) -> None:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        f()
+
+
 def inverse_costs(rounds: int, calls: int) -> dict[str, float]:
     """The leaky ReLU's inverse, forward and backward, on a (128, 32, 13, 13) activation (the first concrete layer's
     output of the fast config): ``torch.where(h >= 0, h, h / a)`` against the model's ``LeakyReLU.inverse``."""
@@ -90,6 +98,37 @@ def inverse_costs(rounds: int, calls: int) -> dict[str, float]:
     for f in cands.values():
         f()
     return measure(cands, rounds, calls, 128)
+
+
+def polyphase_costs(rounds: int, calls: int) -> dict[str, float]:
+    """``fsae.layers.ConvTranspose2d`` as PyTorch's transposed convolution ('torch') and as a convolution and a pixel
+    shuffle ('polyphase'), on the fast config's last layer (32 -> 1, kernel 4, stride 2; 13 x 13 input) and DigitSum's
+    (13 x 27): the forward pass at batch 1000 without gradients, forward + backward at batch 128."""
+    from fsae import layers
+
+    out: dict[str, float] = {}
+    for h, w in ((13, 13), (13, 27)):
+        layer = layers.ConvTranspose2d(32, 1, 4, 2)
+        for batch, grad in ((1000, False), (128, True)):
+            x = torch.randn(batch, 32, h, w).to(memory_format=torch.channels_last).requires_grad_(grad)
+
+            def run(polyphase: bool, x: torch.Tensor = x, grad: bool = grad, layer=layer) -> None:
+                layers.POLYPHASE_ON_CPU = polyphase
+                with torch.set_grad_enabled(grad):
+                    y = layer(x)
+                    if grad:
+                        y.pow(2).mean().backward()
+
+            cands = {"torch": lambda run=run: run(False), "polyphase": lambda run=run: run(True)}
+            try:
+                for f in cands.values():
+                    f()
+                costs = measure(cands, rounds, calls, batch)
+            finally:
+                layers.POLYPHASE_ON_CPU = True
+            name = f"{h}x{w}/{'forward_backward_b128' if grad else 'forward_b1000'}"
+            out |= {f"{name}/{k}": v for k, v in costs.items()}
+    return out
 
 
 def measure(cands: dict[str, Callable[[], object]], rounds: int, calls: int, batch: int) -> dict[str, float]:
@@ -111,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--calls", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="also each step's loss under torch.compile")
+    p.add_argument("--bf16", action="store_true", help="also each channels-last step under bfloat16 autocast")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -122,6 +162,8 @@ def main(argv: list[str] | None = None) -> dict:
         for f in compiled.values():  # the first call compiles
             f()
         results["compile_seconds"] = time.perf_counter() - t0
+    if args.bf16:  # as train.precision: bfloat16 runs it (fsae.train.autocast)
+        layouts["channels_last_bf16"] = {k: (lambda f=f: _autocast_call(f)) for k, f in steps(args.batch, True).items()}
     for f in (f for fs in layouts.values() for f in fs.values()):  # warm-up
         f()
     flat = {f"{layout}/{k}": f for layout, fs in layouts.items() for k, f in fs.items()}
@@ -133,6 +175,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(layout, json.dumps(row))
     results["leaky_inverse_ms"] = {k: round(v, 3) for k, v in inverse_costs(args.rounds, 10).items()}
     print("leaky inverse, forward + backward", json.dumps(results["leaky_inverse_ms"]))
+    results["polyphase_ms"] = {k: round(v, 3) for k, v in polyphase_costs(args.rounds, 10).items()}
+    print("transposed convolution, CPU ms per 128 images", json.dumps(results["polyphase_ms"]))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -18,9 +18,9 @@ from torch import nn
 from fsae.config import check
 
 # Run ConvTranspose2d as a convolution and a pixel shuffle where it can (``ConvTranspose2d.polyphase``). On the
-# project's CPU, for the fast config's last layer (32 -> 1 channels, kernel 4, stride 2), 3.1x faster forward at batch
-# 1000 and 2.0x forward + backward at batch 128 than PyTorch's transposed convolution; for DigitSum's (13 x 27 input)
-# 2.2x and 1.3x (docs/PERFORMANCE.md). Off, every layer is PyTorch's own.
+# project's CPU, for the fast config's last layer (32 -> 1 channels, kernel 4, stride 2), 2.5x faster forward at batch
+# 1000 and 1.4x forward + backward at batch 128 than PyTorch's transposed convolution; for DigitSum's (13 x 27 input)
+# 2.2x and 1.3x (``benchmarks/step_costs.py``, docs/PERFORMANCE.md). Off, every layer is PyTorch's own.
 POLYPHASE_ON_CPU = True
 
 
@@ -126,7 +126,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     def polyphase(self) -> bool:
         k, s = self.kernel_size, self.stride
         plain = self.padding == (0, 0) and self.dilation == (1, 1) and self.groups == 1
-        strided = max(s) > 1  # with stride 1 PyTorch's kernel is the faster one (measured: 0.6-0.9x as a convolution)
+        strided = max(s) > 1  # with stride 1 PyTorch's kernel was the faster one (a quick test)
         return POLYPHASE_ON_CPU and plain and strided and all(k[d] % s[d] == 0 for d in range(2))
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
