@@ -1,6 +1,6 @@
 """One command that measures fsae-rl's speed and writes a table (stdout) and JSON.
 
-    python benchmarks/run.py --quick                       # < 2 minutes on a 2-core CPU
+    python benchmarks/run.py --quick                       # about 4 minutes on a 2-core CPU
     python benchmarks/run.py --device cuda --out bench.json
 
 Sections, each a median of repeated runs after warm-up with its spread (max/min time):
@@ -12,7 +12,8 @@ Sections, each a median of repeated runs after warm-up with its spread (max/min 
     env        -- environment steps/s of each fsae/ environment;
     wrapper    -- raw vs per-environment wrapper vs batched wrapper, 8 and 64 environments (ratios from one run); the
                   batched wrapper's cost per vector step for every variant, round with and without its lookup;
-    ppo        -- PPO training steps/s, raw vs augmented with the round FSAE, with and without its lookup (one run);
+    ppo        -- PPO training steps/s, raw vs augmented with the round FSAE, with and without its lookup, and 'copy'
+                  (the raw image stacked on itself: the two-channel policy without an FSAE), one run, 7 repeats;
     threads    -- the one-pass concrete phase and raw PPO at 1 thread and at one per core (``fsae.threads``' rule);
 each with the peak memory (CUDA allocator peak, or the process's peak RSS on CPU, which only grows). The machine's
 one-minute load average is recorded at the start and the end (``machine.load_1min``, ``load_1min_end``).
@@ -118,8 +119,9 @@ def run(quick: bool, device: torch.device, sections: list[str], smoke: bool = Fa
             variant_steps = 256 if smoke else 1024 if quick else 4096
             results["wrapper"]["variants"] = wrapper_bench.measure_variant_costs(n, variant_steps, repeats, device.type)
             results["wrapper"]["peak_memory_mb"] = peak_memory_mb(device)
-        if "ppo" in sections:
-            results["ppo"] = wrapper_bench.measure_ppo(steps, repeats, n_envs=n_envs[0], device=device.type)
+        if "ppo" in sections:  # more repeats than the wrapper: a ratio of 0.95 is read off medians of ~4 s runs
+            ppo_repeats = 1 if smoke else 7 if quick else 9
+            results["ppo"] = wrapper_bench.measure_ppo(steps, ppo_repeats, n_envs=n_envs[0], device=device.type)
             results["ppo"]["peak_memory_mb"] = peak_memory_mb(device)
     if "threads" in sections and not gpu:
         from threads import measure_threads  # benchmarks/threads.py
@@ -181,6 +183,10 @@ def print_table(r: dict) -> None:
         if "ppo/augmented_forward_over_raw" in q:
             print(f"ppo        augmented without the lookup {q['ppo/augmented_forward_steps_per_s']:,.0f} steps/s  "
                   f"ratio {q['ppo/augmented_forward_over_raw']:.2f}x")  # fmt: skip
+        if "ppo/copy_over_raw" in q:
+            print(f"ppo        copy (two-channel policy, no FSAE) {q['ppo/copy_steps_per_s']:,.0f} steps/s  ratio "
+                  f"{q['ppo/copy_over_raw']:.2f}x; augmented over copy (the wrapper alone) "
+                  f"{q['ppo/augmented_over_copy']:.2f}x")  # fmt: skip
     t = r.get("threads", {})
     for job, unit in (("pretrain", "images_per_s"), ("agent", "steps_per_s")):
         rates = {k: v for k, v in t.items() if k.startswith(f"{job}/threads")}

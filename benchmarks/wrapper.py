@@ -8,7 +8,8 @@ Contents:
     measure_wrapper -- steps/s of ``DummyVecEnv`` (raw), a ``DummyVecEnv`` of ``CommonSense`` envs (one forward pass
                       per env per step) and ``VecCommonSense`` (one forward pass per vector step), per n_envs.
     measure_ppo    -- PPO training steps/s (``learn`` only, the DigitBandit config's hyperparameters) with raw and with
-                      FSAE-augmented observations (the round variant, with its lookup, and without it).
+                      FSAE-augmented observations (the round variant, with its lookup, and without it), and with the
+                      raw image stacked on itself ('copy': the two-channel policy alone), in one run.
     measure_variant_costs -- the batched wrapper's cost per vector step for every variant (round with and without
                       its lookup), in one run.
     measure_policy_cost -- the augmented PPO policy's forward and backward pass on one vector step's batch (n_envs
@@ -179,26 +180,34 @@ def measure_ppo(
     dtype: str = "float32",
     variant: str = "round",
     forward_too: bool = True,
+    copy_too: bool = True,
 ) -> dict[str, float | str]:
     """PPO training steps/s on DigitBandit (the shipped config's hyperparameters): raw vs FSAE-augmented, the FSAE in
     ``variant`` of the fast config (or ``checkpoint``); with ``forward_too`` and a variant that has a lookup, also
-    augmented by the same model without it ('augmented_forward': the full forward pass, as before the lookup).
+    augmented by the same model without it ('augmented_forward': the full forward pass, as before the lookup); with
+    ``copy_too``, also 'copy': the raw image stacked on itself, the augmented agent's two-channel policy without any
+    FSAE. copy over raw is what the policy's doubled input costs; augmented over copy, what the wrapper costs.
 
     Each repeat runs ``learn(steps)`` on each model again, alternating (setup and the first, warm-up call not timed).
 
     Returns:
         ``{"ppo/raw_steps_per_s", "ppo/augmented_steps_per_s", "ppo/augmented_over_raw", "regen_dtype", "variant",
-        "lookup"}`` and, measured in the same run, ``ppo/augmented_forward_steps_per_s`` and its ratio.
+        "lookup"}`` and, measured in the same run, ``ppo/augmented_forward_steps_per_s`` and its ratio,
+        ``ppo/copy_steps_per_s``, ``ppo/copy_over_raw`` and ``ppo/augmented_over_copy``.
     """
     model = fast_fsae(checkpoint, variant)
     regen = Regenerator(model, device, dtype=dtype)
     conditions: dict[str, Regenerator | None] = {"raw": None, "augmented": regen}
     if forward_too and regen.lookup:
         conditions["augmented_forward"] = Regenerator(model, device, dtype=dtype, lookup=False)
+    if copy_too:
+        conditions["copy"] = Regenerator(None, condition="copy")
     models = {name: ppo_agent(n_envs, r, device, union) for name, r in conditions.items()}
     rates = time_learn(models, steps, repeats)
     out: dict[str, float | str] = {f"ppo/{k}_steps_per_s": v for k, v in rates.items()}
     out |= {f"ppo/{k}_over_raw": v / rates["raw"] for k, v in rates.items() if k != "raw"}
+    if copy_too:
+        out["ppo/augmented_over_copy"] = rates["augmented"] / rates["copy"]
     return out | {"regen_dtype": dtype, "variant": variant, "lookup": regen.lookup}
 
 

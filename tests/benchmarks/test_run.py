@@ -137,7 +137,7 @@ def test_ppo_rates(monkeypatch):
 
     monkeypatch.setattr(wrapper, "ppo_agent", fake_agent)
     monkeypatch.setattr(wrapper, "fast_fsae", lambda checkpoint=None, variant="round": None)  # no model: no lookup
-    r = wrapper.measure_ppo(steps=1000, repeats=3, n_envs=2)
+    r = wrapper.measure_ppo(steps=1000, repeats=3, n_envs=2, copy_too=False)
     # Medians of the timed calls: raw (2, 1, 4) -> 2 s, augmented (4, 3, 8) -> 4 s; 1000 steps each.
     assert r == {
         "ppo/raw_steps_per_s": 500.0,
@@ -151,14 +151,15 @@ def test_ppo_rates(monkeypatch):
 
 
 def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
-    """The round FSAE has a lookup: PPO is timed raw, augmented (lookup) and augmented by the forward pass, in turn."""
+    """The round FSAE has a lookup: PPO is timed raw, augmented (lookup), augmented by the forward pass and 'copy'
+    (the two-channel policy without an FSAE), in turn."""
     clock = Clock()
     monkeypatch.setattr(wrapper, "time", clock)
     order = []
 
     def fake_agent(n_envs, regen, device, union="stack"):
-        name = "raw" if regen is None else "augmented" if regen.lookup else "forward"
-        seconds = {"raw": 1.0, "augmented": 1.25, "forward": 2.0}[name]
+        name = "raw" if regen is None else "copy" if regen.model is None else "augmented" if regen.lookup else "forward"
+        seconds = {"raw": 1.0, "augmented": 1.25, "forward": 2.0, "copy": 1.0625}[name]
 
         def learn(steps, reset_num_timesteps=True):
             order.append(name)
@@ -169,18 +170,21 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
 
     monkeypatch.setattr(wrapper, "ppo_agent", fake_agent)
     r = wrapper.measure_ppo(steps=500, repeats=2, n_envs=2)
-    assert order == ["raw", "augmented", "forward"] * 3  # warm-up, then two repeats, the three alternating
-    # 500 steps in 1.0 / 1.25 / 2.0 s: 500, 400, 250 steps/s; over raw 0.8 and 0.5.
-    assert r == {
+    assert order == ["raw", "augmented", "forward", "copy"] * 3  # warm-up, then two repeats, the four alternating
+    # 500 steps in 1.0 / 1.25 / 2.0 / 1.0625 s: 500, 400, 250, 470.588... steps/s; over raw 0.8, 0.5 and 0.941...;
+    # augmented over copy 400 / (500 / 1.0625) = 0.85.
+    info = {k: r.pop(k) for k in ("regen_dtype", "variant", "lookup")}
+    assert info == {"regen_dtype": "float32", "variant": "round", "lookup": True}
+    assert r == pytest.approx({
         "ppo/raw_steps_per_s": 500.0,
         "ppo/augmented_steps_per_s": 400.0,
         "ppo/augmented_forward_steps_per_s": 250.0,
+        "ppo/copy_steps_per_s": 500 / 1.0625,
         "ppo/augmented_over_raw": 0.8,
         "ppo/augmented_forward_over_raw": 0.5,
-        "regen_dtype": "float32",
-        "variant": "round",
-        "lookup": True,
-    }
+        "ppo/copy_over_raw": 1 / 1.0625,
+        "ppo/augmented_over_copy": 0.85,
+    }, rel=1e-12)
 
 
 def test_variant_costs(monkeypatch):
