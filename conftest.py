@@ -28,11 +28,13 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """Each test runs torch on one thread; the previous setting is restored afterwards."""
+    """Each test runs torch on one thread; the previous setting is restored afterwards. Subnormals are computed in
+    full again after each test (an agent's training flushes them, ``fsae.runtime.flush_denormals``)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+    torch.set_flush_denormal(False)
 
 
 def _missing_extras(path: Path) -> list[str]:

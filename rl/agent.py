@@ -47,7 +47,7 @@ from torch import nn
 from fsae.checkpoint import atomic_write_json
 from fsae.config import ConfigError, to_dict
 from fsae.memory import retain_freed_memory
-from fsae.runtime import resolve_device, seed_everything
+from fsae.runtime import flush_denormals, resolve_device, seed_everything
 from fsae.threads import set_threads
 from rl import resume as resume_lib
 from rl.callbacks import AtomicCheckpointCallback, ProgressCallback, SplitEvalCallback
@@ -146,6 +146,7 @@ def train_agent(
     ProgressCallback``; a sweep on Ray Tune reports them).
     """
     check_hyperparams(cfg)
+    flush_denormals()  # subnormal Adam moments of dead units stall CPU training (fsae.runtime), before threads start
     set_threads("agent", cfg.torch_threads)  # 0: one thread, the fastest for an agent's small networks (fsae.threads)
     retain_freed_memory()  # no page faults for every batch's activations (fsae.memory)
     seed_everything(cfg.seed)

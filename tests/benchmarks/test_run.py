@@ -175,16 +175,19 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
     # augmented over copy 400 / (500 / 1.0625) = 0.85.
     info = {k: r.pop(k) for k in ("regen_dtype", "variant", "lookup")}
     assert info == {"regen_dtype": "float32", "variant": "round", "lookup": True}
-    assert r == pytest.approx({
-        "ppo/raw_steps_per_s": 500.0,
-        "ppo/augmented_steps_per_s": 400.0,
-        "ppo/augmented_forward_steps_per_s": 250.0,
-        "ppo/copy_steps_per_s": 500 / 1.0625,
-        "ppo/augmented_over_raw": 0.8,
-        "ppo/augmented_forward_over_raw": 0.5,
-        "ppo/copy_over_raw": 1 / 1.0625,
-        "ppo/augmented_over_copy": 0.85,
-    }, rel=1e-12)
+    assert r == pytest.approx(
+        {
+            "ppo/raw_steps_per_s": 500.0,
+            "ppo/augmented_steps_per_s": 400.0,
+            "ppo/augmented_forward_steps_per_s": 250.0,
+            "ppo/copy_steps_per_s": 500 / 1.0625,
+            "ppo/augmented_over_raw": 0.8,
+            "ppo/augmented_forward_over_raw": 0.5,
+            "ppo/copy_over_raw": 1 / 1.0625,
+            "ppo/augmented_over_copy": 0.85,
+        },
+        rel=1e-12,
+    )
 
 
 def test_variant_costs(monkeypatch):

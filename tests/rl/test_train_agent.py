@@ -154,6 +154,15 @@ def test_fsae_weights_unchanged_after_training(tmp_path, ckpts, monkeypatch):
     assert sha256_file(path) == before
 
 
+def test_training_flushes_subnormals(tmp_path):
+    """An agent trains with subnormal floats flushed to zero (fsae.runtime.flush_denormals): Adam's moments of dead
+    units would otherwise put the CPU on its slow path."""
+    tiny = torch.full((8,), 1e-39)
+    assert bool((tiny * 1.5 != 0).all())
+    train_agent(tiny_config(tmp_path, condition="none"))
+    assert bool((tiny * 1.5 == 0).all())  # the conftest fixture turns it off again after the test
+
+
 @pytest.mark.parametrize("algo, condition", [("a2c", "autoencoder"), ("dqn", "copy")])
 def test_other_algorithms_and_conditions(tmp_path, ckpts, algo, condition):
     hp = {"a2c": {"n_steps": 8}, "dqn": {"learning_starts": 64, "buffer_size": 1000, "train_freq": 4}}[algo]

@@ -1,0 +1,35 @@
+"""fsae.runtime's float mode: subnormals flushed to zero on every torch thread once the flag is set."""
+
+import subprocess
+import sys
+
+import torch
+
+from fsae.runtime import flush_denormals
+
+SUBNORMAL = 1e-39  # below float32's smallest normal, 1.18e-38
+
+
+def test_flush_denormals_zeroes_subnormal_inputs_and_results():
+    x = torch.full((64,), SUBNORMAL)
+    assert bool((x * 1.5 != 0).all())  # IEEE: 1.5e-39, still subnormal
+    try:
+        assert flush_denormals()  # x86 with SSE3: supported on every machine the project runs on
+        assert bool((x * 1.5 == 0).all())  # a subnormal input reads as zero
+        assert bool((torch.full((64,), 1e-20) * 1e-20 == 0).all())  # a subnormal result is written as zero
+        assert torch.equal(torch.tensor([1.5, -2.0]) * 2, torch.tensor([3.0, -4.0]))
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_threads_started_after_the_flag_inherit_it():
+    """The flag is per thread; torch's worker threads started after it copy it (so agents set it first)."""
+    code = (
+        "import torch\n"
+        "from fsae.runtime import flush_denormals\n"
+        "flush_denormals(); torch.set_num_threads(2)\n"
+        "x = torch.full((4_000_000,), 1e-39)\n"  # large enough to split over both threads
+        "print(int((x * 1.5 != 0).sum()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "0"
