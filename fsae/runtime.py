@@ -68,7 +68,7 @@ def flush_denormals() -> bool:
     into the subnormal range within about a thousand updates, and x86 CPUs take a slow path for every subnormal
     operand. At the end of an A2C DigitBandit run (50k steps, 1,560 updates) 63% of one layer's first moment was
     subnormal; an Adam step on such a layer took 8.5x as long, and the run's training, continued from its final
-    state, ran 1.09x faster with the flag (``benchmarks/denormals.py``, docs/PERFORMANCE.md). A value that small moves
-    no weight: Adam divides it by at least its eps.
+    state, ran 1.03-1.12x faster with the flag (three runs of ``benchmarks/denormals.py``, docs/PERFORMANCE.md). A
+    value that small moves no weight: Adam divides it by at least its eps.
     """
     return torch.set_flush_denormal(True)
