@@ -94,7 +94,11 @@ def policy_kwargs(cfg: AgentConfig, observation_space: gym.Space) -> dict[str, A
     heads: Any = list(p.net_arch) if cfg.algo == "dqn" else {"pi": list(p.net_arch), "vf": list(p.net_arch)}
     if cfg.condition in PERCEPTIONS:
         extractor: Any = ImageVectorExtractor
-        kwargs: dict[str, Any] = {"features_dim": p.features_dim, "channels": tuple(p.cnn_channels)}
+        kwargs: dict[str, Any] = {
+            "features_dim": p.features_dim,
+            "channels": tuple(p.cnn_channels),
+            "channels_last": p.channels_last,
+        }
         image_cls = extractor_class(observation_space["image"], p.extractor)
         kwargs["extractor"] = (
             "small" if image_cls is SmallCNN else "nature"
@@ -104,6 +108,7 @@ def policy_kwargs(cfg: AgentConfig, observation_space: gym.Space) -> dict[str, A
         kwargs = {"features_dim": p.features_dim}
         if extractor is SmallCNN:
             kwargs["channels"] = tuple(p.cnn_channels)
+            kwargs["channels_last"] = p.channels_last
     return {
         "features_extractor_class": extractor,
         "features_extractor_kwargs": kwargs,

@@ -46,6 +46,8 @@ class PolicyConfig:
     """Hidden layers after the extractor: for both the policy and value heads (PPO, A2C), or the Q head (DQN)."""
     activation: Literal["relu", "tanh"] = "relu"
     """Activation of the ``net_arch`` layers."""
+    channels_last: bool = True
+    """SmallCNN's convolutions on channels-last tensors (the same network, faster on CPU, ``rl.extractor``)."""
 
 
 @dataclass

@@ -18,6 +18,8 @@ SmallCNN below (28x28 digits and MiniGrid views).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gymnasium as gym
 import torch
 from gymnasium import spaces
@@ -58,6 +60,12 @@ def extractor_class(space: gym.Space, kind: str = "auto") -> type[BaseFeaturesEx
 class SmallCNN(BaseFeaturesExtractor):
     """Three 3x3 convolutions (stride 1, 2, 2; 32, 64, 64 channels; ReLU), flatten, linear to ``features_dim``, ReLU.
 
+    With ``channels_last`` (the default) the convolutions run on channels-last tensors (the same logical
+    (B, C, H, W) images and weights, stored pixel by pixel), oneDNN's preferred layout on CPU: forward + backward of
+    the digit agents' policy 1.25-1.4x faster on the project's CPU (``python benchmarks/extractor.py``); outputs equal
+    the channels-first ones to float rounding. ``channels_last=False`` (``policy_kwargs.features_extractor_kwargs``)
+    keeps the plain layout.
+
     The input is channels-first (C, H, W); SB3 has already divided uint8 images by 255 when the policy's
     ``normalize_images`` is on. As with SB3's ``NatureCNN``, a float observation space is refused unless
     ``normalized_image=True`` says the images are scaled already (``policy_kwargs.features_extractor_kwargs``).
@@ -77,6 +85,7 @@ class SmallCNN(BaseFeaturesExtractor):
         features_dim: int = 128,
         channels: tuple[int, int, int] = (32, 64, 64),
         normalized_image: bool = False,
+        channels_last: bool = True,
     ):
         if not (isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 3):
             raise ValueError(
@@ -105,9 +114,24 @@ class SmallCNN(BaseFeaturesExtractor):
         with torch.no_grad():
             n_flatten = self.cnn(torch.zeros(1, c, h, w)).shape[1]
         self.linear = nn.Sequential(nn.Linear(n_flatten, features_dim), nn.ReLU())
+        self.channels_last = channels_last
+        if channels_last:  # the same weights, stored (out, kH, kW, in): oneDNN's own layout, no conversions per call
+            self.cnn.to(memory_format=torch.channels_last)
+
+    def apply(self, fn: Callable[[nn.Module], None]) -> SmallCNN:
+        """``nn.Module.apply`` on the weights in the plain layout: SB3 initialises a policy by applying orthogonal
+        init, which views each weight as a matrix and cannot view a channels-last one."""
+        if not self.channels_last:
+            return super().apply(fn)
+        self.cnn.to(memory_format=torch.contiguous_format)
+        super().apply(fn)
+        self.cnn.to(memory_format=torch.channels_last)
+        return self
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.cnn(observations))  # (B, features_dim)
+        if self.channels_last:
+            observations = observations.contiguous(memory_format=torch.channels_last)
+        return self.linear(self.cnn(observations))  # (B, features_dim); Flatten reads (C, H, W) order either way
 
 
 class ImageVectorExtractor(BaseFeaturesExtractor):
@@ -130,6 +154,7 @@ class ImageVectorExtractor(BaseFeaturesExtractor):
         channels: tuple[int, int, int] = (32, 64, 64),
         normalized_image: bool = False,
         extractor: str = "small",
+        channels_last: bool = True,
     ):
         if not (isinstance(observation_space, spaces.Dict) and set(observation_space.spaces) == {"image", "code"}):
             raise ValueError(
@@ -141,7 +166,7 @@ class ImageVectorExtractor(BaseFeaturesExtractor):
         image = observation_space["image"]
         cls = extractor_class(image, extractor)
         if cls is SmallCNN:
-            self.cnn: BaseFeaturesExtractor = SmallCNN(image, features_dim, channels, normalized_image)
+            self.cnn: BaseFeaturesExtractor = SmallCNN(image, features_dim, channels, normalized_image, channels_last)
         else:
             self.cnn = cls(image, features_dim, normalized_image=normalized_image)
 

@@ -10,6 +10,7 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.torch_layers import NatureCNN
 from stable_baselines3.common.vec_env import DummyVecEnv
+from torch import nn
 
 from rl.extractor import SmallCNN
 
@@ -26,6 +27,27 @@ def test_output_shape(shape, n_flatten):
     assert net.features_dim == 128
     out = net(torch.rand(5, *shape))
     assert out.shape == (5, 128) and (out >= 0).all()  # final ReLU
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (2, 28, 56), (3, 28, 28)])
+def test_channels_last_is_the_same_network(shape):
+    """The default channels-last layout computes what the plain one does with the same weights (to float rounding),
+    forward and backward, its conv weights stored channels-last, and state dicts load across the two."""
+    space = spaces.Box(0, 255, shape, np.uint8)
+    torch.manual_seed(0)
+    fast, plain = SmallCNN(space), SmallCNN(space, channels_last=False)
+    plain.load_state_dict(fast.state_dict())
+    for name, p in fast.named_parameters():
+        assert torch.equal(p, dict(plain.named_parameters())[name]), name
+        if p.ndim == 4:
+            assert p.is_contiguous(memory_format=torch.channels_last), name
+    x = torch.rand(6, *shape)
+    out_fast, out_plain = fast(x), plain(x)
+    assert torch.allclose(out_fast, out_plain, rtol=1e-5, atol=1e-6)
+    out_fast.square().sum().backward()
+    out_plain.square().sum().backward()
+    for (name, p), q in zip(fast.named_parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6), name
 
 
 def test_nature_cnn_fails_on_28x28_and_small_images_are_refused():
@@ -67,7 +89,16 @@ def test_cnn_policy_with_small_cnn():
         seed=0,
         device="cpu",
     )
-    assert isinstance(model.policy.features_extractor, SmallCNN)
+    cnn = model.policy.features_extractor
+    assert isinstance(cnn, SmallCNN)
+    # SB3's orthogonal init (gain sqrt 2) reached the channels-last weights: each conv's weight, as an (out, in * kH *
+    # kW) matrix, has orthogonal rows or columns (whichever are fewer) of norm sqrt 2; the weights stay channels-last.
+    for conv in (m for m in cnn.cnn if isinstance(m, nn.Conv2d)):
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+        w = conv.weight.detach().reshape(conv.out_channels, -1)
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        assert torch.allclose(gram, 2 * torch.eye(len(gram)), atol=1e-5)
     model.learn(16)
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in cnn.cnn if isinstance(c, nn.Conv2d))
     action, _ = model.predict(TwoChannelEnv().observation_space.sample(), deterministic=True)
     assert 0 <= int(action) < 3
