@@ -6,7 +6,8 @@ configs (``policy.channels_last`` true and false).
     python benchmarks/extractor.py --configs configs/agent/digit_sum.yaml --steps 4096
 
 Both layouts alternate within each round; each figure is the median over rounds, after an untimed warm-up; one torch
-thread (the agents' rule on a loaded machine, ``fsae.threads``).
+thread (the agents' rule on a loaded machine, ``fsae.threads``), memory and float settings as agents train
+(``fsae.memory.retain_freed_memory``, ``fsae.runtime.flush_denormals``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from wrapper import time_learn  # noqa: E402  (benchmarks/wrapper.py)
 
 from fsae.config import load_config  # noqa: E402
+from fsae.memory import retain_freed_memory  # noqa: E402
+from fsae.runtime import flush_denormals  # noqa: E402
 from rl.agent import build_model  # noqa: E402
 from rl.config import AgentConfig  # noqa: E402
 from rl.env_factory import make_vec_env_for  # noqa: E402
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    retain_freed_memory()  # as agents run (rl.agent.train_agent)
+    flush_denormals()
     results: dict = {
         "command": "python " + " ".join(sys.argv),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
