@@ -28,12 +28,18 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """Each test runs torch on one thread; the previous setting is restored afterwards. Subnormals are computed in
-    full again after each test (an agent's training flushes them, ``fsae.runtime.flush_denormals``)."""
+    """Each test runs torch on one thread; the previous setting is restored afterwards."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def ieee_subnormals():
+    """Subnormals are computed in full again after each test: an agent's training flushes them
+    (``fsae.runtime.flush_denormals``) for the rest of the process."""
+    yield
     torch.set_flush_denormal(False)
 
 

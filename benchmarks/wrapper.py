@@ -42,6 +42,7 @@ from fsae.checkpoint import load_fsae
 from fsae.config import load_config
 from fsae.model import FSAE
 from fsae.pretrain_config import PretrainConfig
+from fsae.runtime import flush_denormals
 from rl.agent import policy_kwargs
 from rl.common_sense import CommonSense, Regenerator, VecCommonSense
 from rl.config import AgentConfig
@@ -195,6 +196,7 @@ def measure_ppo(
         "lookup"}`` and, measured in the same run, ``ppo/augmented_forward_steps_per_s`` and its ratio,
         ``ppo/copy_steps_per_s``, ``ppo/copy_over_raw`` and ``ppo/augmented_over_copy``.
     """
+    flush_denormals()  # as train_agent runs agents; back to IEEE below, for the sections that time pretraining
     model = fast_fsae(checkpoint, variant)
     regen = Regenerator(model, device, dtype=dtype)
     conditions: dict[str, Regenerator | None] = {"raw": None, "augmented": regen}
@@ -204,6 +206,7 @@ def measure_ppo(
         conditions["copy"] = Regenerator(None, condition="copy")
     models = {name: ppo_agent(n_envs, r, device, union) for name, r in conditions.items()}
     rates = time_learn(models, steps, repeats)
+    torch.set_flush_denormal(False)
     out: dict[str, float | str] = {f"ppo/{k}_steps_per_s": v for k, v in rates.items()}
     out |= {f"ppo/{k}_over_raw": v / rates["raw"] for k, v in rates.items() if k != "raw"}
     if copy_too:

@@ -62,7 +62,8 @@ def resolve_device(device: str) -> torch.device:
 def flush_denormals() -> bool:
     """Treat subnormal floats (below 1.2e-38 in float32) as zero in CPU arithmetic, inputs and results (x86 FTZ and
     DAZ, ``torch.set_flush_denormal``); True where the CPU supports it. Call it before torch starts its threads: the
-    flag is per thread, and new threads copy their creator's.
+    flag is per thread, and new threads copy their creator's. It stays set for the rest of the process (an agent
+    trained in a notebook or a Ray worker leaves it on); ``torch.set_flush_denormal(False)`` turns it off.
 
     Why: an agent's dead ReLU units get zero gradients, so Adam's first moment of their weights decays by 0.9 a step
     into the subnormal range within about a thousand updates, and x86 CPUs take a slow path for every subnormal

@@ -47,7 +47,8 @@ class PolicyConfig:
     activation: Literal["relu", "tanh"] = "relu"
     """Activation of the ``net_arch`` layers."""
     channels_last: bool = True
-    """SmallCNN's convolutions on channels-last tensors (the same network, faster on CPU, ``rl.extractor``)."""
+    """SmallCNN's convolutions on channels-last tensors (the same network, faster on CPU, ``rl.extractor``; measured
+    on CPU only). Not to be confused with ``image_layout: channels_last``, the order of the observation's axes."""
 
 
 @dataclass

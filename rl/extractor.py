@@ -62,7 +62,7 @@ class SmallCNN(BaseFeaturesExtractor):
 
     With ``channels_last`` (the default) the convolutions run on channels-last tensors (the same logical
     (B, C, H, W) images and weights, stored pixel by pixel), oneDNN's preferred layout on CPU: forward + backward of
-    the digit agents' policy 1.25-1.4x faster on the project's CPU (``python benchmarks/extractor.py``); outputs equal
+    the agents' policies 1.16-1.27x faster on the project's CPU (``python benchmarks/extractor.py``); outputs equal
     the channels-first ones to float rounding. ``channels_last=False`` (``policy_kwargs.features_extractor_kwargs``)
     keeps the plain layout.
 
@@ -115,7 +115,7 @@ class SmallCNN(BaseFeaturesExtractor):
             n_flatten = self.cnn(torch.zeros(1, c, h, w)).shape[1]
         self.linear = nn.Sequential(nn.Linear(n_flatten, features_dim), nn.ReLU())
         self.channels_last = channels_last
-        if channels_last:  # the same weights, stored (out, kH, kW, in): oneDNN's own layout, no conversions per call
+        if channels_last:  # the same weights, stored (out, kH, kW, in), oneDNN's preferred layout, converted once here
             self.cnn.to(memory_format=torch.channels_last)
 
     def apply(self, fn: Callable[[nn.Module], None]) -> SmallCNN:
