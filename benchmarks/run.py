@@ -1,6 +1,6 @@
 """One command that measures fsae-rl's speed and writes a table (stdout) and JSON.
 
-    python benchmarks/run.py --quick                       # about 4 minutes on a 2-core CPU
+    python benchmarks/run.py --quick                       # a few minutes on a 2-core CPU
     python benchmarks/run.py --device cuda --out bench.json
 
 Sections, each a median of repeated runs after warm-up with its spread (max/min time):
