@@ -6,7 +6,8 @@ Contents:
     check_resumable   -- the run folder holds an unfinished run of the same config; refuses anything else.
     config_differences -- the settings in which two agent configs differ (``rl.sweep`` uses it too).
     load_latest       -- the newest checkpoint in ``checkpoints/`` that loads (a file cut short by ``kill -9`` is
-                         skipped with a warning), into a model built from the run's config, without unpickling.
+                         skipped with a warning), into a model built from the run's config, without unpickling;
+                         ``match_state_layout`` gives the optimiser's statistics their weights' memory layout.
     read_counters     -- a checkpoint's step counters (num_timesteps, ...), read from its ``data`` as plain JSON.
     restore_progress  -- put back ``progress.csv``'s rows up to the checkpoint (SB3's CSV logger truncates the file),
                          and mark the restart in TensorBoard so that points logged after the checkpoint are dropped.
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
@@ -132,12 +134,25 @@ def load_latest(model: BaseAlgorithm, run_dir: Path, device: Any) -> int:
                 f"checkpoint {path} is unreadable ({type(e).__name__}: {reason}); trying an older one", stacklevel=2
             )
             continue
+        match_state_layout(model.policy.optimizer)
         for key, value in counters.items():
             setattr(model, key, value)
         if isinstance(model, OffPolicyAlgorithm):  # its replay buffer is not saved: refill it before learning again
             model.learning_starts += step
         return step
     raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'} could be loaded")
+
+
+def match_state_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each optimiser statistic (Adam's moments, RMSprop's averages) its parameter's memory layout, in place: a
+    checkpoint of a run from before SmallCNN went channels-last holds them in the plain layout, and the updates of a
+    channels-last weight would otherwise mix the two at every step. The values are unchanged."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def restore_progress(run_dir: Path, logger: Logger, step: int, old_rows: list[dict[str, str]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import json
 import os
 import pickle
@@ -292,4 +293,26 @@ def test_load_latest_restores_weights_and_counters_for_other_algorithms(tmp_path
             torch.testing.assert_close(loaded[k][name], value, rtol=0, atol=0, msg=f"{k}.{name}")
     model.learn(64, reset_num_timesteps=False)  # training goes on from the checkpoint's step
     assert model.num_timesteps >= 464
+    venv.close()
+
+
+def test_optimizer_state_of_an_older_plain_layout_run_takes_the_weights_layout(tmp_path):
+    """A run saved before SmallCNN went channels-last resumes into a channels-last model: its Adam moments come back
+    with their weights' memory layout (not a mix of the two at every step) and unchanged values."""
+    cfg, venv, trained, _ = _saved_checkpoint(tmp_path, ["policy.channels_last=false"], 256)
+    model = build_model(
+        dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, channels_last=True)), venv, "cpu"
+    )
+    assert load_latest(model, tmp_path, "cpu") == 256
+    saved = trained.policy.optimizer.state_dict()["state"]
+    params = list(model.policy.parameters())
+    convs = [i for i, p in enumerate(params) if p.dim() == 4]
+    assert convs and all(params[i].is_contiguous(memory_format=torch.channels_last) for i in convs)
+    for i, p in enumerate(params):
+        state = model.policy.optimizer.state[p]
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert state[name].stride() == p.stride(), (i, name)
+            assert torch.equal(state[name], saved[i][name]), (i, name)  # the same values, in the weight's layout
+    assert any(saved[i]["exp_avg"].stride() != params[i].stride() for i in convs)  # there was something to match
+    model.learn(64, reset_num_timesteps=False)
     venv.close()
