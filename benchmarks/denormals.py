@@ -18,10 +18,8 @@ alternating within each of ``--rounds`` rounds, one torch thread; the median mil
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
 import json
-import os
 import statistics
 import sys
 import time
@@ -29,6 +27,10 @@ import zipfile
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import machine  # noqa: E402  (benchmarks/run.py)
 
 TINY = torch.finfo(torch.float32).tiny  # the smallest normal float32
 
@@ -110,14 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
-    results: dict = {
-        "command": "python " + " ".join(sys.argv),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "load_1min": os.getloadavg()[0],
-        "supported": torch.set_flush_denormal(True),
-    }
+    results: dict = {"command": "python " + " ".join(sys.argv), "machine": machine(torch.device("cpu"))}
+    results["supported"] = torch.set_flush_denormal(True)
     torch.set_flush_denormal(False)
     if args.run:
         results["census"] = census(Path(args.run) / "final_model.zip")

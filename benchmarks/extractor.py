@@ -7,16 +7,14 @@ configs (``policy.channels_last`` true and false).
 
 Both layouts alternate within each round; each figure is the median over rounds, after an untimed warm-up; one torch
 thread (the agents' rule on a loaded machine, ``fsae.threads``), memory and float settings as agents train
-(``fsae.memory.retain_freed_memory``, ``fsae.runtime.flush_denormals``).
+(``fsae.memory.retain_freed_memory``; ``wrapper.time_learn`` flushes subnormals while PPO learns).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
 import json
-import os
 import statistics
 import sys
 import time
@@ -29,11 +27,11 @@ from gymnasium import spaces
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from run import machine  # noqa: E402  (benchmarks/run.py)
 from wrapper import time_learn  # noqa: E402  (benchmarks/wrapper.py)
 
 from fsae.config import load_config  # noqa: E402
 from fsae.memory import retain_freed_memory  # noqa: E402
-from fsae.runtime import flush_denormals  # noqa: E402
 from rl.agent import build_model  # noqa: E402
 from rl.config import AgentConfig  # noqa: E402
 from rl.env_factory import make_vec_env_for  # noqa: E402
@@ -101,17 +99,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    retain_freed_memory()  # as agents run (rl.agent.train_agent)
-    flush_denormals()
-    results: dict = {
-        "command": "python " + " ".join(sys.argv),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "load_1min": os.getloadavg()[0],
-        "cnn": {},
-        "ppo": {},
-    }
+    retain_freed_memory()  # as agents run (rl.agent.train_agent); time_learn flushes subnormals as they do
+    cpu = machine(torch.device("cpu"))
+    results: dict = {"command": "python " + " ".join(sys.argv), "machine": cpu, "cnn": {}, "ppo": {}}
     for batch, channels in SHAPES:
         r = results["cnn"][f"b{batch}_c{channels}"] = cnn_step_ms(batch, channels, args.rounds)
         print(f"SmallCNN fwd+bwd, batch {batch:>3} x {channels} x 28 x 28: plain {r['plain']:7.2f} ms, channels-last "

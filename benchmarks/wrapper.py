@@ -157,15 +157,21 @@ def ppo_agent(n_envs: int, regen: Regenerator | None, device: str, union: str = 
 
 def time_learn(models: dict[str, PPO], steps: int, repeats: int) -> dict[str, float]:
     """Steps/s of ``learn(steps)`` per model: an untimed warm-up (one rollout and update), then ``repeats`` timed calls
-    with the models alternating inside each repeat; the median per model. Closes the models' envs."""
-    for model in models.values():
-        model.learn(model.n_steps * model.n_envs)
-    times: dict[str, list[float]] = {k: [] for k in models}
-    for _ in range(repeats):
-        for k, model in models.items():
-            t0 = time.perf_counter()
-            model.learn(steps, reset_num_timesteps=False)
-            times[k].append(time.perf_counter() - t0)
+    with the models alternating inside each repeat; the median per model. Closes the models' envs. The agents learn
+    with subnormals flushed, as ``train_agent`` runs them (``fsae.runtime.flush_denormals``); IEEE floats again after.
+    """
+    flush_denormals()
+    try:
+        for model in models.values():
+            model.learn(model.n_steps * model.n_envs)
+        times: dict[str, list[float]] = {k: [] for k in models}
+        for _ in range(repeats):
+            for k, model in models.items():
+                t0 = time.perf_counter()
+                model.learn(steps, reset_num_timesteps=False)
+                times[k].append(time.perf_counter() - t0)
+    finally:
+        torch.set_flush_denormal(False)
     for model in models.values():
         model.get_env().close()
     return {k: steps / statistics.median(t) for k, t in times.items()}
@@ -196,7 +202,6 @@ def measure_ppo(
         "lookup"}`` and, measured in the same run, ``ppo/augmented_forward_steps_per_s`` and its ratio,
         ``ppo/copy_steps_per_s``, ``ppo/copy_over_raw`` and ``ppo/augmented_over_copy``.
     """
-    flush_denormals()  # as train_agent runs agents; back to IEEE below, for the sections that time pretraining
     model = fast_fsae(checkpoint, variant)
     regen = Regenerator(model, device, dtype=dtype)
     conditions: dict[str, Regenerator | None] = {"raw": None, "augmented": regen}
@@ -206,7 +211,6 @@ def measure_ppo(
         conditions["copy"] = Regenerator(None, condition="copy")
     models = {name: ppo_agent(n_envs, r, device, union) for name, r in conditions.items()}
     rates = time_learn(models, steps, repeats)
-    torch.set_flush_denormal(False)
     out: dict[str, float | str] = {f"ppo/{k}_steps_per_s": v for k, v in rates.items()}
     out |= {f"ppo/{k}_over_raw": v / rates["raw"] for k, v in rates.items() if k != "raw"}
     if copy_too:

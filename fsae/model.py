@@ -36,7 +36,6 @@ from torch import nn
 from fsae.config import check
 from fsae.layers import ConvTranspose2d, Identity, LeakyReLU, Sigmoid, Softmax
 from fsae.model_config import (  # noqa: F401  (FSAEConfig and the rest are read from fsae.model by callers)
-    HEADS,
     FSAEConfig,
     LayerSpec,
     StrideWarning,

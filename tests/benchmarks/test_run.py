@@ -163,13 +163,17 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
 
         def learn(steps, reset_num_timesteps=True):
             order.append(name)
+            flushed.append(bool((torch.full((2,), 1e-39) * 1.5 == 0).all()))  # agents learn as train_agent runs them
             clock.advance(seconds)
 
         env = SimpleNamespace(close=lambda: None)
         return SimpleNamespace(n_steps=64, n_envs=n_envs, learn=learn, get_env=lambda: env)
 
     monkeypatch.setattr(wrapper, "ppo_agent", fake_agent)
+    flushed = []
     r = wrapper.measure_ppo(steps=500, repeats=2, n_envs=2)
+    assert flushed == [True] * 12  # subnormals flushed while every agent learns
+    assert bool((torch.full((2,), 1e-39) * 1.5 != 0).all())  # and computed in full again afterwards
     assert order == ["raw", "augmented", "forward", "copy"] * 3  # warm-up, then two repeats, the four alternating
     # 500 steps in 1.0 / 1.25 / 2.0 / 1.0625 s: 500, 400, 250, 470.588... steps/s; over raw 0.8, 0.5 and 0.941...;
     # augmented over copy 400 / (500 / 1.0625) = 0.85.
