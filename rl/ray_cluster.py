@@ -6,7 +6,7 @@ Contents:
                          one-line ``ConfigError`` with the fix (``connection_error``).
     check_nodes       -- the preflight: one ``rl.sweep_trial.preflight`` task pinned to each node checks its data,
                          checkpoints and storage, and every node that lacks them is named (``node_problems``,
-                         ``resources_problem``).
+                         ``resources_problem``); a node lost meanwhile is a warning (``node_lost``).
 
 Needs the optional extra: ``pip install -e '.[ray]'``.
 """
@@ -167,7 +167,7 @@ def check_nodes(pending: list[Run], storage: str, cfg: RayConfig, log: Callable[
         strategy = NodeAffinitySchedulingStrategy(node_id=n["NodeID"], soft=False)
         refs[task.options(scheduling_strategy=strategy).remote(spec)] = n
     ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=PREFLIGHT_TIMEOUT_S)
-    problems, versions = [], {}
+    problems, versions, lost = [], {}, []
     for ref, n in refs.items():
         answer: Any = None
         if ref in ready:
@@ -176,14 +176,30 @@ def check_nodes(pending: list[Run], storage: str, cfg: RayConfig, log: Callable[
                 versions[_node(n)] = answer["versions"]
             except ray.exceptions.RayError as e:
                 answer = e
+        if node_lost(answer):  # gone since ray.nodes() listed it: Tune will not place runs there either
+            lost.append(_node(n))
+            continue
         reply_seen = is_uri(storage) or read_text(storage, f"{token}.{n['NodeID'][:12]}") is not None
         problems += node_problems(n, answer, reply_seen)
     delete(storage, [token, *(f"{token}.{n['NodeID'][:12]}" for n in nodes)])
+    if lost:
+        log(f"ray: warning: {len(lost)} node(s) lost during the preflight, the sweep goes on without them: {lost}")
+    if len(lost) == len(nodes):
+        problems.append("every node was lost during the preflight")
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) before the first run: " + "; ".join(problems))
     if len({json.dumps(v, sort_keys=True) for v in versions.values()}) > 1:
         log(f"ray: warning: the nodes run different versions: {versions}")
-    log(f"ray: preflight passed on {len(nodes)} node(s) (data, {len(checkpoints)} checkpoint(s), storage)")
+    passed = len(nodes) - len(lost)
+    log(f"ray: preflight passed on {passed} node(s) (data, {len(checkpoints)} checkpoint(s), storage)")
+
+
+def node_lost(answer: dict[str, Any] | BaseException | None) -> bool:
+    """Whether a node's preflight ``answer`` says the node itself is gone (it died, or the GCS no longer has it to
+    pin the task to), as opposed to a node that is there and lacks something."""
+    if isinstance(answer, ray.exceptions.NodeDiedError):
+        return True
+    return isinstance(answer, ray.exceptions.TaskUnschedulableError) and "doesn't exist any more" in str(answer)
 
 
 def _node(n: dict[str, Any]) -> str:
