@@ -176,16 +176,18 @@ def check_nodes(pending: list[Run], storage: str, cfg: RayConfig, log: Callable[
                 versions[_node(n)] = answer["versions"]
             except ray.exceptions.RayError as e:
                 answer = e
-        if node_lost(answer):  # gone since ray.nodes() listed it: Tune will not place runs there either
-            lost.append(_node(n))
+        if node_lost(answer):  # died since ray.nodes() listed it (the GCS may not know yet; Tune will)
+            lost.append(n)
             continue
         reply_seen = is_uri(storage) or read_text(storage, f"{token}.{n['NodeID'][:12]}") is not None
         problems += node_problems(n, answer, reply_seen)
     delete(storage, [token, *(f"{token}.{n['NodeID'][:12]}" for n in nodes)])
     if lost:
-        log(f"ray: warning: {len(lost)} node(s) lost during the preflight, the sweep goes on without them: {lost}")
-    if len(lost) == len(nodes):
-        problems.append("every node was lost during the preflight")
+        names = [_node(n) for n in lost]
+        log(f"ray: warning: {len(lost)} node(s) lost during the preflight, the sweep goes on without them: {names}")
+        left = [n for n in nodes if n not in lost]
+        problems.append(resources_problem(left, cfg) if left else "every node was lost during the preflight")
+        problems = [p for p in problems if p]
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) before the first run: " + "; ".join(problems))
     if len({json.dumps(v, sort_keys=True) for v in versions.values()}) > 1:
@@ -195,8 +197,9 @@ def check_nodes(pending: list[Run], storage: str, cfg: RayConfig, log: Callable[
 
 
 def node_lost(answer: dict[str, Any] | BaseException | None) -> bool:
-    """Whether a node's preflight ``answer`` says the node itself is gone (it died, or the GCS no longer has it to
-    pin the task to), as opposed to a node that is there and lacks something."""
+    """Whether a node's preflight ``answer`` says the node itself is gone (it died, or its raylet is no longer there
+    to run the task pinned to it), as opposed to a node that is there and lacks something. A crashed worker process
+    (``WorkerCrashedError``) is not counted: its node may be there, with a problem of its own."""
     if isinstance(answer, ray.exceptions.NodeDiedError):
         return True
     return isinstance(answer, ray.exceptions.TaskUnschedulableError) and "doesn't exist any more" in str(answer)

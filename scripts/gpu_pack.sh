@@ -5,20 +5,22 @@
 #   .gpu/pretrain/digit_{sum,lock}/  fsae_round.pt and fsae_plain.pt (the grid's checkpoints, 5.3 MB each)
 #   .gpu/verdict_200k.tar.gz         the grid's runs finished in earlier leases, without agent zips (they are skipped)
 #   .whl/                            gymnasium, farama-notifications and stable-baselines3 wheels for Python 3.12
-# About 35 MB with the checkout's 7 MB, under the tool's 64 MiB.
+# About 40 MB with the checkout's 7 MB, under the tool's 64 MiB.
 #
 #   bash scripts/gpu_pack.sh                 # then: device run, carry [".gpu", ".whl"], bash scripts/gpu_lease.sh "$OUT"
+#   tar xzf <files_at>/verdict_200k.tar.gz -C runs/sweeps   # after the lease: its finished runs, for the next pack
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${FSAE_MNIST_DIR:?set FSAE_MNIST_DIR to the folder holding the four MNIST files}"
+rm -rf .whl .gpu/mnist  # one version of each wheel (two stop the install there); fresh copies
 mkdir -p .gpu/mnist .whl
-cp "$FSAE_MNIST_DIR"/*-ubyte* .gpu/mnist/
+cp -f "$FSAE_MNIST_DIR"/*-ubyte.gz .gpu/mnist/
 for env in digit_sum digit_lock; do
     mkdir -p ".gpu/pretrain/$env"
     for variant in round plain; do
         ckpt="runs/pretrain/$env/fsae_$variant.pt"
         [ -f "$ckpt" ] || { echo "error: $ckpt is missing: make it with the commands in configs/sweeps/verdict_digit_60k.yaml's header" >&2; exit 2; }
-        cp "$ckpt" ".gpu/pretrain/$env/"
+        cp -f "$ckpt" ".gpu/pretrain/$env/"
     done
 done
 rm -f .gpu/verdict_200k.tar.gz

@@ -185,6 +185,57 @@ def test_a_node_lost_during_the_preflight_is_not_a_problem_of_the_node():
         assert not ray_cluster.node_lost(there)
 
 
+def test_the_sweep_goes_on_without_a_node_lost_during_the_preflight(tmp_path, monkeypatch):
+    """check_nodes with Ray's calls replaced: the head's preflight runs here, in-process; the other node's task fails
+    as a task pinned to a dead node does. A warning and a pass, unless the lost node was the only one a run fits."""
+    from rl.sweep import load_sweep, plan
+
+    head = {
+        "NodeManagerAddress": "127.0.0.1",
+        "NodeID": "a" * 56,
+        "Resources": {"CPU": 1.0, "node:__internal_head__": 1},
+    }
+    gone = {"NodeManagerAddress": "127.0.0.2", "NodeID": "b" * 56, "Resources": {"CPU": 4.0, "GPU": 1.0}}
+
+    class Ref:
+        def __init__(self, node_id: str, spec: dict):
+            self.node_id, self.spec = node_id, spec
+
+    class Task:  # ray.remote(...)(preflight).options(scheduling_strategy=...).remote(spec) -> a Ref
+        def __init__(self, fn):
+            self.fn = fn
+
+        def options(self, scheduling_strategy):
+            self.node_id = scheduling_strategy.node_id
+            return self
+
+        def remote(self, spec):
+            return Ref(self.node_id, spec)
+
+    def get(ref: Ref) -> dict:
+        if ref.node_id == gone["NodeID"]:
+            raise ray.exceptions.TaskUnschedulableError(
+                "The node specified via NodeAffinitySchedulingStrategy doesn't exist any more or is infeasible, and "
+                "soft=False was specified."
+            )
+        return preflight(ref.spec)
+
+    monkeypatch.setattr(ray_cluster.ray, "nodes", lambda: [head | {"Alive": True}, gone | {"Alive": True}])
+    monkeypatch.setattr(ray_cluster.ray, "remote", lambda **kwargs: Task)
+    monkeypatch.setattr(ray_cluster.ray, "wait", lambda refs, num_returns, timeout: (refs, []))
+    monkeypatch.setattr(ray_cluster.ray, "get", get)
+    pending = plan(load_sweep(TINY), check_files=False)
+    said: list[str] = []
+    ray_cluster.check_nodes(pending, str(tmp_path), RayConfig(), said.append)
+    assert said == [
+        f"ray: warning: 1 node(s) lost during the preflight, the sweep goes on without them: ['node 127.0.0.2 (id "
+        f"{'b' * 12})']",
+        "ray: preflight passed on 1 node(s) (data, 0 checkpoint(s), storage)",
+    ]
+    with pytest.raises(ConfigError, match=r"^1 problem\(s\) before the first run: no node has the 1 CPUs and 1 GPUs"):
+        ray_cluster.check_nodes(pending, str(tmp_path), RayConfig(gpus_per_run=1), said.append)
+
+
 def test_progress_reaches_the_trial_at_each_evaluation_and_checkpoint(tmp_path):
     """What a trial reports to Tune: after each periodic evaluation and each checkpoint, the latest and best mean
     reward (the values evaluations.npz holds)."""
@@ -277,20 +328,29 @@ class LocalCluster:
                 return pid, node_id.split(b"=", 1)[1].decode()
         raise AssertionError(f"no raylet below pid {proc.pid}")
 
-    def kill_node(self, proc: subprocess.Popen) -> None:
-        """Lose the node ``proc`` started as a machine is lost: SIGKILL to it, its raylet and every worker process at
-        once (a raylet killed alone leaves its workers running a while, and a run might finish there)."""
+    def freeze_node(self, proc: subprocess.Popen, sig: int = signal.SIGSTOP) -> None:
+        """Send ``sig`` to the node ``proc`` started, its raylet and every worker process below them, once each, only
+        to processes that are still the ones listed (start time checked). SIGSTOP first, so that nothing forks or
+        writes while the tree is read; SIGCONT undoes it."""
         for pid, started in [(proc.pid, _start_time(proc.pid)), *_descendants(proc.pid)]:
-            if _start_time(pid) == started:
-                os.kill(pid, signal.SIGKILL)
+            if started is not None and _start_time(pid) == started:
+                os.kill(pid, sig)
+
+    def kill_node(self, proc: subprocess.Popen) -> None:
+        """Lose the node ``proc`` started as a machine is lost: its whole process tree stopped, then SIGKILLed (a raylet
+        killed alone leaves its workers running a while, and a run might finish there). It leaves ``procs``."""
+        self.freeze_node(proc)
+        self.freeze_node(proc, signal.SIGKILL)
         proc.wait()
+        self.procs.remove(proc)
 
     def alive_nodes(self) -> list[str]:
         """The node ids the cluster's GCS counts as alive, asked by a driver of its own."""
         ask = "import json, ray; ray.init(address='%s'); "
         ask += "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))"
         env = {**os.environ, **self.auth}
-        out = subprocess.run([sys.executable, "-c", ask % self.address], env=env, capture_output=True, text=True)
+        cmd = [sys.executable, "-c", ask % self.address]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr[-3000:]
         return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -386,14 +446,26 @@ def test_sweep_survives_a_lost_worker_node(cluster, tmp_path):
     with open(out, "w") as f:
         sweep = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
     deadline, lost = time.time() + 240, None
+    worker = cluster.procs[1]
+
+    def unfinished_on_the_worker() -> list[Path]:
+        return [
+            r
+            for r in storage.glob("DigitBandit-v0/*/seed*")
+            if worker_id in _first_line(r)
+            and list(r.glob("checkpoints/agent_*_steps.zip"))
+            and not (r / "metrics.json").exists()
+        ]
+
     while lost is None:
         assert sweep.poll() is None and time.time() < deadline, out.read_text()[-3000:]
-        for run_dir in storage.glob("DigitBandit-v0/*/seed*"):
-            if worker_id in _first_line(run_dir) and list(run_dir.glob("checkpoints/agent_*_steps.zip")):
-                if not (run_dir / "metrics.json").exists():
-                    lost = run_dir
+        if unfinished_on_the_worker():
+            cluster.freeze_node(worker)  # nothing on the worker finishes while we choose
+            lost = next(iter(unfinished_on_the_worker()), None)
+            if lost is None:
+                cluster.freeze_node(worker, signal.SIGCONT)
         time.sleep(0.2)
-    cluster.kill_node(cluster.procs[1])
+    cluster.kill_node(worker)
     assert sweep.wait(timeout=300) == 0, out.read_text()[-5000:]
     text = out.read_text()
     assert "ray: preflight passed on 2 node(s)" in text
@@ -418,11 +490,12 @@ def test_sweep_survives_a_lost_worker_node(cluster, tmp_path):
     assert again.returncode == 0 and "6 already finished (skipped), 0 to run" in again.stdout, again.stderr
     # The cluster gets a new worker machine, once the GCS has the lost one dead, for the tests after this one.
     deadline = time.time() + 120
-    while worker_id in (alive := cluster.alive_nodes()):
+    while worker_id in cluster.alive_nodes():
         assert time.time() < deadline, f"the lost node {worker_id} still counts as alive"
         time.sleep(2)
     cluster.start("--address", cluster.address)
-    assert len(cluster.alive_nodes()) == 2 and head_id in alive
+    alive = cluster.alive_nodes()
+    assert len(alive) == 2 and head_id in alive and worker_id not in alive
 
 
 def _sigterm_after_a_checkpoint(cmd: list[str], env: dict, out: Path, storage: Path, pattern: str) -> float:
