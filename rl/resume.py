@@ -4,6 +4,7 @@ Contents:
     resume            -- the one call ``train_agent`` makes: load the newest checkpoint into the model, record the
                          command, reopen the logs and evaluation history up to its step; returns the step.
     check_resumable   -- the run folder holds an unfinished run of the same config; refuses anything else.
+    resumable         -- the same as a yes or no, for the sweeps.
     config_differences -- the settings in which two agent configs differ (``rl.sweep`` uses it too).
     load_latest       -- the newest checkpoint in ``checkpoints/`` that loads (a file cut short by ``kill -9`` is
                          skipped with a warning), into a model built from the run's config, without unpickling;
@@ -78,6 +79,19 @@ def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:
     differ = config_differences(yaml.safe_load(saved_path.read_text()) or {}, config)
     if differ:
         raise ConfigError(f"--resume: the config differs from the run's config.yaml in {differ}; resume with the same")
+
+
+def resumable(run_dir: Path, agent: AgentConfig) -> bool:
+    """Whether ``run_dir`` holds an unfinished run of ``agent`` that ``train_agent(..., resume=True)`` continues
+    (``check_resumable`` passes): what the sweeps ask of a folder left by a killed or stopped try. False for a config
+    that writes no checkpoints (``checkpoint_freq`` 0)."""
+    if not agent.checkpoint_freq:
+        return False
+    try:
+        check_resumable(run_dir, yaml.safe_load(yaml.safe_dump(to_dict(agent))))
+    except (ConfigError, OSError, ValueError):
+        return False
+    return True
 
 
 def config_differences(saved: dict[str, Any], config: dict[str, Any], ignore: Collection[str] = ()) -> str:

@@ -1,12 +1,16 @@
 """The local backend of a sweep: the runs not yet finished, as parallel ``train_agent.py`` subprocesses.
 
 Contents:
-    execute    -- one run's command into a fresh run folder (output to ``train.log``); ``done.json`` on exit 0.
+    execute    -- one run's command into its run folder, resumed or fresh (output to ``train.log``); ``done.json``
+                  on exit 0.
     run_local  -- the unfinished runs of a plan (``rl.sweep.plan``), up to ``workers`` at a time.
 
 Each run is ``python scripts/train_agent.py --config <agent yaml> --set ...`` (``rl.sweep.train_command``), its stdout
-and stderr going to ``train.log`` in its run folder. The folder of an unfinished run (killed or failed) is removed and
-the run starts again from scratch, so no stale TensorBoard events mix into its curves.
+and stderr going to ``train.log`` in its run folder. An unfinished run (a try killed, stopped or failed) whose folder
+holds an agent checkpoint of the same config continues from the newest one (the same command with ``--resume``, as the
+ray backend's trials do: ``rl.resume`` keeps its curves up to that step and drops what was logged after it); any
+other unfinished folder is removed and the run starts again from scratch, so no stale TensorBoard events mix into its
+curves. Sweeps with ``checkpoint_freq: 0`` (most of the project's grids: a digit run takes minutes) always start over.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable
 
 from fsae.checkpoint import atomic_write_json
 from fsae.config import check
+from rl.resume import resumable
 from rl.run_folder import DONE_MARKER
 from rl.sweep import Run, RunResult, split_finished, sweep_lock
 
@@ -37,33 +42,42 @@ def _child_env(threads: int, extra: dict[str, str] | None = None) -> dict[str, s
     return env
 
 
-def _prepare(run: Run) -> None:
-    """An unfinished run's folder (a killed or failed earlier try) is removed: the run starts again from scratch."""
+def _prepare(run: Run) -> bool:
+    """The run's folder, ready for it: kept when it holds an unfinished try of the same config with an agent checkpoint
+    (True: the run resumes from it), else removed and made again (False: the run starts from scratch)."""
+    if run.run_dir.exists() and resumable(run.run_dir, run.agent):
+        return True
     if run.run_dir.exists():
         shutil.rmtree(run.run_dir)
     run.run_dir.mkdir(parents=True)
+    return False
 
 
-def _finish(run: Run, returncode: int, seconds: float) -> None:
+def _finish(run: Run, returncode: int, seconds: float, resumed: bool) -> None:
     if returncode == 0:
         marker = {"returncode": 0, "seconds": round(seconds, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        marker |= {"host": socket.gethostname(), "command": run.command}
+        marker |= {"host": socket.gethostname(), "command": run.command, "resumed": resumed}
         atomic_write_json(run.run_dir / DONE_MARKER, marker)
 
 
 def execute(run: Run, threads: int = 1, on_start: Callable[[subprocess.Popen], None] | None = None) -> int:
-    """Run ``run.command`` into a fresh run folder (output to ``train.log``); write ``done.json`` on exit 0.
+    """Run ``run.command`` into its folder (output to ``train.log``), from its newest agent checkpoint when an earlier
+    try left one (``--resume``, its log appended to), else from scratch; write ``done.json`` on exit 0.
 
     Returns the exit code. ``on_start`` receives the child process (``run_local`` keeps it to stop it on exit).
     """
-    _prepare(run)
+    resumed = _prepare(run)
+    command = [*run.command, "--resume"] if resumed else run.command
     t0 = time.time()
-    with open(run.run_dir / LOG_FILE, "w") as log:
-        proc = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT, env=_child_env(threads))
+    with open(run.run_dir / LOG_FILE, "a" if resumed else "w") as log:
+        if resumed:
+            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} resumed by the sweep from its newest checkpoint\n")
+            log.flush()
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_child_env(threads))
         if on_start is not None:
             on_start(proc)
         returncode = proc.wait()
-    _finish(run, returncode, time.time() - t0)
+    _finish(run, returncode, time.time() - t0, resumed)
     return returncode
 
 

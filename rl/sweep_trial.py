@@ -84,28 +84,14 @@ def finished_at(storage: str, agent: AgentConfig) -> bool:
     return any(_uri_exists(fs, f"{base}/{rel}/{name}") for name in (DONE_MARKER, "metrics.json"))
 
 
-def _resumable(run_dir: Path, agent: AgentConfig) -> bool:
-    """The folder holds an unfinished run of this config with at least one agent checkpoint."""
-    import yaml
-
-    from fsae.config import to_dict
-    from rl.resume import check_resumable
-
-    if not agent.checkpoint_freq:
-        return False
-    try:
-        check_resumable(run_dir, yaml.safe_load(yaml.safe_dump(to_dict(agent))))
-    except (ConfigError, OSError, ValueError):
-        return False
-    return True
-
-
 def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     """Tune's trainable for the run named ``config["run"]``; ``spec`` (shipped with ``tune.with_parameters``) holds
     ``runs`` (name -> resolved agent config and command line), ``storage`` and ``cpus`` (per run)."""
     import torch
     from ray import tune
     from ray.runtime_context import get_runtime_context
+
+    from rl.resume import resumable
 
     name = config["run"]
     entry = spec["runs"][name]
@@ -125,7 +111,7 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     if shipped is not None:  # a restarted trial: the run folder as of its newest agent checkpoint
         shutil.rmtree(run_dir, ignore_errors=True)
         shipped.to_directory(str(run_dir))
-    resume = _resumable(run_dir, agent)
+    resume = resumable(run_dir, agent)
     if not resume:  # never started, or cut short before its first checkpoint: from scratch
         shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -172,7 +173,7 @@ def test_interrupt_stops_a_run_that_starts_during_the_stop(tmp_path, monkeypatch
     """A worker that was preparing its run folder when the sweep was interrupted starts its process after the sweep
     signalled the live ones: that process is stopped too, so the interrupt returns at once, not after the run."""
     prepare = sweep_local._prepare
-    monkeypatch.setattr(sweep_local, "_prepare", lambda run: (time.sleep(1.0), prepare(run)))
+    monkeypatch.setattr(sweep_local, "_prepare", lambda run: (time.sleep(1.0), prepare(run))[1])
     runs = _fake_runs(tmp_path / "logs", tmp_path / "counter.txt", [20.0])
 
     def interrupt(*_):
@@ -250,6 +251,39 @@ def test_killed_sweep_restarts_without_redoing_finished_runs(tmp_path):
         assert starts[f"seed{seed}"] == 1, starts  # not redone
     assert starts["seed1"] == 2 and starts["seed3"] == 1, starts  # killed once, then finished
     assert not (runs[1].run_dir / "stale.txt").exists()
+
+
+def test_a_run_killed_after_a_checkpoint_resumes_from_it(tmp_path):
+    """The local backend: a run whose try was killed after its first agent checkpoint continues from its newest one
+    (train_agent.py --resume: the step count and curves go on), as a lost trial does on Ray; not from scratch."""
+    tiny = ["torch_threads=1", "eval_freq=256", "eval_episodes=2", "checkpoint_freq=128", "env_kwargs.episode_length=8",
+            "eval_env_kwargs.episode_length=8", "hyperparams.n_steps=64", "hyperparams.batch_size=64",
+            "hyperparams.n_epochs=1"]  # fmt: skip
+    cfg = SweepConfig(
+        envs=[SweepEnv(config=BANDIT)], conditions=["none"], seeds=[0], total_steps=1024, n_envs=2, device="cpu",
+        logdir=str(tmp_path), set=tiny,
+    )  # fmt: skip
+    (run,) = plan(cfg)
+    procs: list[subprocess.Popen] = []
+    codes: list[int] = []
+    first_try = threading.Thread(target=lambda: codes.append(sweep_local.execute(run, on_start=procs.append)))
+    first_try.start()
+    deadline = time.monotonic() + 120
+    while not (run.run_dir / "checkpoints" / "agent_128_steps.zip").is_file():
+        assert first_try.is_alive() and time.monotonic() < deadline, (run.run_dir / "train.log").read_text()[-2000:]
+        time.sleep(0.02)
+    procs[0].send_signal(signal.SIGKILL)
+    first_try.join(timeout=60)
+    assert codes == [-signal.SIGKILL] and not is_finished(run)
+    assert not (run.run_dir / "metrics.json").exists(), "the try finished before it was killed"
+
+    (result,) = run_local([run], log=print)
+    assert result.status == "done", (run.run_dir / "train.log").read_text()[-2000:]
+    metrics = json.loads((run.run_dir / "metrics.json").read_text())
+    assert metrics["timesteps"] == 1024 and metrics["resumed_from"] >= 128
+    assert f"# resumed at step {metrics['resumed_from']}:" in (run.run_dir / "command.txt").read_text()
+    assert "resumed by the sweep from its newest checkpoint" in (run.run_dir / "train.log").read_text()
+    assert json.loads((run.run_dir / "done.json").read_text())["resumed"] is True
 
 
 # --------------------------------------------------------------------------------------------------------------------
