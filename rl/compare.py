@@ -169,7 +169,10 @@ COLUMNS = [
     "p_improve",
     "p_improve_ci_low",
     "p_improve_ci_high",
+    "score",
 ]
+SCORES = ("final", "best")
+"""What each seed contributes to the reward columns and P(improve): its final evaluation, or its best one."""
 
 
 def compare(
@@ -182,6 +185,7 @@ def compare(
     seed: int = 0,
     warn: Callable[[str], None] = print,
     envs: Sequence[str] | None = None,
+    score: Literal["final", "best"] = "final",
 ) -> list[dict[str, Any]]:
     """One row per (env, condition) of the runs under ``logdir`` (of ``envs`` only, when given); writes ``results.md``,
     ``results.csv`` and one ``<env>.png`` per environment into ``out`` (default: ``logdir``).
@@ -190,8 +194,12 @@ def compare(
     the median over seeds of the steps to ``threshold`` (a number, or ``{env: number}``; inf for a seed that never
     reaches it; a median of inf means at least half of the seeds never did) and how many seeds reached it; the
     probability that the condition's final reward beats ``baseline``'s, with its CI (left out, with a warning, where
-    ``baseline`` has no runs). Raises ``FileNotFoundError`` when no run is found.
+    ``baseline`` has no runs). With ``score='best'`` each seed counts with its best evaluation during training
+    instead of its last (the ``score`` column says which): an optimistic figure, for telling agents that fell back
+    from what they reached from agents that never reached it. Raises ``FileNotFoundError`` when no run is found.
     """
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {list(SCORES)}, got '{score}'")
     logdir = Path(logdir)
     if not logdir.is_dir():
         raise FileNotFoundError(f"{logdir} is not a folder")
@@ -228,12 +236,12 @@ def compare(
             missing = [r.path for r, (_, v) in zip(group, evals) if len(v) == 0]
             for path in missing:
                 warn(f"{path}: no {EVAL_TAG} or {FINAL_TAG}; left out of the final reward")
-            finals[condition] = np.array([v[-1] for _, v in evals if len(v)])
+            finals[condition] = np.array([v[-1] if score == "final" else v.max() for _, v in evals if len(v)])
         for condition, group in groups.items():
             final = finals[condition]
             curves = [r.curve(curve) for r in group]
             aucs = np.array([auc(s, v) for s, v in curves if len(s)])
-            row: dict[str, Any] = {"env": env, "condition": condition, "seeds": len(group)}
+            row: dict[str, Any] = {"env": env, "condition": condition, "seeds": len(group), "score": score}
             row["final_iqm"], row["final_ci_low"], row["final_ci_high"] = iqm_ci(final, n_resamples, seed)
             row["auc_iqm"], row["auc_ci_low"], row["auc_ci_high"] = iqm_ci(aucs, n_resamples, seed)
             row["threshold"] = thr
@@ -251,7 +259,7 @@ def compare(
         _plot(env, groups, thr, out / f"{env}.png", seed)
 
     _write_csv(rows, out / "results.csv")
-    (out / "results.md").write_text(markdown_table(rows, curve, baseline, n_resamples))
+    (out / "results.md").write_text(markdown_table(rows, curve, baseline, n_resamples, score))
     return rows
 
 
@@ -264,12 +272,16 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def markdown_table(
-    rows: list[dict[str, Any]], curve: str = "train", baseline: str = BASELINE, n_resamples: int = 2000
+    rows: list[dict[str, Any]],
+    curve: str = "train",
+    baseline: str = BASELINE,
+    n_resamples: int = 2000,
+    score: str = "final",
 ) -> str:
     """The rows as a Markdown table, with a note on how each column is computed."""
     tag = TRAIN_TAG if curve == "train" else EVAL_TAG
     lines = [
-        f"| env | condition | seeds | final eval reward, IQM [95% CI] | AUC ({curve}), IQM [95% CI] "
+        f"| env | condition | seeds | {score} eval reward, IQM [95% CI] | AUC ({curve}), IQM [95% CI] "
         f"| steps to threshold, median (seeds reached) | P(improve over {baseline}) [95% CI] |",
         "|---|---|---:|---|---|---|---|",
     ]
@@ -286,12 +298,18 @@ def markdown_table(
             f"| {fmt_ci(r['final_iqm'], r['final_ci_low'], r['final_ci_high'])} "
             f"| {fmt_ci(r['auc_iqm'], r['auc_ci_low'], r['auc_ci_high'])} | {steps} | {p} |"
         )
+    which = (
+        f"Final eval reward: the last point of {EVAL_TAG} (or {FINAL_TAG} when later)"
+        if score == "final"
+        else f"Best eval reward: the highest point of {EVAL_TAG} and {FINAL_TAG}, each seed's best evaluation during "
+        "training (optimistic: a maximum over evaluations)"
+    )
     lines += [
         "",
-        f"Final eval reward: the last point of {EVAL_TAG} (or {FINAL_TAG} when later), deterministic policy on the "
-        f"test split. AUC: mean of {tag} over training (trapezoid / step range). IQM: mean of the middle 50% of seeds. "
-        f"CIs: percentile bootstrap over seeds, {n_resamples} resamples; none with fewer than 2 seeds. P(improve): "
-        f"P(X > Y) + 0.5 P(X = Y) over pairs of seeds, X this condition's final reward, Y {baseline}'s.",
+        f"{which}, deterministic policy on the test split. AUC: mean of {tag} over training (trapezoid / step range). "
+        f"IQM: mean of the middle 50% of seeds. CIs: percentile bootstrap over seeds, {n_resamples} resamples; none "
+        f"with fewer than 2 seeds. P(improve): P(X > Y) + 0.5 P(X = Y) over pairs of seeds, X this condition's "
+        f"{score} reward, Y {baseline}'s.",
         "",
     ]
     return "\n".join(lines)

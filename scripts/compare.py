@@ -30,6 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: %(default)s)")
     p.add_argument("--envs", nargs="+", default=None, metavar="ENV", help="only these environments (e.g. DigitSum-v0)")
+    p.add_argument(
+        "--score",
+        default="final",
+        choices=["final", "best"],
+        help="each seed's final evaluation (default) or its best during training (who fell back from what it reached)",
+    )
     return p.parse_args(argv)
 
 
@@ -63,7 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
     try:
         rows = compare(
-            args.logdir, args.out, threshold, args.curve, args.baseline, args.n_resamples, args.seed, warn, args.envs
+            args.logdir,
+            args.out,
+            threshold,
+            args.curve,
+            args.baseline,
+            args.n_resamples,
+            args.seed,
+            warn,
+            args.envs,
+            args.score,
         )
     except FileNotFoundError as e:
         return error(e, 2)

@@ -230,6 +230,26 @@ def test_report_files(report):
     assert float(csv_rows[1]["final_iqm"]) == pytest.approx(5.5)
 
 
+def test_best_score_counts_each_seeds_best_evaluation(tmp_path):
+    """--score best: a seed that reached 9 and fell back to 1 counts 9; the final score counts 1."""
+    peaks, ends = [9.0, 8.0, 7.0, 6.0], [1.0, 8.0, 2.0, 6.0]
+    for s in range(4):
+        flat = {"eval/mean_reward": [(500, 5.0)], "eval/final_mean_reward": [(1000, 5.0)]}
+        fell = {"eval/mean_reward": [(500, peaks[s]), (1000, ends[s] - 1)], "eval/final_mean_reward": [(1100, ends[s])]}
+        _write(tmp_path / "runs" / "E" / "none" / f"seed{s}", {"rollout/ep_rew_mean": _train(0.0), **flat})
+        _write(tmp_path / "runs" / "E" / "fsae-round" / f"seed{s}", {"rollout/ep_rew_mean": _train(0.0), **fell})
+    final = {r["condition"]: r for r in compare(tmp_path / "runs", tmp_path / "final", n_resamples=99)}
+    best = {r["condition"]: r for r in compare(tmp_path / "runs", tmp_path / "best", n_resamples=99, score="best")}
+    assert final["fsae-round"]["final_iqm"] == pytest.approx((2 + 6) / 2)  # the middle two of 1, 2, 6, 8
+    assert best["fsae-round"]["final_iqm"] == pytest.approx((7 + 8) / 2)  # the middle two of 6, 7, 8, 9
+    assert final["fsae-round"]["p_improve"] == pytest.approx(0.5) and best["fsae-round"]["p_improve"] == 1.0
+    assert best["none"]["final_iqm"] == 5.0 and {r["score"] for r in best.values()} == {"best"}
+    md = (tmp_path / "best" / "results.md").read_text()
+    assert "| best eval reward, IQM [95% CI] |" in md and "each seed's best evaluation during training" in md
+    with pytest.raises(ValueError, match="score must be one of"):
+        compare(tmp_path / "runs", tmp_path / "x", score="mean")
+
+
 def test_cli(logdir, tmp_path, capsys, load_script):
     script = load_script("compare")
     out = tmp_path / "out"
