@@ -4,8 +4,9 @@
 #    then _plain, into runs/sweeps/verdict_200k): WORKERS runs at a time (default 8, one torch thread each, on DEVICE,
 #    default cuda) until its time is up. After each config the finished runs, earlier leases' included, are packed
 #    into OUT/verdict_200k.tar.gz (no agent zips, about 60 KB a run); runs cut by the time limit are dropped (the
-#    local backend starts them from scratch next time), so a run must fit in one lease: 200k steps in about 6 minutes,
-#    530 steps/s, while WORKERS runs share the GPU. One PPO process ran 3,134 steps/s alone on an H200 (DigitBandit,
+#    grid writes no agent checkpoints, and eight of 7 MB would not fit the 16 MiB a returned file may hold), so a run
+#    must fit in one lease: 200k steps in the about 370 s left to the grid of a 540 s call, 540 steps/s, while
+#    WORKERS runs share the GPU. One PPO process ran 3,134 steps/s alone on an H200 (DigitBandit,
 #    docs/bench_gpu/h200_ppo.json); how that holds with 8 sharing is what OUT/grid.log's per-run seconds will say,
 #    and the next lease sets WORKERS by them (fewer runs at a time finish more when the GPU is the limit).
 # 2. pytest -m gpu (the CUDA-graph path), in what is left, at most 120 s -> OUT/pytest_gpu.log.
