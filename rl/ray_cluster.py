@@ -186,14 +186,14 @@ def check_nodes(pending: list[Run], storage: str, cfg: RayConfig, log: Callable[
         names = [_node(n) for n in lost]
         log(f"ray: warning: {len(lost)} node(s) lost during the preflight, the sweep goes on without them: {names}")
         left = [n for n in nodes if n not in lost]
-        problems.append(resources_problem(left, cfg) if left else "every node was lost during the preflight")
-        problems = [p for p in problems if p]
+        problem = resources_problem(left, cfg) if left else "every node was lost during the preflight"
+        if problem:  # the nodes left must still fit a run
+            problems.append(problem)
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) before the first run: " + "; ".join(problems))
     if len({json.dumps(v, sort_keys=True) for v in versions.values()}) > 1:
         log(f"ray: warning: the nodes run different versions: {versions}")
-    passed = len(nodes) - len(lost)
-    log(f"ray: preflight passed on {passed} node(s) (data, {len(checkpoints)} checkpoint(s), storage)")
+    log(f"ray: preflight passed on {len(nodes) - len(lost)} node(s) (data, {len(checkpoints)} checkpoint(s), storage)")
 
 
 def node_lost(answer: dict[str, Any] | BaseException | None) -> bool:

@@ -45,9 +45,9 @@ def _child_env(threads: int, extra: dict[str, str] | None = None) -> dict[str, s
 def _prepare(run: Run) -> bool:
     """The run's folder, ready for it: kept when it holds an unfinished try of the same config with an agent checkpoint
     (True: the run resumes from it), else removed and made again (False: the run starts from scratch)."""
-    if run.run_dir.exists() and resumable(run.run_dir, run.agent):
-        return True
     if run.run_dir.exists():
+        if resumable(run.run_dir, run.agent):
+            return True
         shutil.rmtree(run.run_dir)
     run.run_dir.mkdir(parents=True)
     return False

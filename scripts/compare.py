@@ -69,17 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
     try:
         rows = compare(
-            args.logdir,
-            args.out,
-            threshold,
-            args.curve,
-            args.baseline,
-            args.n_resamples,
-            args.seed,
-            warn,
-            args.envs,
-            args.score,
-        )
+            args.logdir, args.out, threshold, args.curve, args.baseline, args.n_resamples, args.seed, warn,
+            envs=args.envs, score=args.score,
+        )  # fmt: skip
     except FileNotFoundError as e:
         return error(e, 2)
     out = Path(args.out) if args.out else Path(args.logdir)

@@ -9,8 +9,9 @@ python scripts/compare.py runs/sweeps/common_sense --threshold 12               
 
 Start it again after a crash, Ctrl-C or SIGTERM: runs with done.json (or metrics.json) in their folder are skipped;
 the others resume from their newest agent checkpoint (written every checkpoint_freq steps; without one they start from
-scratch), on both backends (on Ray, Tune's interrupted experiment is continued with Tuner.restore). --backend ray needs `pip install -e '.[ray]'`; a run whose
-worker or machine is lost is restarted on another node up to --max-failures times. Exit status: 0 when every run
+scratch), on both backends (on Ray, Tune's interrupted experiment is continued with Tuner.restore). --backend ray
+needs `pip install -e '.[ray]'`; a run whose worker or machine is lost is restarted on another node up to
+--max-failures times. Exit status: 0 when every run
 finished, 1 when some failed (see their train.log), 2 on bad input (also: no cluster at --ray-address, a token it
 refuses, a node that lacks the data or checkpoints), 130 after Ctrl-C or SIGTERM (a clean stop).
 """
