@@ -30,18 +30,12 @@ from fsae import train as T
 from fsae.config import load_config
 from fsae.evaluate import evaluate_abstract, evaluate_regeneration
 from fsae.model import FSAE
-from fsae.phases import CHANNELS_LAST_ON_CPU
 from fsae.pretrain_config import PretrainConfig, baseline_config, variant_config
-from fsae.runtime import seed_everything
+from fsae.runtime import place, seed_everything
 from fsae.targets import load_dataset
 from fsae.threads import set_threads
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _place(model: FSAE, device: torch.device) -> FSAE:
-    model = model.to(device)
-    return model.to(memory_format=torch.channels_last) if device.type == "cpu" and CHANNELS_LAST_ON_CPU else model
 
 
 def compare(cfg: PretrainConfig, seed: int, device: torch.device) -> dict[str, dict[str, float]]:
@@ -49,7 +43,7 @@ def compare(cfg: PretrainConfig, seed: int, device: torch.device) -> dict[str, d
     on one abstract network; and the abstract network's accuracy."""
     gen = seed_everything(seed)
     x, y, x_test, y_test = (t.to(device) for t in load_dataset(cfg.data, seed, cfg.model))
-    base = _place(FSAE(cfg.model), device)
+    base = place(FSAE(cfg.model), device)
     T.train_abstract(base, x, y, cfg.train, gen)
     base.freeze_abstract()
     after_abstract, weights_seed = gen.get_state(), seed + 1000
@@ -59,9 +53,9 @@ def compare(cfg: PretrainConfig, seed: int, device: torch.device) -> dict[str, d
         torch.manual_seed(weights_seed)  # the same initial weights for both methods
         models = {}
         for v in cfg.variants:
-            models[v.name] = _place(FSAE(variant_config(cfg.model, v, cfg.feedback_gain)), device)
+            models[v.name] = place(FSAE(variant_config(cfg.model, v, cfg.feedback_gain)), device)
             models[v.name].abstract.load_state_dict(base.abstract.state_dict())
-        ae = _place(FSAE(baseline_config(cfg.model)), device) if cfg.baseline_ae else None
+        ae = place(FSAE(baseline_config(cfg.model)), device) if cfg.baseline_ae else None
         t0 = time.time()
         if method == "one_pass":
             T.train_concretes(models, x, cfg.train, gen, autoencoder=ae)

@@ -31,11 +31,9 @@ from fsae.figures import label_grid
 from fsae.model import FSAE
 from fsae.pretrain_config import PretrainConfig, baseline_config, variant_config
 from fsae.resume import TrainingState
+from fsae.runtime import place
 
 EpochHook = Callable[[str, int, float], None]  # (stage, epochs finished, seconds since the stage started)
-# On a CPU the networks train in channels-last layout (NHWC), which oneDNN's convolutions run without reordering every
-# activation (measured in docs/PERFORMANCE.md). The saved weights are the same tensors either way.
-CHANNELS_LAST_ON_CPU = True
 
 
 @dataclass
@@ -58,11 +56,8 @@ class Run:
         self.writer.add_scalar(tag, value, step)
 
     def place(self, model: FSAE) -> FSAE:
-        """``model`` on the run's device, in channels-last layout on a CPU (``CHANNELS_LAST_ON_CPU``)."""
-        model = model.to(self.device)
-        return (
-            model.to(memory_format=torch.channels_last) if self.device.type == "cpu" and CHANNELS_LAST_ON_CPU else model
-        )
+        """``model`` on the run's device, in channels-last layout on a CPU (``fsae.runtime.place``)."""
+        return place(model, self.device)
 
     def stage(self, name: str, model: torch.nn.Module, train: Callable[..., Any]) -> torch.nn.Module:
         """``TrainingState.run`` with this run's generator, calling ``on_epoch`` after each saved epoch."""

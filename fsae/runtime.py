@@ -5,6 +5,7 @@ Contents:
     rng_state, set_rng_state -- the torch RNG states (global, CUDA, the batch-order generator), to save and restore.
     resolve_device           -- 'auto' | 'cpu' | 'cuda' -> torch.device.
     flush_denormals          -- CPU arithmetic treats subnormal floats as zero (agents: Adam's moments of dead units).
+    place                    -- a model on its device, channels-last on a CPU: how pretraining trains and evaluates.
 
 (The process's CPU settings are ``fsae.threads`` and ``fsae.memory``.)
 """
@@ -18,6 +19,22 @@ import numpy as np
 import torch
 
 from fsae.config import ConfigError
+
+# On a CPU the networks run in channels-last layout (NHWC), which oneDNN's convolutions take without reordering every
+# activation and weight on each call (measured in docs/PERFORMANCE.md).
+# The saved weights are the same tensors either way.
+CHANNELS_LAST_ON_CPU = True
+
+
+def place(model: torch.nn.Module, device: str | torch.device, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """``model`` (in place, as ``nn.Module.to``) on ``device`` in ``dtype``, its 4-D weights channels-last on a CPU
+    (``CHANNELS_LAST_ON_CPU``). The same values: only the order in memory, and so the float rounding of a
+    convolution, changes. Pretraining trains and evaluates every network this way."""
+    device = torch.device(device)
+    model = model.to(device=device, dtype=dtype)
+    if device.type == "cpu" and CHANNELS_LAST_ON_CPU:
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:

@@ -62,7 +62,9 @@ class Regenerator:
 
     ``regen(obs)`` maps a uint8 array (B, C, H, W) to the uint8 regeneration round(clamp(xhat, 0, 1) * 255) of the same
     shape, with one forward pass on ``device`` (plus ``feedback_steps`` negative-feedback passes, see
-    ``FSAE.regenerate``). The model is in ``eval()`` with gradients off and runs under ``torch.inference_mode``.
+    ``FSAE.regenerate``). The model is in ``eval()`` with gradients off and runs under ``torch.inference_mode``, in
+    the layout it comes in (channels-last was tried for the abstract pass: faster alone, no gain measured inside PPO,
+    ``docs/PERFORMANCE.md``).
 
     On a CUDA device (unless ``cuda_graph=False``) the whole call, uint8 in to uint8 out, feedback passes included, is
     captured once per batch shape as a CUDA graph and then replayed: one launch instead of a few dozen small kernels
@@ -189,6 +191,8 @@ class Regenerator:
         cfg = self.model.config
         if cfg.head == "sigmoid":
             digits = code.round().long()
+        elif len(self._radix) == 1:  # one softmax group: its argmax is the row
+            return code.argmax(-1)
         else:
             digits = torch.stack([g.argmax(-1) for g in code.split(_digit_sizes(cfg), -1)], -1)
         return (digits * self._radix).sum(-1)
