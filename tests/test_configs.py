@@ -86,7 +86,11 @@ def test_sweep_config_plans(path: Path):
 
 # Each collect config, the pretraining config that reads its data, and the agent config whose observations the FSAE
 # regenerates: the README's pipelines.
-PIPELINES = {"minigrid_doorkey5": "minigrid_doorkey5", "pong_ram": "pong"}
+PIPELINES = {
+    "minigrid_doorkey5": "minigrid_doorkey5",
+    "minigrid_doorkey5_noise": "minigrid_doorkey5_noise",
+    "pong_ram": "pong",
+}
 
 
 @pytest.mark.parametrize("path", _yamls("collect"), ids=lambda p: p.stem)
