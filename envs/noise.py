@@ -47,30 +47,40 @@ class PixelNoise(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         sigma: the noise's standard deviation in [0, 1] pixel units (0: the observation unchanged).
 
     Raises:
-        ConfigError: one line, for a sigma outside [0, 1] or an observation space that is not a uint8 ``Box``.
+        ConfigError: one line, for a sigma outside [0, 1] or an observation space that is not a uint8 ``Box`` of
+            bounds 0..255.
     """
 
     def __init__(self, env: gym.Env, sigma: float = 0.3):
         gym.utils.RecordConstructorArgs.__init__(self, sigma=sigma)
         gym.ObservationWrapper.__init__(self, env)
         space = env.observation_space
-        if not (isinstance(sigma, (int, float)) and 0.0 <= sigma <= 1.0):
+        number = isinstance(sigma, (int, float, np.integer, np.floating)) and not isinstance(sigma, bool)
+        if not (number and 0 <= sigma <= 1):
             raise ConfigError(f"PixelNoise: sigma must be a number in [0, 1] (pixel units), got {sigma!r}")
         if not (isinstance(space, spaces.Box) and space.dtype == np.uint8):
             raise ConfigError(
                 f"PixelNoise adds noise to uint8 images, but the observation space is {space}; put it after the "
                 "wrappers that make the image (e.g. minigrid.wrappers.ImgObsWrapper)"
             )
+        if not (np.all(space.low == 0) and np.all(space.high == 255)):
+            raise ConfigError(
+                f"PixelNoise adds noise over the whole range 0..255, but the observation space is {space}, whose "
+                "bounds the noisy images would leave"
+            )
         self.sigma = float(sigma)
         self._scale = np.float32(self.sigma * 255.0)
         self._rng: np.random.Generator | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Reset the environment; a seed (or the first reset) also starts the noise's stream, an unseeded reset
+        continues it."""
         if seed is not None or self._rng is None:
             self._rng = np.random.default_rng(None if seed is None else [seed, NOISE_STREAM])
         return super().reset(seed=seed, options=options)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
+        """One uint8 image -> the same plus a fresh draw of rounded noise, clipped to 0..255."""
         if self.sigma == 0.0:
             return observation
         assert self._rng is not None, "reset() must be called before the first observation"

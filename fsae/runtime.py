@@ -13,7 +13,7 @@ Contents:
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -24,14 +24,15 @@ from fsae.config import ConfigError
 # activation and weight on each call (measured in docs/PERFORMANCE.md).
 # The saved weights are the same tensors either way.
 CHANNELS_LAST_ON_CPU = True
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
 
-def place(model: torch.nn.Module, device: str | torch.device, dtype: torch.dtype | None = None) -> torch.nn.Module:
-    """``model`` (in place, as ``nn.Module.to``) on ``device`` in ``dtype``, its 4-D weights channels-last on a CPU
+def place(model: ModuleT, device: str | torch.device) -> ModuleT:
+    """``model`` (in place, as ``nn.Module.to``) on ``device``, its 4-D weights channels-last on a CPU
     (``CHANNELS_LAST_ON_CPU``). The same values: only the order in memory, and so the float rounding of a
     convolution, changes. Pretraining trains and evaluates every network this way."""
     device = torch.device(device)
-    model = model.to(device=device, dtype=dtype)
+    model = model.to(device)
     if device.type == "cpu" and CHANNELS_LAST_ON_CPU:
         model = model.to(memory_format=torch.channels_last)
     return model

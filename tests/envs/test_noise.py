@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from envs.noise import PixelNoise
+from envs.noise import NOISE_STREAM, PixelNoise
 from envs.spec import make
 from fsae.config import ConfigError
 
@@ -29,6 +29,23 @@ class Flat(gym.Env):
     def step(self, action):
         obs = np.full(self.observation_space.shape, self.value, np.uint8)
         return obs, 0.0, False, False, {"draw": self.np_random.random()}
+
+
+def test_noise_is_the_rounded_gaussian_of_its_own_stream():
+    """By the formula: clip(obs + rint(N(0, 1) * sigma * 255), 0, 255), N drawn from default_rng([seed, NOISE_STREAM])
+    in float32; an unseeded reset after a seeded one continues the stream."""
+    shape, sigma = (28, 28, 3), 0.3
+    rng = np.random.default_rng([7, NOISE_STREAM])
+
+    def expected():
+        noise = np.rint(rng.standard_normal(shape, dtype=np.float32) * np.float32(sigma * 255.0))
+        return np.clip(128 + noise, 0, 255).astype(np.uint8)
+
+    env = PixelNoise(Flat(shape), sigma=sigma)
+    np.testing.assert_array_equal(env.reset(seed=7)[0], expected())
+    np.testing.assert_array_equal(env.step(0)[0], expected())
+    np.testing.assert_array_equal(env.reset()[0], expected())  # not reseeded
+    np.testing.assert_array_equal(env.step(0)[0], expected())
 
 
 def test_noise_has_the_asked_spread_and_integer_values():
@@ -80,9 +97,16 @@ def test_sigma_zero_is_the_identity_and_any_layout_keeps_its_shape():
 def test_refusals_are_one_line():
     with pytest.raises(ConfigError, match=r"sigma must be a number in \[0, 1\] \(pixel units\), got 1.5$"):
         PixelNoise(Flat(), sigma=1.5)
+    for bad in (True, np.float64(1.5), "0.3"):
+        with pytest.raises(ConfigError, match=r"sigma must be a number in \[0, 1\]"):
+            PixelNoise(Flat(), sigma=bad)
+    assert PixelNoise(Flat(), sigma=np.float32(0.25)).sigma == 0.25
     env = Flat()
     env.observation_space = spaces.Box(0.0, 1.0, (28, 28, 3), np.float32)
     with pytest.raises(ConfigError, match=r"^PixelNoise adds noise to uint8 images, but the observation space is Box"):
+        PixelNoise(env)
+    env.observation_space = spaces.Box(0, 10, (28, 28, 3), np.uint8)
+    with pytest.raises(ConfigError, match=r"^PixelNoise adds noise over the whole range 0\.\.255, but the observation"):
         PixelNoise(env)
 
 

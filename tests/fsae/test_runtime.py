@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from fsae.runtime import flush_denormals
+from fsae.runtime import flush_denormals, place
 
 SUBNORMAL = 1e-39  # below float32's smallest normal, 1.18e-38
 
@@ -35,3 +35,15 @@ def test_threads_started_after_the_flag_inherit_it():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "0"
+
+
+def test_place_puts_conv_weights_channels_last_on_a_cpu_with_the_same_values():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(5, 3, 8, 8)
+    y0 = model(x)
+    placed = place(model, "cpu")
+    assert placed is model  # in place, as nn.Module.to
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last) and not model[0].weight.is_contiguous()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    torch.testing.assert_close(model(x), y0)  # the same network, to float rounding
