@@ -27,12 +27,14 @@ Modules:
     rl.ray_cluster  -- connecting to a Ray cluster and checking its nodes before the first run.
     rl.sweep_trial  -- what runs on the nodes: one run as a Tune trial, the preflight check of a node.
     rl.compare      -- IQM, bootstrap confidence intervals and P(improve) over a sweep's runs (reads run folders only).
+    rl.archive      -- finished runs copied between a logdir and the repository without the agents' weights, so that
+                       a grid longer than one machine's life is carried on elsewhere (``scripts/archive_runs.py``).
     rl.stats        -- IQM, bootstrap CIs, AUC, steps to threshold, P(improve): the statistics over seeds.
     rl.shift        -- re-evaluate finished agents under stronger corruption.
 
 Imports run one way: ``rl.config`` <- ``rl.env_factory``, ``rl.callbacks``, ``rl.run_folder`` <- ``rl.resume`` <-
 ``rl.agent`` <- ``rl.sweep``, ``rl.shift``; ``rl.sweep`` <- ``rl.sweep_local``; ``rl.sweep``, ``rl.sweep_trial`` <-
-``rl.ray_cluster`` <- ``rl.sweep_ray``; ``rl.compare`` depends on ``rl.run_folder`` alone.
+``rl.ray_cluster`` <- ``rl.sweep_ray``; ``rl.compare`` and ``rl.archive`` depend on ``rl.run_folder`` alone.
 
 The CLI is ``scripts/train_agent.py``; the throughput benchmark is ``benchmarks/wrapper.py``.
 """

@@ -332,7 +332,8 @@ def test_ray_missing_is_a_clear_error(tmp_path, monkeypatch, capsys, load_script
 
 @pytest.mark.slow
 def test_real_tiny_sweep_then_compare(tmp_path):
-    """configs/sweeps/tiny.yaml end to end: two real train_agent runs, a restart that skips both, a comparison."""
+    """configs/sweeps/tiny.yaml end to end: two real train_agent runs, a restart that skips both, a comparison, and
+    the runs carried to another logdir, where the sweep skips them too."""
     args = [sys.executable, str(ROOT / "scripts" / "sweep.py"), "--config", str(TINY), "--workers", "2"]
     args += ["--set", f"logdir={tmp_path}"]
     first = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -349,3 +350,13 @@ def test_real_tiny_sweep_then_compare(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "| DigitBandit-v0 | none | 1 |" in result.stdout and "| DigitBandit-v0 | copy | 1 |" in result.stdout
     assert (tmp_path / "DigitBandit-v0.png").is_file()
+    # Carried to another machine without the agents' weights (scripts/archive_runs.py): a sweep there skips both.
+    store, elsewhere = tmp_path / "kept" / "runs", tmp_path / "elsewhere"
+    for src, dest in ((tmp_path, store), (store, elsewhere)):
+        archive = [sys.executable, str(ROOT / "scripts" / "archive_runs.py"), str(src), str(dest)]
+        copied = subprocess.run(archive, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert copied.returncode == 0 and "2 finished run(s) copied" in copied.stdout, copied.stdout + copied.stderr
+    assert not list(elsewhere.rglob("*.zip"))
+    args[-1] = f"logdir={elsewhere}"
+    there = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert there.returncode == 0 and "2 already finished (skipped), 0 to run" in there.stdout, there.stdout

@@ -1,0 +1,44 @@
+"""Copy finished agent runs between a sweep's logdir and the repository, without the agents' weights.
+
+python scripts/archive_runs.py runs/sweeps/verdict_minigrid results/verdict_minigrid/runs   # keep what finished
+python scripts/archive_runs.py results/verdict_minigrid/runs runs/sweeps/verdict_minigrid   # carry it on elsewhere
+
+A run folder (<env>/<condition>/seed<N>) is copied when it finished (done.json or metrics.json), whole or not at all,
+leaving out SB3's model zips and checkpoints/. A run the destination holds already with the same done.json is left
+as it is; one with another done.json, or an unfinished run in its place, is refused and nothing is copied. A sweep
+on the destination then skips the copied runs as finished (and refuses them if its settings or checkpoints differ).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fsae.console import error
+from rl.archive import ArchiveError, copy_finished
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", help="root of the run folders to copy from")
+    p.add_argument("dest", help="root to copy them into (created if missing)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        report = copy_finished(args.src, args.dest)
+    except (ArchiveError, OSError) as e:
+        return error(e, 2)
+    for rel in report.copied:
+        print(f"copied {rel}")
+    print(
+        f"{len(report.copied)} finished run(s) copied from {args.src} to {args.dest} (model zips left out), "
+        f"{len(report.already)} there already, {len(report.unfinished)} unfinished left behind"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

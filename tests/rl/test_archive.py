@@ -1,0 +1,144 @@
+"""rl.archive and scripts/archive_runs.py: finished runs copied without their model zips, byte for byte otherwise,
+there and back; the copy skipped by a sweep as finished; what is already there kept; every refusal before any write."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch.utils.tensorboard import SummaryWriter
+
+from fsae.checkpoint import save_fsae, sha256_file
+from fsae.model import FSAE, FSAEConfig, LayerSpec
+from rl.archive import ArchiveError, copy_finished, finished_runs
+from rl.compare import load_runs
+from rl.sweep import SweepConfig, SweepEnv, plan, settings_changed, split_finished
+
+ROOT = Path(__file__).resolve().parents[2]
+BANDIT = str(ROOT / "configs" / "agent" / "digit_bandit.yaml")
+MODELS = {"final_model.zip", "best_model.zip", "checkpoints/agent_1000_steps.zip"}
+
+
+def _run(run_dir: Path, reward: float, finished: bool = True, config: dict | None = None) -> Path:
+    """A run folder as train_agent and a sweep leave it: events, CSV, evaluations, JSON records, model zips."""
+    run_dir.mkdir(parents=True)
+    w = SummaryWriter(log_dir=str(run_dir))
+    for step in (0, 500, 1000):
+        w.add_scalar("eval/mean_reward", reward + step / 1000, step)
+    w.close()
+    (run_dir / "eval").mkdir()
+    np.savez(run_dir / "eval" / "evaluations.npz", timesteps=np.array([500, 1000]), results=np.ones((2, 3)) * reward)
+    (run_dir / "progress.csv").write_text("time/total_timesteps,rollout/ep_rew_mean\n1000,0.5\n")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config or {"seed": 0}))
+    (run_dir / "checkpoints").mkdir()
+    for name in MODELS:
+        (run_dir / name).write_bytes(b"PK weights")
+    if finished:
+        (run_dir / "metrics.json").write_text(json.dumps({"final_eval/mean_reward": reward}))
+        (run_dir / "done.json").write_text(json.dumps({"seconds": 12.5, "host": "vm"}))
+    return run_dir
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def logdir(tmp_path) -> Path:
+    root = tmp_path / "logs"
+    _run(root / "Env-v0" / "none" / "seed0", 0.25)
+    _run(root / "Env-v0" / "none" / "seed1", 0.5)
+    _run(root / "Env-v0" / "fsae-round" / "seed0", 0.75)
+    _run(root / "Env-v0" / "fsae-round" / "seed1", 0.0, finished=False)  # still running
+    _run(root / ".ray_tune" / "copy" / "seed0", 1.0)  # Tune's state: never a run of the grid
+    return root
+
+
+def test_copies_finished_runs_without_models_and_back(logdir, tmp_path):
+    store = tmp_path / "results" / "runs"
+    report = copy_finished(logdir, store)
+    done = [Path("Env-v0/fsae-round/seed0"), Path("Env-v0/none/seed0"), Path("Env-v0/none/seed1")]
+    assert report.copied == done and report.already == [] and report.unfinished == [Path("Env-v0/fsae-round/seed1")]
+    assert finished_runs(store) == done
+    for rel in done:
+        kept, original = _files(store / rel), _files(logdir / rel)
+        assert set(original) - set(kept) == MODELS  # the model zips left out, and only they
+        assert all(kept[name] == original[name] for name in kept)  # everything else byte for byte
+        assert not (store / rel / "checkpoints").exists()
+    assert not (store / ".ray_tune").exists() and not list(store.rglob(".seed*"))  # no temporary folder left
+
+    # Back onto a fresh machine's logdir: compare reads the same curves from the copy as from the original.
+    fresh = tmp_path / "fresh"
+    assert copy_finished(store, fresh).copied == done
+    original = {(r.condition, r.seed): r.eval_curve() for r in load_runs(logdir, warn=lambda m: None)}
+    restored = {(r.condition, r.seed): r.eval_curve() for r in load_runs(fresh, warn=lambda m: None)}
+    assert set(restored) == {("fsae-round", 0), ("none", 0), ("none", 1)}
+    for key, (steps, values) in restored.items():
+        np.testing.assert_array_equal(steps, original[key][0])
+        np.testing.assert_array_equal(values, original[key][1])
+
+
+def test_a_second_copy_keeps_what_is_there_and_refusals_write_nothing(logdir, tmp_path):
+    store = tmp_path / "store"
+    copy_finished(logdir, store)
+    before = _files(store)
+    again = copy_finished(logdir, store)
+    assert again.copied == [] and len(again.already) == 3 and _files(store) == before
+
+    # A newly finished run is added beside them.
+    _run(logdir / "Env-v0" / "code" / "seed0", 0.5)
+    assert copy_finished(logdir, store).copied == [Path("Env-v0/code/seed0")]
+
+    # Another run of the same seed (its done.json differs): refused, and the other new run is not copied either.
+    (store / "Env-v0" / "none" / "seed0" / "done.json").write_text(json.dumps({"seconds": 99.0}))
+    _run(logdir / "Env-v0" / "copy" / "seed0", 0.5)
+    with pytest.raises(ArchiveError, match=r"none/seed0 holds another finished run .* done.json differs"):
+        copy_finished(logdir, store)
+    assert not (store / "Env-v0" / "copy").exists()
+
+    # An unfinished run where a finished one would go: refused, the unfinished one untouched.
+    fresh = tmp_path / "fresh"
+    _run(fresh / "Env-v0" / "none" / "seed1", 0.1, finished=False)
+    partial = _files(fresh)
+    with pytest.raises(ArchiveError, match=r"none/seed1 holds an unfinished run"):
+        copy_finished(logdir, fresh)
+    assert _files(fresh) == partial
+
+
+def test_a_sweep_skips_the_restored_runs_and_refuses_them_for_another_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    net = FSAE(FSAEConfig((1, 28, 28), [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)], round=True))
+    ckpt = save_fsae(tmp_path / "pretrain" / "fsae_round.pt", net, variant="round")
+    cfg = SweepConfig(
+        envs=[SweepEnv(config=BANDIT, fsae_checkpoint=str(ckpt))], conditions=["none", "fsae"], seeds=[0],
+        logdir=str(tmp_path / "machine1"),
+    )  # fmt: skip
+    for run in plan(cfg):  # as the runs leave their folders on the first machine
+        _run(run.run_dir, 0.5, config=run.config)
+        (run.run_dir / "fsae.json").write_text(json.dumps({"sha256": sha256_file(ckpt)}))
+    copy_finished(tmp_path / "machine1", tmp_path / "store")
+    copy_finished(tmp_path / "store", tmp_path / "machine2")
+
+    moved = plan(SweepConfig(**{**cfg.__dict__, "logdir": str(tmp_path / "machine2")}))
+    assert all(settings_changed(r) == "" for r in moved)
+    skipped, pending = split_finished(moved, log=lambda m: None)
+    assert [r.status for r in skipped] == ["skipped", "skipped"] and pending == []
+    # A checkpoint pretrained again (other weights): the carried fsae run is refused, not reported as the new one's.
+    torch.manual_seed(1)
+    save_fsae(ckpt, FSAE(FSAEConfig((1, 28, 28), [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)], round=True)))
+    assert settings_changed(moved[1]).startswith(f"checkpoint {ckpt}: SHA-256 ")
+
+
+def test_cli(logdir, tmp_path, capsys, load_script):
+    script = load_script("archive_runs")
+    assert script.main([str(logdir), str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    assert "copied Env-v0/none/seed1" in out
+    assert "3 finished run(s) copied" in out and "0 there already, 1 unfinished left behind" in out
+    assert script.main([str(tmp_path / "missing"), str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "is not a folder of runs" in err
