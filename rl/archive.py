@@ -8,19 +8,22 @@ checkpoint's SHA-256 differ). The same function does both directions.
 
 Contents:
     LEFT_OUT        -- what a copy leaves out: SB3's model zips (final, best, checkpoints), megabytes a run.
-    finished_runs   -- the finished run folders under a logdir (``<env>/<condition>/seed<N>``).
+    run_folders     -- the run folders under a logdir (``<env>/<condition>/seed<N>``), finished or not.
+    finished_runs   -- the finished ones (``rl.run_folder.run_finished``).
     copy_finished   -- copy them into another root, each folder written whole or not at all (a temporary folder
-                       renamed into place); a run already there is skipped when its ``done.json`` is the same, and
-                       refused when it is not, or when an unfinished run sits in its place (nothing is overwritten).
+                       renamed into place); a run already there is skipped when it is the same run (same
+                       ``metrics.json``), and refused when it is another one, or when something else sits in its place.
 
-What is kept is everything ``scripts/compare.py`` and ``scripts/evaluate_shift.py``'s reports read except the agents
-themselves: TensorBoard events, ``progress.csv``, ``eval/evaluations.npz``, ``metrics.json``, ``done.json``, the
-resolved ``config.yaml``, ``command.txt``, ``fsae.json`` and ``run_info.json`` (commit, machine, checkpoint SHA-256).
+Kept: TensorBoard events, ``progress.csv``, ``train.log``, ``eval/evaluations.npz``, ``metrics.json``, ``done.json``,
+the resolved ``config.yaml``, ``command.txt``, ``fsae.json`` and ``run_info.json`` (commit, machine, checkpoint
+SHA-256): all that ``scripts/compare.py`` reads. Not kept: the agents, so a carried run cannot be evaluated again
+(``scripts/evaluate_shift.py`` needs its ``final_model.zip``) or resumed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -34,10 +37,12 @@ LEFT_OUT = ("*.zip", "checkpoints")
 ``checkpoints/agent_<step>_steps.zip``)."""
 
 _SEED = re.compile(r"seed-?\d+")
+_TEMPORARY = re.compile(r"\.seed-?\d+\.[A-Za-z0-9_]+")
+"""A copy's temporary folder (``.seed<N>.<random>`` beside the run's place), left behind only by a killed copy."""
 
 
 class ArchiveError(ValueError):
-    """A copy that would overwrite a different run, or a root that is not a folder."""
+    """A copy that would overwrite something, a root that is not a folder of runs, or a sweep running there."""
 
 
 @dataclass
@@ -45,13 +50,14 @@ class CopyReport:
     copied: list[Path] = field(default_factory=list)
     """Run folders written, relative to the roots."""
     already: list[Path] = field(default_factory=list)
-    """Runs the destination held already, with the same ``done.json``."""
+    """Runs the destination held already (the same ``metrics.json``)."""
     unfinished: list[Path] = field(default_factory=list)
     """Run folders of the source left behind because they did not finish."""
 
 
-def _run_folders(root: Path) -> list[Path]:
+def run_folders(root: str | Path) -> list[Path]:
     """Folders ``<env>/<condition>/seed<N>`` under ``root``, relative to it, none below a hidden folder."""
+    root = Path(root)
     out = []
     for path in root.glob("*/*/seed*"):
         rel = path.relative_to(root)
@@ -62,49 +68,75 @@ def _run_folders(root: Path) -> list[Path]:
 
 def finished_runs(root: str | Path) -> list[Path]:
     """The finished run folders under ``root`` (``rl.run_folder.run_finished``), relative to it."""
-    root = Path(root)
-    return [rel for rel in _run_folders(root) if run_finished(root / rel)]
+    return [rel for rel in run_folders(root) if run_finished(Path(root) / rel)]
 
 
-def _marker(run_dir: Path) -> dict | None:
-    """The run's ``done.json`` (else ``metrics.json``), as read; None when neither is readable."""
-    for name in (DONE_MARKER, "metrics.json"):
+def _same_run(a: Path, b: Path) -> bool:
+    """Whether two finished run folders hold the same run: the same ``metrics.json`` (written once, by the run, as its
+    last file; the sweep's ``done.json`` may come a moment later), else the same ``done.json``."""
+    for name in ("metrics.json", DONE_MARKER):
         try:
-            return json.loads((run_dir / name).read_text())
+            return json.loads((a / name).read_text()) == json.loads((b / name).read_text())
         except (OSError, ValueError):
             continue
-    return None
+    return False
+
+
+def _check_no_sweep(dest: Path) -> None:
+    """Refuse a destination that a sweep is running on (it would start a carried run again)."""
+    from fsae.config import ConfigError
+    from rl.sweep import LOCK_FILE, sweep_lock
+
+    if (dest / LOCK_FILE).is_file():
+        try:
+            with sweep_lock({dest}):
+                pass
+        except ConfigError as e:
+            raise ArchiveError(f"{e}; copy into it when the sweep has stopped") from None
 
 
 def copy_finished(src: str | Path, dest: str | Path) -> CopyReport:
     """Copy every finished run under ``src`` into the same place under ``dest``, without ``LEFT_OUT``.
 
-    Each refusal is checked before anything is copied, so a refused call writes nothing: a finished run in ``dest``
-    whose ``done.json`` differs from the source's (another run of the same seed), or an unfinished one in its place
-    (a run in progress: let it finish, or remove it by hand).
+    Refused before anything is copied (``ArchiveError``): a ``src`` without run folders, a ``dest`` that is not a
+    folder or that a sweep is running on, another finished run in a run's place (a different ``metrics.json``), or
+    anything else there (an unfinished run: let it finish, or remove it). Each run folder is written whole or not at
+    all; temporary folders that a killed copy left in ``dest`` are removed first.
     """
     src, dest = Path(src), Path(dest)
     if not src.is_dir():
         raise ArchiveError(f"{src} is not a folder of runs")
-    report = CopyReport(unfinished=[rel for rel in _run_folders(src) if not run_finished(src / rel)])
+    folders = run_folders(src)
+    if not folders:
+        raise ArchiveError(f"no run folders <env>/<condition>/seed<N> under {src}")
+    if os.path.lexists(dest) and not dest.is_dir():
+        raise ArchiveError(f"{dest} is not a folder")
+    if dest.is_dir():
+        _check_no_sweep(dest)
+    report = CopyReport(unfinished=[rel for rel in folders if not run_finished(src / rel)])
     todo = []
     for rel in finished_runs(src):
         there = dest / rel
-        if not there.exists():
+        if not os.path.lexists(there):
             todo.append(rel)
-        elif run_finished(there) and _marker(there) == _marker(src / rel):
+        elif there.is_dir() and run_finished(there):
+            if not _same_run(there, src / rel):
+                raise ArchiveError(f"{there} holds another finished run than {src / rel} (its metrics.json differs)")
             report.already.append(rel)
-        elif run_finished(there):
-            raise ArchiveError(f"{there} holds another finished run than {src / rel} (its done.json differs)")
-        else:
+        elif there.is_dir() and not there.is_symlink():
             raise ArchiveError(f"{there} holds an unfinished run; let it finish or remove it, then copy again")
+        else:
+            raise ArchiveError(f"{there} is in the way (not a run folder); remove it, then copy again")
+    for parent in {(dest / rel).parent for rel in todo if (dest / rel).parent.is_dir()}:
+        for stale in parent.iterdir():
+            if _TEMPORARY.fullmatch(stale.name) and stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
     for rel in todo:
         there = dest / rel
         there.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{there.name}.", dir=there.parent))
-        try:
+        try:  # copytree gives the folder its source's mode at the end (mkdtemp's 0o700 is the temporary's only)
             shutil.copytree(src / rel, tmp, ignore=shutil.ignore_patterns(*LEFT_OUT), dirs_exist_ok=True)
-            tmp.chmod(0o755)  # mkdtemp's 0o700 is for the temporary name only
             tmp.rename(there)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -4,8 +4,9 @@ python scripts/archive_runs.py runs/sweeps/verdict_minigrid results/verdict_mini
 python scripts/archive_runs.py results/verdict_minigrid/runs runs/sweeps/verdict_minigrid   # carry it on elsewhere
 
 A run folder (<env>/<condition>/seed<N>) is copied when it finished (done.json or metrics.json), whole or not at all,
-leaving out SB3's model zips and checkpoints/. A run the destination holds already with the same done.json is left
-as it is; one with another done.json, or an unfinished run in its place, is refused and nothing is copied. A sweep
+leaving out SB3's model zips and checkpoints/ (so a carried run can be compared, not evaluated again or resumed). A run
+the destination holds already (the same metrics.json) is left as it is. Refused before anything is copied: another
+finished run in a run's place, an unfinished one or anything else there, a destination a sweep is running on. A sweep
 on the destination then skips the copied runs as finished (and refuses them if its settings or checkpoints differ).
 """
 

@@ -1,9 +1,13 @@
 """rl.archive and scripts/archive_runs.py: finished runs copied without their model zips, byte for byte otherwise,
-there and back; the copy skipped by a sweep as finished; what is already there kept; every refusal before any write."""
+there and back; the copy skipped by a sweep as finished and refused for a retrained checkpoint; what is already there
+kept (also when the sweep's done.json came after a first copy); every refusal before any write; a killed copy's
+leftovers removed; the results folder not ignored by git."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +17,11 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from fsae.checkpoint import save_fsae, sha256_file
+from fsae.config import ConfigError
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from rl.archive import ArchiveError, copy_finished, finished_runs
 from rl.compare import load_runs
-from rl.sweep import SweepConfig, SweepEnv, plan, settings_changed, split_finished
+from rl.sweep import SweepConfig, SweepEnv, plan, settings_changed, split_finished, sweep_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 BANDIT = str(ROOT / "configs" / "agent" / "digit_bandit.yaml")
@@ -43,8 +48,9 @@ def _run(run_dir: Path, reward: float, finished: bool = True, config: dict | Non
     return run_dir
 
 
-def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+def _files(root: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every folder (None) under ``root``."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
 
 
 @pytest.fixture
@@ -66,7 +72,7 @@ def test_copies_finished_runs_without_models_and_back(logdir, tmp_path):
     assert finished_runs(store) == done
     for rel in done:
         kept, original = _files(store / rel), _files(logdir / rel)
-        assert set(original) - set(kept) == MODELS  # the model zips left out, and only they
+        assert set(original) - set(kept) == MODELS | {"checkpoints"}  # the model zips left out, and only they
         assert all(kept[name] == original[name] for name in kept)  # everything else byte for byte
         assert not (store / rel / "checkpoints").exists()
     assert not (store / ".ray_tune").exists() and not list(store.rglob(".seed*"))  # no temporary folder left
@@ -93,20 +99,59 @@ def test_a_second_copy_keeps_what_is_there_and_refusals_write_nothing(logdir, tm
     _run(logdir / "Env-v0" / "code" / "seed0", 0.5)
     assert copy_finished(logdir, store).copied == [Path("Env-v0/code/seed0")]
 
-    # Another run of the same seed (its done.json differs): refused, and the other new run is not copied either.
-    (store / "Env-v0" / "none" / "seed0" / "done.json").write_text(json.dumps({"seconds": 99.0}))
+    # Another run of the same seed (its metrics.json differs): refused, and the other new run is not copied either.
+    (store / "Env-v0" / "none" / "seed0" / "metrics.json").write_text(json.dumps({"final_eval/mean_reward": 9.0}))
     _run(logdir / "Env-v0" / "copy" / "seed0", 0.5)
-    with pytest.raises(ArchiveError, match=r"none/seed0 holds another finished run .* done.json differs"):
+    before = _files(store)
+    with pytest.raises(ArchiveError, match=r"none/seed0 holds another finished run .* metrics.json differs"):
         copy_finished(logdir, store)
-    assert not (store / "Env-v0" / "copy").exists()
+    assert _files(store) == before
 
-    # An unfinished run where a finished one would go: refused, the unfinished one untouched.
+    # An unfinished run, or a file, where a finished one would go: refused, nothing touched.
     fresh = tmp_path / "fresh"
     _run(fresh / "Env-v0" / "none" / "seed1", 0.1, finished=False)
     partial = _files(fresh)
     with pytest.raises(ArchiveError, match=r"none/seed1 holds an unfinished run"):
         copy_finished(logdir, fresh)
     assert _files(fresh) == partial
+    shutil.rmtree(fresh / "Env-v0" / "none" / "seed1")
+    (fresh / "Env-v0" / "none" / "seed1").write_text("")
+    with pytest.raises(ArchiveError, match=r"none/seed1 is in the way \(not a run folder\)"):
+        copy_finished(logdir, fresh)
+    assert sorted(_files(fresh)) == ["Env-v0", "Env-v0/none", "Env-v0/none/seed1"]
+
+
+def test_a_copy_made_before_the_sweeps_marker_is_the_same_run(logdir, tmp_path):
+    """train_agent writes metrics.json, the sweep done.json a moment later: a copy in between is still that run."""
+    run = logdir / "Env-v0" / "none" / "seed0"
+    marker = (run / "done.json").read_bytes()
+    (run / "done.json").unlink()
+    store = tmp_path / "store"
+    assert Path("Env-v0/none/seed0") in copy_finished(logdir, store).copied
+    (run / "done.json").write_bytes(marker)
+    again = copy_finished(logdir, store)
+    assert again.copied == [] and Path("Env-v0/none/seed0") in again.already
+
+
+def test_a_killed_copys_leftovers_are_removed_and_a_running_sweep_refused(logdir, tmp_path):
+    store = tmp_path / "store"
+    leftover = store / "Env-v0" / "none" / ".seed0.k2x_9abc"  # as mkdtemp names the folder a killed copy was writing
+    leftover.mkdir(parents=True)
+    (leftover / "progress.csv").write_text("half")
+    assert len(copy_finished(logdir, store).copied) == 3 and not leftover.exists()
+
+    with sweep_lock({store}):  # a sweep running on the destination would start a carried run again
+        with pytest.raises(ArchiveError, match=r"another sweep is running on .*; copy into it when the sweep has"):
+            copy_finished(logdir, store)
+    assert copy_finished(logdir, store).already  # the lock released: the copy goes on
+
+
+def test_the_results_folder_is_not_ignored_by_git():
+    """Carried runs live in results/<grid>/runs; the logdirs' ignore rule (/runs/) must not reach them."""
+    path = "results/verdict_minigrid/runs/MiniGrid-DoorKey-5x5-v0/none/seed0/done.json"
+    ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
+    assert ignored.returncode == 1  # 1: not ignored (0 would be ignored, 128 an error)
+    assert subprocess.run(["git", "check-ignore", "-q", "runs/sweeps/x/done.json"], cwd=ROOT).returncode == 0
 
 
 def test_a_sweep_skips_the_restored_runs_and_refuses_them_for_another_checkpoint(tmp_path):
@@ -131,6 +176,8 @@ def test_a_sweep_skips_the_restored_runs_and_refuses_them_for_another_checkpoint
     torch.manual_seed(1)
     save_fsae(ckpt, FSAE(FSAEConfig((1, 28, 28), [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)], round=True)))
     assert settings_changed(moved[1]).startswith(f"checkpoint {ckpt}: SHA-256 ")
+    with pytest.raises(ConfigError, match=r"1 finished run\(s\) .* other settings, e.g. .*fsae-round/seed0"):
+        split_finished(moved, log=lambda m: None)
 
 
 def test_cli(logdir, tmp_path, capsys, load_script):
@@ -142,3 +189,5 @@ def test_cli(logdir, tmp_path, capsys, load_script):
     assert script.main([str(tmp_path / "missing"), str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "is not a folder of runs" in err
+    assert script.main([str(logdir / "Env-v0"), str(tmp_path / "store")]) == 2  # one level too deep
+    assert "no run folders <env>/<condition>/seed<N> under" in capsys.readouterr().err
