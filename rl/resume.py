@@ -3,7 +3,8 @@
 Contents:
     resume            -- the one call ``train_agent`` makes: load the newest checkpoint into the model, record the
                          command, reopen the logs and evaluation history up to its step; returns the step.
-    check_resumable   -- the run folder holds an unfinished run of the same config; refuses anything else.
+    check_resumable   -- the run folder holds an unfinished run of the same config (a moved checkpoint of the same
+                         bytes is the same); refuses anything else.
     resumable         -- the same as a yes or no, for the sweeps.
     config_differences -- the settings in which two agent configs differ (``rl.sweep`` uses it too).
     load_latest       -- the newest checkpoint in ``checkpoints/`` that loads (a file cut short by ``kill -9`` is
@@ -49,13 +50,14 @@ from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoard
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from fsae.config import ConfigError, to_dict
-from fsae.provenance import check_dependencies
+from fsae.provenance import check_dependencies, sha256_file
 from rl.callbacks import SplitEvalCallback
 from rl.config import AgentConfig, PolicyConfig
 from rl.run_folder import open_logger
 
 _CHECKPOINT = re.compile(r"agent_(\d+)_steps\.zip")
 _MAY_DIFFER = {"overwrite", "progress_bar", "verbose", "cuda_graph"}  # settings that do not change what is trained
+_CHECKPOINTS = ("fsae_checkpoint", "autoencoder_checkpoint")  # compared by their bytes where moved (``_moved``)
 
 
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -76,9 +78,26 @@ def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:
             f"--resume: no checkpoint in {run_dir / 'checkpoints'} (checkpoint_freq decides how often one is written); "
             "start the run again with overwrite=true"
         )
-    differ = config_differences(yaml.safe_load(saved_path.read_text()) or {}, config)
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    differ = ", ".join(filter(None, (config_differences(saved, config, _CHECKPOINTS), _moved(run_dir, saved, config))))
     if differ:
         raise ConfigError(f"--resume: the config differs from the run's config.yaml in {differ}; resume with the same")
+
+
+def _moved(run_dir: Path, saved: dict[str, Any], config: dict[str, Any]) -> str:
+    """The checkpoint paths that differ between the run's config and ``config``, but for a checkpoint that has moved:
+    a new path whose file has the SHA-256 the run recorded for its frozen model (``fsae.json``) is the same model, as
+    for ``rl.sweep.settings_changed`` (a repository or logdir moved, a checkpoint copied into the repository)."""
+    try:
+        recorded = json.loads((run_dir / "fsae.json").read_text()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    differ = []
+    for key in _CHECKPOINTS:
+        old, new = saved.get(key), config.get(key)
+        if old != new and not (recorded and new and Path(new).is_file() and sha256_file(new) == recorded):
+            differ.append(f"{key}: {old!r} -> {new!r}")
+    return ", ".join(differ)
 
 
 def resumable(run_dir: Path, agent: AgentConfig) -> bool:

@@ -21,15 +21,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import configure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fsae.config import load_config
+from fsae.checkpoint import save_fsae, sha256_file
+from fsae.config import ConfigError, load_config, to_dict
+from fsae.model import FSAE, FSAEConfig, LayerSpec
 from rl.agent import build_model
 from rl.config import AgentConfig
 from rl.env_factory import make_vec_env_for
-from rl.resume import load_latest, restore_evaluations, restore_progress
+from rl.resume import check_resumable, load_latest, restore_evaluations, restore_progress
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_agent.py"
@@ -316,3 +319,32 @@ def test_optimizer_state_of_an_older_plain_layout_run_takes_the_weights_layout(t
     assert any(saved[i]["exp_avg"].stride() != params[i].stride() for i in convs)  # there was something to match
     model.learn(64, reset_num_timesteps=False)
     venv.close()
+
+
+def test_a_moved_checkpoint_of_the_same_bytes_is_the_same_run(tmp_path):
+    """A run resumes when its frozen model's checkpoint has moved (a repository or logdir moved, the checkpoint copied
+    into results/): compared by the SHA-256 the run recorded, not by path; other bytes at the new path are refused."""
+
+    def tiny(path: Path, seed: int) -> Path:
+        torch.manual_seed(seed)
+        net = FSAE(FSAEConfig((1, 28, 28), [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)], round=True))
+        return save_fsae(path, net, variant="round")
+
+    first = tiny(tmp_path / "runs" / "pretrain" / "fsae_round.pt", seed=0)
+    cfg = load_config(AgentConfig, ROOT / "configs" / "agent" / "digit_bandit.yaml", ["condition=fsae"])
+    config = to_dict(dataclasses.replace(cfg, fsae_checkpoint=str(first)))
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "agent_128_steps.zip").write_bytes(b"PK")  # check_resumable only asks that one exists
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "fsae.json").write_text(json.dumps({"checkpoint": str(first), "sha256": sha256_file(first)}))
+
+    moved = tmp_path / "results" / "pretrain" / "fsae_round.pt"
+    moved.parent.mkdir(parents=True)
+    moved.write_bytes(first.read_bytes())
+    check_resumable(run, {**config, "fsae_checkpoint": str(moved)})  # the same bytes elsewhere: resumes
+    other = tiny(tmp_path / "retrained" / "fsae_round.pt", seed=1)
+    with pytest.raises(ConfigError, match=r"differs from the run's config.yaml in fsae_checkpoint: .*retrained"):
+        check_resumable(run, {**config, "fsae_checkpoint": str(other)})
+    with pytest.raises(ConfigError, match=r"in fsae_checkpoint: .* -> .*gone"):  # no file there: not the same model
+        check_resumable(run, {**config, "fsae_checkpoint": str(tmp_path / "gone" / "fsae_round.pt")})
