@@ -161,7 +161,7 @@ def train_agent(
     regen = make_observer(cfg, checkpoint, device, obs_space)
     run_dir = run_dir_for(cfg)
     if resume:
-        resume_lib.check_resumable(run_dir, yaml.safe_load(yaml.safe_dump(to_dict(cfg))))
+        resume_lib.check_resumable(run_dir, yaml.safe_load(yaml.safe_dump(to_dict(cfg))), checkpoint)
     elif run_dir.is_dir() and any(run_dir.iterdir()) and not cfg.overwrite:
         raise ConfigError(f"run folder {run_dir} already holds a run; remove it, change logdir/seed, or set overwrite")
     venv = make_vec_env_for(cfg, regen, cfg.n_envs, cfg.seed, dict(cfg.env_kwargs))

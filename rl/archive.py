@@ -22,6 +22,7 @@ SHA-256): all that ``scripts/compare.py`` reads. Not kept: the agents, so a carr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -38,7 +39,7 @@ LEFT_OUT = ("*.zip", "checkpoints")
 
 _SEED = re.compile(r"seed-?\d+")
 _TEMPORARY = re.compile(r"\.seed-?\d+\.[A-Za-z0-9_]+")
-"""A copy's temporary folder (``.seed<N>.<random>`` beside the run's place), left behind only by a killed copy."""
+"""A copy's temporary folder (``.seed<N>.<random>`` beside the run's place), left behind by a killed copy."""
 
 
 class ArchiveError(ValueError):
@@ -73,7 +74,7 @@ def finished_runs(root: str | Path) -> list[Path]:
 
 def _same_run(a: Path, b: Path) -> bool:
     """Whether two finished run folders hold the same run: the same ``metrics.json`` (written once, by the run, as its
-    last file; the sweep's ``done.json`` may come a moment later), else the same ``done.json``."""
+    last file; the sweep's ``done.json`` may come a moment later), else (one side without it) the same ``done.json``."""
     for name in ("metrics.json", DONE_MARKER):
         try:
             return json.loads((a / name).read_text()) == json.loads((b / name).read_text())
@@ -82,27 +83,19 @@ def _same_run(a: Path, b: Path) -> bool:
     return False
 
 
-def _check_no_sweep(dest: Path) -> None:
-    """Refuse a destination that a sweep is running on (it would start a carried run again)."""
-    from fsae.config import ConfigError
-    from rl.sweep import LOCK_FILE, sweep_lock
-
-    if (dest / LOCK_FILE).is_file():
-        try:
-            with sweep_lock({dest}):
-                pass
-        except ConfigError as e:
-            raise ArchiveError(f"{e}; copy into it when the sweep has stopped") from None
-
-
 def copy_finished(src: str | Path, dest: str | Path) -> CopyReport:
     """Copy every finished run under ``src`` into the same place under ``dest``, without ``LEFT_OUT``.
 
     Refused before anything is copied (``ArchiveError``): a ``src`` without run folders, a ``dest`` that is not a
-    folder or that a sweep is running on, another finished run in a run's place (a different ``metrics.json``), or
-    anything else there (an unfinished run: let it finish, or remove it). Each run folder is written whole or not at
-    all; temporary folders that a killed copy left in ``dest`` are removed first.
+    folder or that a sweep is running on (a sweep's logdir: its lock is held for the whole copy, so that no sweep
+    starts there meanwhile and runs a carried run again), another finished run in a run's place (a different
+    ``metrics.json``), or anything else there (an unfinished run: let it finish, or remove it). Each run folder is
+    written whole or not at all; a killed copy's temporary folders beside the runs it copies are removed first (two
+    copies into one destination at once are not supported).
     """
+    from fsae.config import ConfigError
+    from rl.sweep import LOCK_FILE, sweep_lock
+
     src, dest = Path(src), Path(dest)
     if not src.is_dir():
         raise ArchiveError(f"{src} is not a folder of runs")
@@ -111,8 +104,16 @@ def copy_finished(src: str | Path, dest: str | Path) -> CopyReport:
         raise ArchiveError(f"no run folders <env>/<condition>/seed<N> under {src}")
     if os.path.lexists(dest) and not dest.is_dir():
         raise ArchiveError(f"{dest} is not a folder")
-    if dest.is_dir():
-        _check_no_sweep(dest)
+    with contextlib.ExitStack() as held:
+        if (dest / LOCK_FILE).is_file():  # a sweep's logdir (the repository's results/ has no lock file)
+            try:
+                held.enter_context(sweep_lock({dest}))
+            except ConfigError as e:
+                raise ArchiveError(f"{e}; copy into it when the sweep has stopped") from None
+        return _copy(src, dest, folders)
+
+
+def _copy(src: Path, dest: Path, folders: list[Path]) -> CopyReport:
     report = CopyReport(unfinished=[rel for rel in folders if not run_finished(src / rel)])
     todo = []
     for rel in finished_runs(src):

@@ -3,7 +3,7 @@
 Contents:
     resume            -- the one call ``train_agent`` makes: load the newest checkpoint into the model, record the
                          command, reopen the logs and evaluation history up to its step; returns the step.
-    check_resumable   -- the run folder holds an unfinished run of the same config (a moved checkpoint of the same
+    check_resumable   -- the run folder holds an unfinished run of the same config (a checkpoint moved with the same
                          bytes is the same); refuses anything else.
     resumable         -- the same as a yes or no, for the sweeps.
     config_differences -- the settings in which two agent configs differ (``rl.sweep`` uses it too).
@@ -66,8 +66,11 @@ def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(((int(m.group(1)), p) for m, p in matches if m), reverse=True)
 
 
-def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:
-    """Refuse (``ConfigError``) a folder without a run, a finished run, no checkpoint, or another config."""
+def check_resumable(run_dir: Path, config: dict[str, Any], checkpoint: str | None = None) -> None:
+    """Refuse (``ConfigError``) a folder without a run, a finished run, no checkpoint, or another config.
+
+    ``checkpoint`` is the file the resumed run's condition reads (``rl.agent.resolve_checkpoint``); when given, a
+    checkpoint path that changed is the same model if that file has the SHA-256 the run recorded (``_moved``)."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         raise ConfigError(f"--resume: {run_dir} holds no run (no config.yaml); start it without --resume")
@@ -79,35 +82,35 @@ def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:
             "start the run again with overwrite=true"
         )
     saved = yaml.safe_load(saved_path.read_text()) or {}
-    differ = ", ".join(filter(None, (config_differences(saved, config, _CHECKPOINTS), _moved(run_dir, saved, config))))
+    moved = _moved(run_dir, saved, config, checkpoint)
+    differ = ", ".join(filter(None, (config_differences(saved, config, _CHECKPOINTS), moved)))
     if differ:
         raise ConfigError(f"--resume: the config differs from the run's config.yaml in {differ}; resume with the same")
 
 
-def _moved(run_dir: Path, saved: dict[str, Any], config: dict[str, Any]) -> str:
-    """The checkpoint paths that differ between the run's config and ``config``, but for a checkpoint that has moved:
-    a new path whose file has the SHA-256 the run recorded for its frozen model (``fsae.json``) is the same model, as
-    for ``rl.sweep.settings_changed`` (a repository or logdir moved, a checkpoint copied into the repository)."""
+def _moved(run_dir: Path, saved: dict[str, Any], config: dict[str, Any], checkpoint: str | None) -> str:
+    """The checkpoint paths that differ between the run's config and ``config`` ('' when none does), unless the
+    frozen model has only moved: ``checkpoint``, the file the resumed run reads, has the SHA-256 the run recorded for
+    the file it read (``fsae.json``), as ``rl.sweep.settings_changed`` compares them (a repository or logdir moved, a
+    checkpoint copied into the repository)."""
+    differ = [f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in _CHECKPOINTS if saved.get(k) != config.get(k)]
+    if not differ or checkpoint is None or not Path(checkpoint).is_file():
+        return ", ".join(differ)
     try:
         recorded = json.loads((run_dir / "fsae.json").read_text()).get("sha256")
     except (OSError, ValueError, AttributeError):
         recorded = None
-    differ = []
-    for key in _CHECKPOINTS:
-        old, new = saved.get(key), config.get(key)
-        if old != new and not (recorded and new and Path(new).is_file() and sha256_file(new) == recorded):
-            differ.append(f"{key}: {old!r} -> {new!r}")
-    return ", ".join(differ)
+    return "" if recorded and sha256_file(checkpoint) == recorded else ", ".join(differ)
 
 
-def resumable(run_dir: Path, agent: AgentConfig) -> bool:
+def resumable(run_dir: Path, agent: AgentConfig, checkpoint: str | None = None) -> bool:
     """Whether ``run_dir`` holds an unfinished run of ``agent`` that ``train_agent(..., resume=True)`` continues
-    (``check_resumable`` passes): what the sweeps ask of a folder left by a killed or stopped try. False for a config
-    that writes no checkpoints (``checkpoint_freq`` 0)."""
+    (``check_resumable`` passes, ``checkpoint`` as there): what the sweeps ask of a folder left by a killed or stopped
+    try. False for a config that writes no checkpoints (``checkpoint_freq`` 0)."""
     if not agent.checkpoint_freq:
         return False
     try:
-        check_resumable(run_dir, yaml.safe_load(yaml.safe_dump(to_dict(agent))))
+        check_resumable(run_dir, yaml.safe_load(yaml.safe_dump(to_dict(agent))), checkpoint)
     except (ConfigError, OSError, ValueError):
         return False
     return True

@@ -46,7 +46,7 @@ def _prepare(run: Run) -> bool:
     """The run's folder, ready for it: kept when it holds an unfinished try of the same config with an agent checkpoint
     (True: the run resumes from it), else removed and made again (False: the run starts from scratch)."""
     if run.run_dir.exists():
-        if resumable(run.run_dir, run.agent):
+        if resumable(run.run_dir, run.agent, run.checkpoint):
             return True
         shutil.rmtree(run.run_dir)
     run.run_dir.mkdir(parents=True)

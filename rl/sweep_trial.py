@@ -91,6 +91,7 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     from ray import tune
     from ray.runtime_context import get_runtime_context
 
+    from rl.agent import resolve_checkpoint
     from rl.resume import resumable
 
     name = config["run"]
@@ -111,7 +112,11 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     if shipped is not None:  # a restarted trial: the run folder as of its newest agent checkpoint
         shutil.rmtree(run_dir, ignore_errors=True)
         shipped.to_directory(str(run_dir))
-    resume = resumable(run_dir, agent)
+    try:
+        checkpoint = resolve_checkpoint(agent)
+    except ConfigError:
+        checkpoint = None  # train_agent refuses the run below, in one line
+    resume = resumable(run_dir, agent, checkpoint)
     if not resume:  # never started, or cut short before its first checkpoint: from scratch
         shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)

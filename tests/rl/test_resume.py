@@ -323,28 +323,49 @@ def test_optimizer_state_of_an_older_plain_layout_run_takes_the_weights_layout(t
 
 def test_a_moved_checkpoint_of_the_same_bytes_is_the_same_run(tmp_path):
     """A run resumes when its frozen model's checkpoint has moved (a repository or logdir moved, the checkpoint copied
-    into results/): compared by the SHA-256 the run recorded, not by path; other bytes at the new path are refused."""
+    into results/): the file the resumed run reads is compared with the SHA-256 the run recorded, not by path; other
+    bytes, no file, or no file named are refused. The autoencoder condition, whose sweeps also set fsae_checkpoint,
+    compares the autoencoder it reads."""
 
-    def tiny(path: Path, seed: int) -> Path:
+    def tiny(path: Path, seed: int, variant: str = "round") -> Path:
         torch.manual_seed(seed)
         net = FSAE(FSAEConfig((1, 28, 28), [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 10)], round=True))
-        return save_fsae(path, net, variant="round")
+        return save_fsae(path, net, variant=variant)
+
+    def started(name: str, condition: str, used: Path, **paths: Path) -> tuple[Path, dict]:
+        """A run folder as train_agent leaves it after a checkpoint: config with ``paths``, fsae.json of ``used``."""
+        cfg = load_config(AgentConfig, ROOT / "configs" / "agent" / "digit_bandit.yaml", [f"condition={condition}"])
+        config = to_dict(dataclasses.replace(cfg, **{k: str(v) for k, v in paths.items()}))
+        run = tmp_path / name
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "agent_128_steps.zip").write_bytes(b"PK")  # check_resumable only asks that one exists
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        (run / "fsae.json").write_text(json.dumps({"checkpoint": str(used), "sha256": sha256_file(used)}))
+        return run, config
+
+    def copied(src: Path, dest: Path) -> Path:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(src.read_bytes())
+        return dest
 
     first = tiny(tmp_path / "runs" / "pretrain" / "fsae_round.pt", seed=0)
-    cfg = load_config(AgentConfig, ROOT / "configs" / "agent" / "digit_bandit.yaml", ["condition=fsae"])
-    config = to_dict(dataclasses.replace(cfg, fsae_checkpoint=str(first)))
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "checkpoints" / "agent_128_steps.zip").write_bytes(b"PK")  # check_resumable only asks that one exists
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
-    (run / "fsae.json").write_text(json.dumps({"checkpoint": str(first), "sha256": sha256_file(first)}))
-
-    moved = tmp_path / "results" / "pretrain" / "fsae_round.pt"
-    moved.parent.mkdir(parents=True)
-    moved.write_bytes(first.read_bytes())
-    check_resumable(run, {**config, "fsae_checkpoint": str(moved)})  # the same bytes elsewhere: resumes
+    run, config = started("fsae_run", "fsae", first, fsae_checkpoint=first)
+    moved = copied(first, tmp_path / "results" / "pretrain" / "fsae_round.pt")
+    check_resumable(run, {**config, "fsae_checkpoint": str(moved)}, str(moved))  # the same bytes elsewhere: resumes
     other = tiny(tmp_path / "retrained" / "fsae_round.pt", seed=1)
     with pytest.raises(ConfigError, match=r"differs from the run's config.yaml in fsae_checkpoint: .*retrained"):
-        check_resumable(run, {**config, "fsae_checkpoint": str(other)})
+        check_resumable(run, {**config, "fsae_checkpoint": str(other)}, str(other))
+    gone = str(tmp_path / "gone" / "fsae_round.pt")
     with pytest.raises(ConfigError, match=r"in fsae_checkpoint: .* -> .*gone"):  # no file there: not the same model
-        check_resumable(run, {**config, "fsae_checkpoint": str(tmp_path / "gone" / "fsae_round.pt")})
+        check_resumable(run, {**config, "fsae_checkpoint": gone}, gone)
+    with pytest.raises(ConfigError, match=r"in fsae_checkpoint: "):  # the file read not named: paths compared
+        check_resumable(run, {**config, "fsae_checkpoint": str(moved)})
+
+    # The autoencoder condition: fsae_checkpoint moved too, the autoencoder it reads has the recorded bytes.
+    ae = tiny(tmp_path / "runs" / "pretrain" / "autoencoder.pt", seed=2, variant="autoencoder")
+    run, config = started("ae_run", "autoencoder", ae, fsae_checkpoint=first, autoencoder_checkpoint=ae)
+    ae_moved = copied(ae, tmp_path / "results" / "pretrain" / "autoencoder.pt")
+    both = {**config, "fsae_checkpoint": str(moved), "autoencoder_checkpoint": str(ae_moved)}
+    check_resumable(run, both, str(ae_moved))
+    with pytest.raises(ConfigError, match=r"fsae_checkpoint: .* autoencoder_checkpoint: "):
+        check_resumable(run, both, str(moved))  # the FSAE's bytes are not the autoencoder's
