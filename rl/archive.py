@@ -1,6 +1,6 @@
 """Carrying finished runs between machines: their records, without the agents' weights.
 
-A grid that takes more CPU-hours than one machine lives (the MiniGrid verdict: about 40 on the 2-core VM, three hours
+A grid that takes more CPU-hours than one machine lives (the MiniGrid verdict: about 18 on the 2-core VM, three hours
 a session, every session on a fresh machine) is finished piece by piece: each session copies the runs it finished
 into the repository (``results/``), and the next one copies them back into the sweep's logdir, where the sweep skips
 them as finished (``rl.sweep.split_finished``, which still refuses them if the planned settings or the frozen
@@ -8,8 +8,7 @@ checkpoint's SHA-256 differ). The same function does both directions.
 
 Contents:
     LEFT_OUT        -- what a copy leaves out: SB3's model zips (final, best, checkpoints), megabytes a run.
-    run_folders     -- the run folders under a logdir (``<env>/<condition>/seed<N>``), finished or not.
-    finished_runs   -- the finished ones (``rl.run_folder.run_finished``).
+    finished_runs   -- the finished run folders under a logdir (``rl.run_folder.run_folders``, ``run_finished``).
     copy_finished   -- copy them into another root, each folder written whole or not at all (a temporary folder
                        renamed into place); a run already there is skipped when it is the same run (same
                        ``metrics.json``), and refused when it is another one, or when something else sits in its place.
@@ -31,13 +30,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rl.run_folder import DONE_MARKER, run_finished
+from rl.run_folder import DONE_MARKER, run_finished, run_folders
 
 LEFT_OUT = ("*.zip", "checkpoints")
 """``shutil.ignore_patterns`` of a copy: the agents' weights (``final_model.zip``, ``best_model.zip``,
 ``checkpoints/agent_<step>_steps.zip``)."""
 
-_SEED = re.compile(r"seed-?\d+")
 _TEMPORARY = re.compile(r"\.seed-?\d+\.[A-Za-z0-9_]+")
 """A copy's temporary folder (``.seed<N>.<random>`` beside the run's place), left behind by a killed copy."""
 
@@ -54,17 +52,6 @@ class CopyReport:
     """Runs the destination held already (the same ``metrics.json``)."""
     unfinished: list[Path] = field(default_factory=list)
     """Run folders of the source left behind because they did not finish."""
-
-
-def run_folders(root: str | Path) -> list[Path]:
-    """Folders ``<env>/<condition>/seed<N>`` under ``root``, relative to it, none below a hidden folder."""
-    root = Path(root)
-    out = []
-    for path in root.glob("*/*/seed*"):
-        rel = path.relative_to(root)
-        if path.is_dir() and _SEED.fullmatch(rel.parts[-1]) and not any(p.startswith(".") for p in rel.parts):
-            out.append(rel)
-    return sorted(out)
 
 
 def finished_runs(root: str | Path) -> list[Path]:
@@ -114,9 +101,10 @@ def copy_finished(src: str | Path, dest: str | Path) -> CopyReport:
 
 
 def _copy(src: Path, dest: Path, folders: list[Path]) -> CopyReport:
-    report = CopyReport(unfinished=[rel for rel in folders if not run_finished(src / rel)])
+    finished = [rel for rel in folders if run_finished(src / rel)]
+    report = CopyReport(unfinished=[rel for rel in folders if rel not in finished])
     todo = []
-    for rel in finished_runs(src):
+    for rel in finished:
         there = dest / rel
         if not os.path.lexists(there):
             todo.append(rel)

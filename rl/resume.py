@@ -53,7 +53,7 @@ from fsae.config import ConfigError, to_dict
 from fsae.provenance import check_dependencies, sha256_file
 from rl.callbacks import SplitEvalCallback
 from rl.config import AgentConfig, PolicyConfig
-from rl.run_folder import open_logger
+from rl.run_folder import open_logger, recorded_sha256
 
 _CHECKPOINT = re.compile(r"agent_(\d+)_steps\.zip")
 _MAY_DIFFER = {"overwrite", "progress_bar", "verbose", "cuda_graph"}  # settings that do not change what is trained
@@ -96,10 +96,7 @@ def _moved(run_dir: Path, saved: dict[str, Any], config: dict[str, Any], checkpo
     differ = [f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in _CHECKPOINTS if saved.get(k) != config.get(k)]
     if not differ or checkpoint is None or not Path(checkpoint).is_file():
         return ", ".join(differ)
-    try:
-        recorded = json.loads((run_dir / "fsae.json").read_text()).get("sha256")
-    except (OSError, ValueError, AttributeError):
-        recorded = None
+    recorded = recorded_sha256(run_dir)
     return "" if recorded and sha256_file(checkpoint) == recorded else ", ".join(differ)
 
 

@@ -9,11 +9,14 @@ Contents:
     write_hparams   -- the config as a TensorBoard text table.
     DONE_MARKER, run_finished -- a sweep's marker file, and the test of a finished run that sweeps, ``compare`` and
                        the shift evaluation share.
+    run_folders     -- the run folders under a logdir (``<env>/<condition>/seed<N>``, none below a hidden folder).
+    recorded_sha256 -- the SHA-256 of the frozen model a run read, as its ``fsae.json`` records it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -98,3 +101,28 @@ def run_finished(run_dir: str | Path) -> bool:
     last file). A half-written file does not count."""
     run_dir = Path(run_dir)
     return _readable_json(run_dir / DONE_MARKER) or _readable_json(run_dir / "metrics.json")
+
+
+_SEED = re.compile(r"seed-?\d+")
+
+
+def run_folders(logdir: str | Path) -> list[Path]:
+    """Folders ``<env>/<condition>/seed<N>`` under ``logdir``, relative to it, sorted; none below a hidden folder
+    (a Ray sweep keeps Tune's state, whose checkpoints copy run folders, in ``<logdir>/.ray_tune``)."""
+    root = Path(logdir)
+    out = []
+    for path in root.glob("*/*/seed*"):
+        rel = path.relative_to(root)
+        if path.is_dir() and _SEED.fullmatch(rel.parts[-1]) and not any(p.startswith(".") for p in rel.parts):
+            out.append(rel)
+    return sorted(out)
+
+
+def recorded_sha256(run_dir: str | Path) -> str | None:
+    """The SHA-256 of the checkpoint the run's condition read, from its ``fsae.json``; None when it read none (none,
+    copy) or the record is missing or unreadable."""
+    try:
+        sha = json.loads((Path(run_dir) / "fsae.json").read_text()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return sha if isinstance(sha, str) else None

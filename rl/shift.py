@@ -43,7 +43,7 @@ from rl.compare import condition_key, fmt_ci
 from rl.config import AgentConfig
 from rl.env_factory import make_observer, make_vec_env_for, probe_env
 from rl.perception import Encoder
-from rl.run_folder import run_finished
+from rl.run_folder import run_finished, run_folders
 from rl.stats import improvement_ci, iqm_ci
 
 AS_TRAINED = "as trained"
@@ -116,13 +116,12 @@ def evaluate_run(
 
 
 def finished_runs(logdir: str | Path) -> list[tuple[str, str, int, Path]]:
-    """(env, condition, seed, folder) of each finished run under ``logdir`` (the <env>/<condition>/seed<N> layout)."""
+    """(env, condition, seed, folder) of each finished run under ``logdir`` with its agent (``final_model.zip``)."""
     runs = []
-    for model_zip in sorted(Path(logdir).glob("*/*/seed*/final_model.zip")):
-        folder = model_zip.parent
-        seed = folder.name.removeprefix("seed")
-        if seed.lstrip("-").isdigit() and run_finished(folder):
-            runs.append((folder.parent.parent.name, folder.parent.name, int(seed), folder))
+    for rel in run_folders(logdir):
+        folder = Path(logdir) / rel
+        if (folder / "final_model.zip").is_file() and run_finished(folder):
+            runs.append((rel.parts[0], rel.parts[1], int(rel.name.removeprefix("seed")), folder))
     return runs
 
 

@@ -50,7 +50,7 @@ from fsae.config import ConfigError, apply_overrides, check, from_dict, load_con
 from fsae.data import DatasetError
 from rl import CONDITIONS
 from rl.config import AgentConfig
-from rl.run_folder import run_dir_for, run_finished
+from rl.run_folder import recorded_sha256, run_dir_for, run_finished
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "scripts" / "train_agent.py"
@@ -320,10 +320,7 @@ def settings_changed(run: Run) -> str:
         return ""
     if not isinstance(saved, dict):
         return ""
-    try:
-        recorded = json.loads((run.run_dir / "fsae.json").read_text()).get("sha256")
-    except (OSError, ValueError, AttributeError):
-        recorded = None
+    recorded = recorded_sha256(run.run_dir)
     differ = [config_differences(saved, run.config, ignore=_WHERE)]
     if run.checkpoint and recorded and Path(run.checkpoint).is_file():
         now = checkpoint_sha256(run.checkpoint)
