@@ -183,6 +183,9 @@ def print_table(r: dict) -> None:
         if "ppo/augmented_forward_over_raw" in q:
             print(f"ppo        augmented without the lookup {q['ppo/augmented_forward_steps_per_s']:,.0f} steps/s  "
                   f"ratio {q['ppo/augmented_forward_over_raw']:.2f}x")  # fmt: skip
+        if "ppo/augmented_task_net_over_raw" in q:
+            print(f"ppo        augmented, the digit tasks' wider net {q['ppo/augmented_task_net_steps_per_s']:,.0f} "
+                  f"steps/s  ratio {q['ppo/augmented_task_net_over_raw']:.2f}x")  # fmt: skip
         if "ppo/copy_over_raw" in q:
             print(f"ppo        copy (two-channel policy, no FSAE) {q['ppo/copy_steps_per_s']:,.0f} steps/s  ratio "
                   f"{q['ppo/copy_over_raw']:.2f}x; augmented over copy (the wrapper alone) "

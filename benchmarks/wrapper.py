@@ -50,6 +50,9 @@ from rl.env_factory import make_env, make_vec_env_for
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST_CONFIG = ROOT / "configs" / "pretrain" / "mnist_fast.yaml"
+# The network of the digit tasks' FSAEs (DigitBandit's; DigitSum's and DigitLock's differ only in input and code): the
+# one every RL result of docs/RESULTS.md ran with, wider than the fast config's since the fast config was made cheaper.
+TASK_CONFIG = ROOT / "configs" / "pretrain" / "digit_bandit.yaml"
 AGENT_CONFIG = ROOT / "configs" / "agent" / "digit_bandit.yaml"
 ENV_ID = "fsae/DigitBandit-v0"
 TARGET_PPO_RATIO = 0.95  # augmented (round FSAE) over raw PPO steps/s on the CPU: the performance issue's target
@@ -59,12 +62,12 @@ TARGET_BATCHED_RATIO = 1.8
 VARIANTS = {"plain": {}, "round": {"round": True}, "jump": {"jumps": "last"}, "jump_all": {"jumps": "all"}}
 
 
-def fast_fsae(checkpoint: str | None = None, variant: str = "jump") -> FSAE:
-    """The model to time: a checkpoint, else a freshly initialised FSAE of the fast config in ``variant`` (one of
-    ``VARIANTS``; 'jump', one jump connection, by default)."""
+def fast_fsae(checkpoint: str | None = None, variant: str = "jump", config: Path = FAST_CONFIG) -> FSAE:
+    """The model to time: a checkpoint, else a freshly initialised FSAE of ``config`` (the fast config by default) in
+    ``variant`` (one of ``VARIANTS``; 'jump', one jump connection, by default)."""
     if checkpoint:
         return load_fsae(checkpoint)
-    cfg = load_config(PretrainConfig, FAST_CONFIG).model
+    cfg = load_config(PretrainConfig, config).model
     for key, value in VARIANTS[variant].items():
         setattr(cfg, key, value)
     torch.manual_seed(0)
@@ -188,19 +191,23 @@ def measure_ppo(
     variant: str = "round",
     forward_too: bool = True,
     copy_too: bool = True,
+    task_net_too: bool = True,
 ) -> dict[str, float | str]:
     """PPO training steps/s on DigitBandit (the shipped config's hyperparameters): raw vs FSAE-augmented, the FSAE in
     ``variant`` of the fast config (or ``checkpoint``); with ``forward_too`` and a variant that has a lookup, also
     augmented by the same model without it ('augmented_forward': the full forward pass, as before the lookup); with
     ``copy_too``, also 'copy': the raw image stacked on itself, the augmented agent's two-channel policy without any
-    FSAE. copy over raw is what the policy's doubled input costs; augmented over copy, what the wrapper costs.
+    FSAE. copy over raw is what the policy's doubled input costs; augmented over copy, what the wrapper costs. With
+    ``task_net_too`` and no ``checkpoint``, also 'augmented_task_net': the same variant of the digit tasks' network
+    (``TASK_CONFIG``, wider than the fast config's), the one the RL results ran with.
 
     Each repeat runs ``learn(steps)`` on each model again, alternating (setup and the first, warm-up call not timed).
 
     Returns:
         ``{"ppo/raw_steps_per_s", "ppo/augmented_steps_per_s", "ppo/augmented_over_raw", "regen_dtype", "variant",
         "lookup"}`` and, measured in the same run, ``ppo/augmented_forward_steps_per_s`` and its ratio,
-        ``ppo/copy_steps_per_s``, ``ppo/copy_over_raw`` and ``ppo/augmented_over_copy``.
+        ``ppo/copy_steps_per_s``, ``ppo/copy_over_raw``, ``ppo/augmented_over_copy`` and
+        ``ppo/augmented_task_net_steps_per_s`` with its ratio.
     """
     model = fast_fsae(checkpoint, variant)
     regen = Regenerator(model, device, dtype=dtype)
@@ -209,6 +216,8 @@ def measure_ppo(
         conditions["augmented_forward"] = Regenerator(model, device, dtype=dtype, lookup=False)
     if copy_too:
         conditions["copy"] = Regenerator(None, condition="copy")
+    if task_net_too and checkpoint is None:
+        conditions["augmented_task_net"] = Regenerator(fast_fsae(None, variant, TASK_CONFIG), device, dtype=dtype)
     models = {name: ppo_agent(n_envs, r, device, union) for name, r in conditions.items()}
     rates = time_learn(models, steps, repeats)
     out: dict[str, float | str] = {f"ppo/{k}_steps_per_s": v for k, v in rates.items()}

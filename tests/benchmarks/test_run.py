@@ -55,15 +55,15 @@ def test_timed_is_median_min_max_of_the_timed_calls(monkeypatch):
 
 
 def test_fsae_flops_of_the_fast_config():
-    # configs/pretrain/mnist_fast.yaml, no padding: 1x28x28 -> conv 32 k4 s2 -> 32x13x13 ((28-4)//2+1 = 13)
-    # -> conv 64 k3 s2 -> 64x6x6 ((13-3)//2+1 = 6) -> linear 2304 -> 64 -> linear 64 -> 10. FLOPs = 2 x multiply-adds:
-    #   conv1   2 * 1 * 4*4 * 32 * 13*13  =   173,056
-    #   conv2   2 * 32 * 3*3 * 64 * 6*6   = 1,327,104
-    #   linear  2 * 2304 * 64             =   294,912
+    # configs/pretrain/mnist_fast.yaml, no padding: 1x28x28 -> conv 24 k4 s2 -> 24x13x13 ((28-4)//2+1 = 13)
+    # -> conv 32 k3 s2 -> 32x6x6 ((13-3)//2+1 = 6) -> linear 1152 -> 64 -> linear 64 -> 10. FLOPs = 2 x multiply-adds:
+    #   conv1   2 * 1 * 4*4 * 24 * 13*13  =   129,792
+    #   conv2   2 * 24 * 3*3 * 32 * 6*6   =   497,664
+    #   linear  2 * 1152 * 64             =   147,456
     #   linear  2 * 64 * 10               =     1,280
-    #   abstract                          = 1,796,352; the concrete half mirrors it: fsae = 3,592,704
+    #   abstract                          =   776,192; the concrete half mirrors it: fsae = 1,552,384
     flops = fsae_speed.fsae_flops(FSAE(bench_run.model_config("mnist_fast")))
-    assert flops == {"abstract": 1_796_352, "concrete": 1_796_352, "fsae": 3_592_704}
+    assert flops == {"abstract": 776_192, "concrete": 776_192, "fsae": 1_552_384}
 
 
 def fake_timed(median: float, lo: float, hi: float):
@@ -83,9 +83,9 @@ def test_pretrain_and_inference_rates(monkeypatch):
     assert p["abstract"]["images_per_s"] == 48.0 and p["concrete"]["images_per_s"] == 48.0  # 3 steps * 8 / 0.5 s
     rows = fsae_speed.measure_inference(config, CPU, batch_sizes=(1, 8), min_images=16, repeats=1)
     # batch 1: min(16 // 1, 64) = 16 calls, 16 images in 0.5 s = 32/s; batch 8: min(16 // 8, 64) = 2 calls = 32/s.
-    # GFLOP/s = 32 images/s * 3,592,704 FLOPs (test above) / 1e9 = 0.114966528; spread = 1.0 / 0.25 = 4.
+    # GFLOP/s = 32 images/s * 1,552,384 FLOPs (test above) / 1e9 = 0.049676288; spread = 1.0 / 0.25 = 4.
     assert [(r["batch"], r["images_per_s"], r["spread"]) for r in rows] == [(1, 32.0, 4.0), (8, 32.0, 4.0)]
-    assert [r["gflop_per_s"] for r in rows] == pytest.approx([0.114966528] * 2, rel=1e-12)
+    assert [r["gflop_per_s"] for r in rows] == pytest.approx([0.049676288] * 2, rel=1e-12)
     assert all(r["precision"] == "float32" and "fraction_of_peak" not in r for r in rows)  # no peak known for a CPU
 
 
@@ -136,8 +136,8 @@ def test_ppo_rates(monkeypatch):
         return SimpleNamespace(n_steps=64, n_envs=n_envs, learn=learn, get_env=lambda: env)
 
     monkeypatch.setattr(wrapper, "ppo_agent", fake_agent)
-    monkeypatch.setattr(wrapper, "fast_fsae", lambda checkpoint=None, variant="round": None)  # no model: no lookup
-    r = wrapper.measure_ppo(steps=1000, repeats=3, n_envs=2, copy_too=False)
+    monkeypatch.setattr(wrapper, "fast_fsae", lambda checkpoint=None, variant="round", config=None: None)  # no lookup
+    r = wrapper.measure_ppo(steps=1000, repeats=3, n_envs=2, copy_too=False, task_net_too=False)
     # Medians of the timed calls: raw (2, 1, 4) -> 2 s, augmented (4, 3, 8) -> 4 s; 1000 steps each.
     assert r == {
         "ppo/raw_steps_per_s": 500.0,
@@ -151,15 +151,19 @@ def test_ppo_rates(monkeypatch):
 
 
 def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
-    """The round FSAE has a lookup: PPO is timed raw, augmented (lookup), augmented by the forward pass and 'copy'
-    (the two-channel policy without an FSAE), in turn."""
+    """The round FSAE has a lookup: PPO is timed raw, augmented (lookup), augmented by the forward pass, 'copy' (the
+    two-channel policy without an FSAE) and augmented by the digit tasks' network, in turn."""
     clock = Clock()
     monkeypatch.setattr(wrapper, "time", clock)
     order = []
+    task_layers = wrapper.fast_fsae(None, "round", wrapper.TASK_CONFIG).config.layers
+    assert task_layers != wrapper.fast_fsae(None, "round").config.layers  # the two networks differ
 
     def fake_agent(n_envs, regen, device, union="stack"):
         name = "raw" if regen is None else "copy" if regen.model is None else "augmented" if regen.lookup else "forward"
-        seconds = {"raw": 1.0, "augmented": 1.25, "forward": 2.0, "copy": 1.0625}[name]
+        if regen is not None and regen.model is not None and regen.model.config.layers == task_layers:
+            name = "task"
+        seconds = {"raw": 1.0, "augmented": 1.25, "forward": 2.0, "copy": 1.0625, "task": 1.25 * 1.0625}[name]
 
         def learn(steps, reset_num_timesteps=True):
             order.append(name)
@@ -172,11 +176,11 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
     monkeypatch.setattr(wrapper, "ppo_agent", fake_agent)
     flushed = []
     r = wrapper.measure_ppo(steps=500, repeats=2, n_envs=2)
-    assert flushed == [True] * 12  # subnormals flushed while every agent learns
+    assert flushed == [True] * 15  # subnormals flushed while every agent learns
     assert bool((torch.full((2,), 1e-39) * 1.5 != 0).all())  # and computed in full again afterwards
-    assert order == ["raw", "augmented", "forward", "copy"] * 3  # warm-up, then two repeats, the four alternating
-    # 500 steps in 1.0 / 1.25 / 2.0 / 1.0625 s: 500, 400, 250, 470.588... steps/s; over raw 0.8, 0.5 and 0.941...;
-    # augmented over copy 400 / (500 / 1.0625) = 0.85.
+    assert order == ["raw", "augmented", "forward", "copy", "task"] * 3  # warm-up, two repeats, the five alternating
+    # 500 steps in 1.0 / 1.25 / 2.0 / 1.0625 / 1.328125 s: 500, 400, 250, 470.588..., 376.47... steps/s; over raw
+    # 0.8, 0.5, 0.941... and 0.75294...; augmented over copy 400 / (500 / 1.0625) = 0.85.
     info = {k: r.pop(k) for k in ("regen_dtype", "variant", "lookup")}
     assert info == {"regen_dtype": "float32", "variant": "round", "lookup": True}
     assert r == pytest.approx(
@@ -189,6 +193,8 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
             "ppo/augmented_forward_over_raw": 0.5,
             "ppo/copy_over_raw": 1 / 1.0625,
             "ppo/augmented_over_copy": 0.85,
+            "ppo/augmented_task_net_steps_per_s": 500 / 1.328125,
+            "ppo/augmented_task_net_over_raw": 1 / 1.328125,
         },
         rel=1e-12,
     )

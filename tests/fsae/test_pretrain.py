@@ -28,7 +28,10 @@ from fsae.pretrain import (
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ROOT / "configs" / "pretrain" / "mnist_fast.yaml"
+# One epoch in batches of 64 (32 steps; the config's 256 would give 8, too few for the fast network to leave chance far
+# behind: 0.63 accuracy measured).
 TINY = ["data.train_size=2000", "data.test_size=500", "train.abstract_epochs=1", "train.concrete_epochs=1"]
+TINY += ["train.abstract_batch_size=64"]
 VARIANTS = ("plain", "round", "jump", "jump_all")
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -68,7 +71,7 @@ def test_metrics_keys_and_values(run_dir):
         keys += [f"feedback/{v}/T{t}/test_mse" for t in range(6)]
     missing = [k for k in keys if k not in m]
     assert not missing, missing
-    assert m["abstract/test_accuracy"] > 0.7  # chance is 0.1; one epoch on 2,000 images gives ~0.9
+    assert m["abstract/test_accuracy"] > 0.7  # chance is 0.1; one epoch on 2,000 images gave 0.83
     for v in VARIANTS:
         assert 0 < m[f"concrete/{v}/test_mse"] < 0.2
         assert m[f"feedback/{v}/T0/test_mse"] == pytest.approx(m[f"concrete/{v}/test_mse"], rel=1e-4)
