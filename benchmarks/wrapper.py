@@ -158,16 +158,18 @@ def ppo_agent(n_envs: int, regen: Regenerator | None, device: str, union: str = 
     )
 
 
-def time_learn(models: dict[str, PPO], steps: int, repeats: int) -> dict[str, float]:
+def time_learn(models: dict[str, PPO], steps: int, repeats: int, times: dict | None = None) -> dict[str, float]:
     """Steps/s of ``learn(steps)`` per model: an untimed warm-up (one rollout and update), then ``repeats`` timed calls
     with the models alternating inside each repeat; the median per model. Closes the models' envs. The agents learn
     with subnormals flushed, as ``train_agent`` runs them (``fsae.runtime.flush_denormals``); IEEE floats again after.
+    ``times``, if given, receives each model's timed seconds in repeat order.
     """
     flush_denormals()
     try:
         for model in models.values():
             model.learn(model.n_steps * model.n_envs)
-        times: dict[str, list[float]] = {k: [] for k in models}
+        times = {} if times is None else times
+        times |= {k: [] for k in models}
         for _ in range(repeats):
             for k, model in models.items():
                 t0 = time.perf_counter()
@@ -192,7 +194,7 @@ def measure_ppo(
     forward_too: bool = True,
     copy_too: bool = True,
     task_net_too: bool = True,
-) -> dict[str, float | str]:
+) -> dict[str, float | str | list[float]]:
     """PPO training steps/s on DigitBandit (the shipped config's hyperparameters): raw vs FSAE-augmented, the FSAE in
     ``variant`` of the fast config (or ``checkpoint``); with ``forward_too`` and a variant that has a lookup, also
     augmented by the same model without it ('augmented_forward': the full forward pass, as before the lookup); with
@@ -207,7 +209,8 @@ def measure_ppo(
         ``{"ppo/raw_steps_per_s", "ppo/augmented_steps_per_s", "ppo/augmented_over_raw", "regen_dtype", "variant",
         "lookup"}`` and, measured in the same run, ``ppo/augmented_forward_steps_per_s`` and its ratio,
         ``ppo/copy_steps_per_s``, ``ppo/copy_over_raw``, ``ppo/augmented_over_copy`` and
-        ``ppo/augmented_task_net_steps_per_s`` with its ratio.
+        ``ppo/augmented_task_net_steps_per_s`` with its ratio; ``ppo/augmented_over_raw_per_repeat``, the ratio in
+        each repeat.
     """
     model = fast_fsae(checkpoint, variant)
     regen = Regenerator(model, device, dtype=dtype)
@@ -219,9 +222,13 @@ def measure_ppo(
     if task_net_too and checkpoint is None:
         conditions["augmented_task_net"] = Regenerator(fast_fsae(None, variant, TASK_CONFIG), device, dtype=dtype)
     models = {name: ppo_agent(n_envs, r, device, union) for name, r in conditions.items()}
-    rates = time_learn(models, steps, repeats)
-    out: dict[str, float | str] = {f"ppo/{k}_steps_per_s": v for k, v in rates.items()}
+    times: dict[str, list[float]] = {}
+    rates = time_learn(models, steps, repeats, times)
+    out: dict[str, float | str | list[float]] = {f"ppo/{k}_steps_per_s": v for k, v in rates.items()}
     out |= {f"ppo/{k}_over_raw": v / rates["raw"] for k, v in rates.items() if k != "raw"}
+    # The same ratio within each repeat (raw and augmented timed one after the other): its spread over the repeats is
+    # the noise of one run's ratio of medians.
+    out["ppo/augmented_over_raw_per_repeat"] = [r / a for r, a in zip(times["raw"], times["augmented"])]
     if copy_too:
         out["ppo/augmented_over_copy"] = rates["augmented"] / rates["copy"]
     return out | {"regen_dtype": dtype, "variant": variant, "lookup": regen.lookup}

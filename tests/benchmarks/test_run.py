@@ -138,11 +138,13 @@ def test_ppo_rates(monkeypatch):
     monkeypatch.setattr(wrapper, "ppo_agent", fake_agent)
     monkeypatch.setattr(wrapper, "fast_fsae", lambda checkpoint=None, variant="round", config=None: None)  # no lookup
     r = wrapper.measure_ppo(steps=1000, repeats=3, n_envs=2, copy_too=False, task_net_too=False)
-    # Medians of the timed calls: raw (2, 1, 4) -> 2 s, augmented (4, 3, 8) -> 4 s; 1000 steps each.
+    # Medians of the timed calls: raw (2, 1, 4) -> 2 s, augmented (4, 3, 8) -> 4 s; 1000 steps each. In each repeat,
+    # augmented over raw = raw's seconds / augmented's: 2/4, 1/3, 4/8.
     assert r == {
         "ppo/raw_steps_per_s": 500.0,
         "ppo/augmented_steps_per_s": 250.0,
         "ppo/augmented_over_raw": 0.5,
+        "ppo/augmented_over_raw_per_repeat": [0.5, 1 / 3, 0.5],
         "regen_dtype": "float32",
         "variant": "round",
         "lookup": False,
@@ -181,6 +183,7 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
     assert order == ["raw", "augmented", "forward", "copy", "task"] * 3  # warm-up, two repeats, the five alternating
     # 500 steps in 1.0 / 1.25 / 2.0 / 1.0625 / 1.328125 s: 500, 400, 250, 470.588..., 376.47... steps/s; over raw
     # 0.8, 0.5, 0.941... and 0.75294...; augmented over copy 400 / (500 / 1.0625) = 0.85.
+    assert r.pop("ppo/augmented_over_raw_per_repeat") == pytest.approx([0.8, 0.8], rel=1e-12)  # 1.0 / 1.25 in each
     info = {k: r.pop(k) for k in ("regen_dtype", "variant", "lookup")}
     assert info == {"regen_dtype": "float32", "variant": "round", "lookup": True}
     assert r == pytest.approx(
@@ -261,6 +264,16 @@ def test_run_reports_the_wrapper_cost_against_the_policy(monkeypatch, capsys):
     assert "cost per vector step, round         0.250 ms" in out and r["wrapper"]["variants"] == costs
 
 
+def test_ppo_line_shows_each_repeats_ratio_and_the_task_network(capsys):
+    q = {"ppo/raw_steps_per_s": 500.0, "ppo/augmented_steps_per_s": 470.0, "ppo/augmented_over_raw": 0.94}
+    q |= {"ppo/augmented_over_raw_per_repeat": [0.97, 0.912, 0.94], "regen_dtype": "float32", "variant": "round"}
+    q |= {"ppo/augmented_task_net_steps_per_s": 455.0, "ppo/augmented_task_net_over_raw": 0.91}
+    bench_run.print_table({"machine": {"date": "2026-12-01", "device": "cpu", "cpu_count": 2}, "ppo": q})
+    out = capsys.readouterr().out
+    assert "raw 500 steps/s  augmented (round) 470 steps/s  ratio 0.94x (in each repeat 0.91-0.97x)" in out
+    assert "augmented, the digit tasks' wider net 455 steps/s  ratio 0.91x" in out
+
+
 @pytest.mark.slow  # about a minute: every benchmark section end to end (the figures are tested above with fake clocks)
 def test_run_smoke_writes_every_section(tmp_path, capsys):
     out = tmp_path / "bench.json"
@@ -279,7 +292,8 @@ def test_run_smoke_writes_every_section(tmp_path, capsys):
     assert r["threads"]["agent/threads1_steps_per_s"] > 0 and r["ppo"]["lookup"] is True
     assert r["wrapper"]["float32"]["n2/batched_over_per_env"] > 0
     assert r["wrapper"]["cost_per_vector_step"]["n_envs"] == 2
-    assert r["ppo"]["ppo/augmented_over_raw"] > 0
+    assert r["ppo"]["ppo/augmented_over_raw"] > 0 and r["ppo"]["ppo/augmented_task_net_over_raw"] > 0
+    assert len(r["ppo"]["ppo/augmented_over_raw_per_repeat"]) == 1  # one repeat in the smoke case
     table = capsys.readouterr().out.splitlines()
     sections = [line.split()[0] for line in table[1:]]  # after the header line
     assert [k for k, _ in itertools.groupby(sections)] == ["pretrain", "inference", "env", "wrapper", "ppo", "threads"]
