@@ -6,13 +6,14 @@ networks of one config that differ in their two conv layers' channels, alternati
 change in the machine's load hits all alike), median over rounds; one torch thread, float32, fresh weights (speed does
 not depend on them).
 
-    python benchmarks/abstract_pass.py                                   # the fast config as it is, and 32/64
+    python benchmarks/abstract_pass.py                                   # the fast config's network, and 32/64
     python benchmarks/abstract_pass.py --arch 24/32 32/64 16/32 32/32 --batch 8 --rounds 15
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from fsae.config import ConfigError, check, load_config
-from fsae.model import FSAE, LayerSpec
+from fsae.model import FSAE
 from fsae.pretrain_config import PretrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,8 +38,7 @@ def network(config: Path, arch: str | None) -> FSAE:
         convs = [i for i, spec in enumerate(cfg.layers) if spec.type == "conv"]
         check(len(channels) == len(convs), f"--arch {arch}: the config has {len(convs)} conv layers")
         for i, c in zip(convs, channels):
-            s = cfg.layers[i]
-            cfg.layers[i] = LayerSpec(s.type, c, s.kernel, s.stride)
+            cfg.layers[i] = dataclasses.replace(cfg.layers[i], out=c)
     cfg.round = True
     torch.manual_seed(0)
     return FSAE(cfg).eval()
@@ -63,20 +63,30 @@ def time_passes(models: dict[str, FSAE], batch: int, rounds: int, calls: int) ->
 def main(argv: list[str] | None = None) -> dict[str, float]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, default=FAST_CONFIG)
-    p.add_argument("--arch", nargs="*", default=["", "32/64"], help="conv channels 'a/b' ('' = the config's own)")
+    p.add_argument("--arch", nargs="+", default=["", "32/64"], help="conv channels 'a/b' ('' = the config's own)")
     p.add_argument("--batch", type=int, default=8, help="images per pass (8: one vector step of 8 envs)")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--calls", type=int, default=300)
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    models = {arch or "config": network(args.config, arch) for arch in args.arch}
+    models = {}
+    for arch in args.arch:
+        model = network(args.config, arch)
+        models[label(model, arch)] = model
     us = time_passes(models, args.batch, args.rounds, args.calls)
     for k, v in us.items():
-        print(f"{k:>8}  {v:8.1f} us per abstract pass of {args.batch} images")
+        print(f"{k:>14}  {v:8.1f} us per abstract pass of {args.batch} images")
     if args.out:
-        args.out.write_text(json.dumps({"batch": args.batch, "us_per_pass": us}, indent=2) + "\n")
+        settings = {"config": str(args.config), "batch": args.batch, "rounds": args.rounds, "calls": args.calls}
+        args.out.write_text(json.dumps({**settings, "us_per_pass": us}, indent=2) + "\n")
     return us
+
+
+def label(model: FSAE, arch: str | None) -> str:
+    """'24/32', the conv channels, and ' (config)' for the config's own network."""
+    channels = "/".join(str(s.out) for s in model.config.layers if s.type == "conv")
+    return channels if arch else f"{channels} (config)"
 
 
 if __name__ == "__main__":

@@ -102,8 +102,9 @@ def inverse_costs(rounds: int, calls: int) -> dict[str, float]:
 
 def polyphase_costs(rounds: int, calls: int) -> dict[str, float]:
     """``fsae.layers.ConvTranspose2d`` as PyTorch's transposed convolution ('torch') and as a convolution and a pixel
-    shuffle ('polyphase'), on the fast config's last layer (32 -> 1, kernel 4, stride 2; 13 x 13 input) and DigitSum's
-    (13 x 27): the forward pass at batch 1000 without gradients, forward + backward at batch 128."""
+    shuffle ('polyphase'), on the digit tasks' last layer (32 -> 1, kernel 4, stride 2; 13 x 13 input; the fast
+    config's before 3120cb9) and DigitSum's (13 x 27): the forward pass at batch 1000 without gradients, forward +
+    backward at batch 128."""
     from fsae import layers
 
     out: dict[str, float] = {}

@@ -8,8 +8,9 @@ Contents:
     measure_wrapper -- steps/s of ``DummyVecEnv`` (raw), a ``DummyVecEnv`` of ``CommonSense`` envs (one forward pass
                       per env per step) and ``VecCommonSense`` (one forward pass per vector step), per n_envs.
     measure_ppo    -- PPO training steps/s (``learn`` only, the DigitBandit config's hyperparameters) with raw and with
-                      FSAE-augmented observations (the round variant, with its lookup, and without it), and with the
-                      raw image stacked on itself ('copy': the two-channel policy alone), in one run.
+                      FSAE-augmented observations (the round variant, with its lookup, and without it), with the
+                      raw image stacked on itself ('copy': the two-channel policy alone), and augmented by the digit
+                      tasks' wider network, in one run; and the augmented / raw ratio within each repeat.
     measure_variant_costs -- the batched wrapper's cost per vector step for every variant (round with and without
                       its lookup), in one run.
     measure_policy_cost -- the augmented PPO policy's forward and backward pass on one vector step's batch (n_envs
@@ -50,8 +51,8 @@ from rl.env_factory import make_env, make_vec_env_for
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST_CONFIG = ROOT / "configs" / "pretrain" / "mnist_fast.yaml"
-# The network of the digit tasks' FSAEs (DigitBandit's; DigitSum's and DigitLock's differ only in input and code): the
-# one every RL result of docs/RESULTS.md ran with, wider than the fast config's since the fast config was made cheaper.
+# The network of DigitBandit's FSAE (DigitSum's and DigitLock's have the same convs, FC 128 and a two-group head), the
+# one the digit tasks' RL results ran with: wider than the fast config's since 3120cb9.
 TASK_CONFIG = ROOT / "configs" / "pretrain" / "digit_bandit.yaml"
 AGENT_CONFIG = ROOT / "configs" / "agent" / "digit_bandit.yaml"
 ENV_ID = "fsae/DigitBandit-v0"
@@ -168,18 +169,19 @@ def time_learn(models: dict[str, PPO], steps: int, repeats: int, times: dict | N
     try:
         for model in models.values():
             model.learn(model.n_steps * model.n_envs)
-        times = {} if times is None else times
-        times |= {k: [] for k in models}
+        timed: dict[str, list[float]] = {k: [] for k in models}
         for _ in range(repeats):
             for k, model in models.items():
                 t0 = time.perf_counter()
                 model.learn(steps, reset_num_timesteps=False)
-                times[k].append(time.perf_counter() - t0)
+                timed[k].append(time.perf_counter() - t0)
     finally:
         torch.set_flush_denormal(False)
     for model in models.values():
         model.get_env().close()
-    return {k: steps / statistics.median(t) for k, t in times.items()}
+    if times is not None:
+        times.update(timed)
+    return {k: steps / statistics.median(t) for k, t in timed.items()}
 
 
 def measure_ppo(
@@ -337,8 +339,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"PPO steps/s (8 envs, float32, {args.variant}): raw {ppo['ppo/raw_steps_per_s']:,.0f}, augmented "
           f"{ppo['ppo/augmented_steps_per_s']:,.0f}, ratio {ppo['ppo/augmented_over_raw']:.2f}x "
           f"({verdict} target {TARGET_PPO_RATIO}x)")  # fmt: skip
+    per_repeat = ppo["ppo/augmented_over_raw_per_repeat"]
+    print(f"  in each repeat: {min(per_repeat):.2f}-{max(per_repeat):.2f}x")
     if "ppo/augmented_forward_over_raw" in ppo:
         print(f"  the same without the lookup: {ppo['ppo/augmented_forward_over_raw']:.2f}x")
+    if "ppo/augmented_task_net_over_raw" in ppo:
+        print(f"  the digit tasks' wider network: {ppo['ppo/augmented_task_net_over_raw']:.2f}x")
     return results
 
 

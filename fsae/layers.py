@@ -18,7 +18,7 @@ from torch import nn
 from fsae.config import check
 
 # Run ConvTranspose2d as a convolution and a pixel shuffle where it can (``ConvTranspose2d.polyphase``). On the
-# project's CPU, for the fast config's last layer (32 -> 1 channels, kernel 4, stride 2), 2.5x faster forward at batch
+# project's CPU, for the digit tasks' last layer (32 -> 1 channels, kernel 4, stride 2), 2.5x faster forward at batch
 # 1000 and 1.4x forward + backward at batch 128 than PyTorch's transposed convolution; for DigitSum's (13 x 27 input)
 # 2.2x and 1.3x (``benchmarks/step_costs.py``, docs/PERFORMANCE.md). Off, every layer is PyTorch's own.
 POLYPHASE_ON_CPU = True

@@ -67,8 +67,10 @@ __all__ = [
 FAST_CONFIG = "configs/pretrain/mnist_fast.yaml"
 # A one-pass concrete epoch costs about this many abstract epochs on the CPU: the shared abstract pass, and per network
 # trained in it (a variant, one whose output depends on its rounded code alone, the autoencoder); the ratios of their
-# training steps to an abstract one, fast config, batch 128, channels-last, one thread (docs/PERFORMANCE.md). The
-# basis of the estimate printed after the first abstract epoch; the one after the first concrete epoch measures it.
+# training steps to an abstract one, fast config (its 32/64 network before 3120cb9; the narrower one's concrete
+# epoch costs relatively more, so the first estimate runs low for it), batch 128, channels-last, one thread
+# (docs/PERFORMANCE.md). The basis of the estimate printed after the first abstract epoch; the one after the first
+# concrete epoch measures it.
 CONCRETE_EPOCH_COST = {"shared": 0.3, "variant": 2.3, "rounded": 0.35, "autoencoder": 3.4}
 
 

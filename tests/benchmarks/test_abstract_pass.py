@@ -24,6 +24,7 @@ def test_networks_of_the_fast_config():
     # only the channels change: kernels, strides and the linear layers stay the config's
     assert [(s.kernel, s.stride) for s in wide.config.layers] == [(s.kernel, s.stride) for s in own.config.layers]
     assert [s.out for s in wide.config.layers if s.type == "linear"] == [64, 10]
+    assert abstract_pass.label(own, "") == "24/32 (config)" and abstract_pass.label(wide, "32/64") == "32/64"
     with pytest.raises(ConfigError, match="--arch 1/2/3: the config has 2 conv layers"):
         abstract_pass.network(abstract_pass.FAST_CONFIG, "1/2/3")
 

@@ -11,7 +11,8 @@ from fsae.layers import ConvTranspose2d
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 
 CASES = [  # (in, out, kernel, stride, output_padding, input H x W)
-    (32, 1, 4, 2, 0, (13, 13)),  # the fast config's last layer
+    (32, 1, 4, 2, 0, (13, 13)),  # the digit tasks' last layer
+    (24, 1, 4, 2, 0, (13, 13)),  # the fast config's
     (32, 1, 4, 2, 0, (13, 27)),  # DigitSum's (28 x 56 images)
     (8, 3, 4, 2, 1, (5, 6)),  # output padding: those rows take only the bias
     (4, 2, (4, 2), (2, 1), (1, 0), (7, 5)),  # a stride per direction
