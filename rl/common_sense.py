@@ -294,6 +294,17 @@ def union_space(space: gym.Space, mode: str, layout: str = "auto") -> spaces.Box
     return spaces.Box(0, 255, shape, np.uint8)
 
 
+def step_batch(obs: np.ndarray, dones: np.ndarray, infos: list[dict]) -> tuple[np.ndarray, list[int]]:
+    """A vector step's observations (n_envs, ...) and, after them, the terminal observations SB3 keeps in
+    ``infos[i]["terminal_observation"]`` for the episodes that ended in the step: one batch (n_envs + k, ...), for one
+    forward pass over both, and the k envs whose terminal observation is row n_envs + j. The batch is ``obs`` itself
+    when no episode ended."""
+    ended = [int(i) for i in np.flatnonzero(dones) if "terminal_observation" in infos[i]]
+    if not ended:
+        return obs, ended
+    return np.concatenate([obs, np.stack([infos[i]["terminal_observation"] for i in ended])]), ended
+
+
 def union(obs: np.ndarray, regen: Regenerator, mode: str = "stack") -> np.ndarray:
     """Raw uint8 batch (B, C, H, W), channels-first, -> its union with the regeneration: (B, 2C, H, W) for 'stack'
     (the raw channels, then the regenerated ones), else (B, C, H, W).
@@ -378,11 +389,8 @@ class VecCommonSense(VecEnvWrapper):
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()  # obs (n_envs, *layout.shape) uint8
-        ended = [i for i in np.flatnonzero(dones) if "terminal_observation" in infos[i]]
-        if ended:
-            terminal = np.stack([infos[i]["terminal_observation"] for i in ended])  # (k, *layout.shape)
-            out = union(self.layout.to_chw(np.concatenate([obs, terminal])), self.regenerator, self.union)
-            for j, i in enumerate(ended):
-                infos[i]["terminal_observation"] = out[len(obs) + j]
-            return out[: len(obs)], rewards, dones, infos
-        return union(self.layout.to_chw(obs), self.regenerator, self.union), rewards, dones, infos
+        batch, ended = step_batch(obs, dones, infos)
+        out = union(self.layout.to_chw(batch), self.regenerator, self.union)
+        for j, i in enumerate(ended):
+            infos[i]["terminal_observation"] = out[len(obs) + j]
+        return out[: len(obs)], rewards, dones, infos

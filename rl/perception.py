@@ -38,6 +38,7 @@ from fsae.config import check
 from fsae.layout import ImageLayout
 from fsae.model import FSAE
 from rl import images
+from rl.common_sense import step_batch
 
 PERCEPTIONS = ("code", "features")
 
@@ -211,8 +212,7 @@ class VecPerception(VecEnvWrapper):
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
-        ended = [i for i in np.flatnonzero(dones) if "terminal_observation" in infos[i]]
-        batch = np.concatenate([obs, *[infos[i]["terminal_observation"][None] for i in ended]]) if ended else obs
+        batch, ended = step_batch(obs, dones, infos)
         batch = self.layout.to_chw(batch)
         codes = self.encoder(batch)
         for j, i in enumerate(ended):

@@ -195,6 +195,17 @@ def test_terminal_observation_transformed(ckpt):
     assert seen >= 3
 
 
+def test_step_batch_puts_the_terminal_observations_after_the_step():
+    obs = np.arange(4 * 2).reshape(4, 2)
+    infos = [{}, {"terminal_observation": np.array([10, 11])}, {}, {"terminal_observation": np.array([30, 31])}]
+    dones = np.array([False, True, True, True])  # env 2 ended without a terminal observation: not in the batch
+    batch, ended = rl_cs.step_batch(obs, dones, infos)
+    assert ended == [1, 3]
+    np.testing.assert_array_equal(batch, [[0, 1], [2, 3], [4, 5], [6, 7], [10, 11], [30, 31]])
+    batch, ended = rl_cs.step_batch(obs, np.zeros(4, bool), [{}] * 4)
+    assert batch is obs and ended == []  # no episode ended: the step's observations as they are
+
+
 def test_mismatched_checkpoint_refused(ckpt):
     space = gym.make("fsae/DigitSum-v0").observation_space  # (1, 28, 56)
     with pytest.raises(CheckpointError) as e:
