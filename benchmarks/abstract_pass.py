@@ -21,13 +21,11 @@ import time
 from pathlib import Path
 
 import torch
+from wrapper import FAST_CONFIG  # benchmarks/wrapper.py
 
 from fsae.config import ConfigError, check, load_config
 from fsae.model import FSAE
 from fsae.pretrain_config import PretrainConfig
-
-ROOT = Path(__file__).resolve().parent.parent
-FAST_CONFIG = ROOT / "configs" / "pretrain" / "mnist_fast.yaml"
 
 
 def network(config: Path, arch: str | None) -> FSAE:

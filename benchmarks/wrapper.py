@@ -159,29 +159,31 @@ def ppo_agent(n_envs: int, regen: Regenerator | None, device: str, union: str = 
     )
 
 
-def time_learn(models: dict[str, PPO], steps: int, repeats: int, times: dict | None = None) -> dict[str, float]:
-    """Steps/s of ``learn(steps)`` per model: an untimed warm-up (one rollout and update), then ``repeats`` timed calls
-    with the models alternating inside each repeat; the median per model. Closes the models' envs. The agents learn
+def learn_times(models: dict[str, PPO], steps: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each of ``repeats`` timed ``learn(steps)`` calls per model, in repeat order: an untimed warm-up (one
+    rollout and update), then the models alternating inside each repeat. Closes the models' envs. The agents learn
     with subnormals flushed, as ``train_agent`` runs them (``fsae.runtime.flush_denormals``); IEEE floats again after.
-    ``times``, if given, receives each model's timed seconds in repeat order.
     """
     flush_denormals()
     try:
         for model in models.values():
             model.learn(model.n_steps * model.n_envs)
-        timed: dict[str, list[float]] = {k: [] for k in models}
+        times: dict[str, list[float]] = {k: [] for k in models}
         for _ in range(repeats):
             for k, model in models.items():
                 t0 = time.perf_counter()
                 model.learn(steps, reset_num_timesteps=False)
-                timed[k].append(time.perf_counter() - t0)
+                times[k].append(time.perf_counter() - t0)
     finally:
         torch.set_flush_denormal(False)
     for model in models.values():
         model.get_env().close()
-    if times is not None:
-        times.update(timed)
-    return {k: steps / statistics.median(t) for k, t in timed.items()}
+    return times
+
+
+def time_learn(models: dict[str, PPO], steps: int, repeats: int) -> dict[str, float]:
+    """Steps/s of ``learn(steps)`` per model (``learn_times``): the median over the repeats."""
+    return {k: steps / statistics.median(t) for k, t in learn_times(models, steps, repeats).items()}
 
 
 def measure_ppo(
@@ -224,8 +226,8 @@ def measure_ppo(
     if task_net_too and checkpoint is None:
         conditions["augmented_task_net"] = Regenerator(fast_fsae(None, variant, TASK_CONFIG), device, dtype=dtype)
     models = {name: ppo_agent(n_envs, r, device, union) for name, r in conditions.items()}
-    times: dict[str, list[float]] = {}
-    rates = time_learn(models, steps, repeats, times)
+    times = learn_times(models, steps, repeats)
+    rates = {k: steps / statistics.median(t) for k, t in times.items()}
     out: dict[str, float | str | list[float]] = {f"ppo/{k}_steps_per_s": v for k, v in rates.items()}
     out |= {f"ppo/{k}_over_raw": v / rates["raw"] for k, v in rates.items() if k != "raw"}
     # The same ratio within each repeat (raw and augmented timed one after the other): its spread over the repeats is
