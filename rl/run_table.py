@@ -1,0 +1,128 @@
+"""One markdown row per finished run: its periodic evaluations, its evaluation after training and its wall time.
+
+The per-run tables of ``docs/results`` (``scripts/run_table.py``), read from the files every run folder keeps:
+``eval/evaluations.npz`` (SB3's ``EvalCallback``: the mean reward of each periodic evaluation), ``metrics.json``
+(``final_eval/mean_reward``, the evaluation after training) and the sweep's ``done.json`` (``seconds``, the run's wall
+time as the sweep saw it; ``metrics.json``'s training seconds for a run without one).
+
+Contents:
+    RunRow    -- one finished run's figures.
+    run_rows  -- the finished runs under a logdir (``<env>/<condition>/seed<N>``), in the order of ``rl.compare``'s
+                 tables (condition, then seed); the unfinished ones by name.
+    markdown  -- one table per environment, a column per evaluation step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rl.compare import condition_key
+from rl.run_folder import DONE_MARKER, run_finished, run_folders
+
+
+@dataclass
+class RunRow:
+    env: str
+    condition: str
+    seed: int
+    eval_steps: list[int]  # the periodic evaluations' steps, ...
+    eval_means: list[float]  # ... and their mean rewards (empty without eval/evaluations.npz)
+    final: float | None  # metrics.json's final_eval/mean_reward
+    seconds: float | None  # done.json's seconds, else metrics.json's
+
+
+def _json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _seed(folder: str) -> int:
+    return int(folder.removeprefix("seed"))  # 'seed3' -> 3, 'seed-1' -> -1 (``run_folders`` matches seed-?N)
+
+
+def _row(root: Path, rel: Path) -> RunRow:
+    run = root / rel
+    steps: list[int] = []
+    means: list[float] = []
+    if (run / "eval" / "evaluations.npz").is_file():
+        with np.load(run / "eval" / "evaluations.npz") as ev:
+            steps = [int(s) for s in ev["timesteps"]]
+            means = [float(m) for m in ev["results"].mean(axis=1)]
+    metrics, done = _json(run / "metrics.json"), _json(run / DONE_MARKER)
+    seconds = done.get("seconds", metrics.get("seconds"))
+    final = metrics.get("final_eval/mean_reward")
+    return RunRow(
+        env=rel.parts[0],
+        condition=rel.parts[1],
+        seed=_seed(rel.parts[2]),
+        eval_steps=steps,
+        eval_means=means,
+        final=None if final is None else float(final),
+        seconds=None if seconds is None else float(seconds),
+    )
+
+
+def run_rows(
+    logdir: str | Path,
+    seeds: Sequence[int] | None = None,
+    conditions: Sequence[str] | None = None,
+    envs: Sequence[str] | None = None,
+) -> tuple[list[RunRow], list[Path]]:
+    """The finished runs under ``logdir`` (only ``seeds``, ``conditions``, ``envs`` where given), sorted by
+    environment, condition (``rl.compare.condition_key``) and seed; and the unfinished run folders that matched,
+    relative to ``logdir``. ``FileNotFoundError`` when ``logdir`` is not a folder."""
+    root = Path(logdir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder of runs")
+    rows, unfinished = [], []
+    for rel in run_folders(root):
+        env, condition, seed = rel.parts[0], rel.parts[1], _seed(rel.parts[2])
+        if (envs and env not in envs) or (conditions and condition not in conditions) or (seeds and seed not in seeds):
+            continue
+        if run_finished(root / rel):
+            rows.append(_row(root, rel))
+        else:
+            unfinished.append(rel)
+    rows.sort(key=lambda r: (r.env, condition_key(r.condition), r.seed))
+    return rows, unfinished
+
+
+def _reward(x: float) -> str:
+    """A periodic evaluation's mean reward: 3 significant digits of its value to 3 decimals; 0 and 1 as they are."""
+    x = round(x, 3)
+    return str(int(x)) if x in (0.0, 1.0) else f"{x:.3g}"
+
+
+def markdown(rows: Sequence[RunRow], labels: dict[str, str] | None = None) -> str:
+    """One table per environment: condition, seed, each evaluation step's mean reward (a column per step any of the
+    environment's runs evaluated at; blank where a run did not), the evaluation after training (4 significant digits)
+    and the seconds. ``labels`` renames conditions (default: raw (`none`), the others in backticks)."""
+    labels = {"none": "raw (`none`)"} | (labels or {})
+    out = []
+    for env in dict.fromkeys(r.env for r in rows):
+        env_rows = [r for r in rows if r.env == env]
+        steps = sorted({s for r in env_rows for s in r.eval_steps})
+        heads = [f"{s // 1000}k" if s % 1000 == 0 else str(s) for s in steps]
+        lines = [
+            f"{env}:",
+            "",
+            "| condition | seed | " + " | ".join(heads + ["after training", "seconds"]) + " |",
+            "|---|---:|" + "---:|" * (len(steps) + 2),
+        ]
+        for r in env_rows:
+            by_step = dict(zip(r.eval_steps, r.eval_means))
+            cells = [_reward(by_step[s]) if s in by_step else "" for s in steps]
+            cells.append("n/a" if r.final is None else f"{r.final:.4g}")
+            cells.append("n/a" if r.seconds is None else f"{r.seconds:,.0f}")
+            label = labels.get(r.condition, f"`{r.condition}`")
+            lines.append(f"| {label} | {r.seed} | " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
