@@ -195,6 +195,10 @@ def print_table(r: dict) -> None:
             print(f"ppo        copy (two-channel policy, no FSAE) {q['ppo/copy_steps_per_s']:,.0f} steps/s  ratio "
                   f"{q['ppo/copy_over_raw']:.2f}x; augmented over copy (the wrapper alone) "
                   f"{q['ppo/augmented_over_copy']:.2f}x")  # fmt: skip
+        if "ppo/augmented_wrapper_share" in q:
+            share, from_share = q["ppo/augmented_wrapper_share"], q["ppo/augmented_over_copy_in_situ"]
+            print(f"ppo        the wrapper's share of augmented's learn time, in situ {share:.3f} "
+                  f"(augmented over copy from it {from_share:.3f}x)")  # fmt: skip
     t = r.get("threads", {})
     for job, unit in (("pretrain", "images_per_s"), ("agent", "steps_per_s")):
         rates = {k: v for k, v in t.items() if k.startswith(f"{job}/threads")}

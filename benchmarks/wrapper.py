@@ -159,18 +159,57 @@ def ppo_agent(n_envs: int, regen: Regenerator | None, device: str, union: str = 
     )
 
 
+class WrapperClock:
+    """The seconds an agent's batched wrapper spends in its regenerator, per ``learn`` call: set between the agent's
+    ``VecCommonSense`` and its regenerator, and around the agent's ``learn``. ``per_learn[i]`` is the regenerator's
+    time within the i-th ``learn`` call: its share of that call's time is what the wrapper costs the agent, read in
+    situ (caches shared with the policy) and within one call, free of the noise between two agents' timings."""
+
+    def __init__(self, model: PPO):
+        venv = _vec_common_sense(model.get_env())
+        assert venv is not None, "the agent's environment has no VecCommonSense"
+        self.regenerator, venv.regenerator = venv.regenerator, self
+        self.seconds = 0.0
+        self.per_learn: list[float] = []
+        learn = model.learn
+
+        def timed_learn(*args, **kwargs):
+            start = self.seconds
+            out = learn(*args, **kwargs)
+            self.per_learn.append(self.seconds - start)
+            return out
+
+        model.learn = timed_learn
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        out = self.regenerator(obs)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def _vec_common_sense(venv: object) -> VecCommonSense | None:
+    """The ``VecCommonSense`` in a stack of vector-env wrappers, or None."""
+    while venv is not None and not isinstance(venv, VecCommonSense):
+        venv = getattr(venv, "venv", None)
+    return venv
+
+
 def learn_times(models: dict[str, PPO], steps: int, repeats: int) -> dict[str, list[float]]:
     """Seconds of each of ``repeats`` timed ``learn(steps)`` calls per model, in repeat order: an untimed warm-up (one
-    rollout and update), then the models alternating inside each repeat. Closes the models' envs. The agents learn
-    with subnormals flushed, as ``train_agent`` runs them (``fsae.runtime.flush_denormals``); IEEE floats again after.
+    rollout and update), then the models in turn inside each repeat, repeat r starting at the r-th model (mod their
+    number), so that no model always follows the same one. Closes the models' envs. The agents learn with subnormals
+    flushed, as ``train_agent`` runs them (``fsae.runtime.flush_denormals``); IEEE floats again after.
     """
     flush_denormals()
+    names = list(models)
     try:
         for model in models.values():
             model.learn(model.n_steps * model.n_envs)
         times: dict[str, list[float]] = {k: [] for k in models}
-        for _ in range(repeats):
-            for k, model in models.items():
+        for r in range(repeats):
+            for k in names[r % len(names) :] + names[: r % len(names)]:
+                model = models[k]
                 t0 = time.perf_counter()
                 model.learn(steps, reset_num_timesteps=False)
                 times[k].append(time.perf_counter() - t0)
@@ -207,14 +246,16 @@ def measure_ppo(
     ``task_net_too`` and no ``checkpoint``, also 'augmented_task_net': the same variant of the digit tasks' network
     (``TASK_CONFIG``, wider than the fast config's), the one the RL results ran with.
 
-    Each repeat runs ``learn(steps)`` on each model again, alternating (setup and the first, warm-up call not timed).
+    Each repeat runs ``learn(steps)`` on each model again, in turn (``learn_times``; setup and the first, warm-up
+    call not timed). Each augmented agent's regenerator is timed inside its learn calls (``WrapperClock``).
 
     Returns:
         ``{"ppo/raw_steps_per_s", "ppo/augmented_steps_per_s", "ppo/augmented_over_raw", "regen_dtype", "variant",
         "lookup"}`` and, measured in the same run, ``ppo/augmented_forward_steps_per_s`` and its ratio,
         ``ppo/copy_steps_per_s``, ``ppo/copy_over_raw``, ``ppo/augmented_over_copy`` and
         ``ppo/augmented_task_net_steps_per_s`` with its ratio; ``ppo/augmented_over_raw_per_repeat``, the ratio in
-        each repeat.
+        each repeat; ``ppo/<augmented condition>_wrapper_share``, the regenerator's share of the agent's learn time
+        (median over the repeats), and ``ppo/augmented_over_copy_in_situ``, 1 minus augmented's share.
     """
     model = fast_fsae(checkpoint, variant)
     regen = Regenerator(model, device, dtype=dtype)
@@ -226,16 +267,27 @@ def measure_ppo(
     if task_net_too and checkpoint is None:
         conditions["augmented_task_net"] = Regenerator(fast_fsae(None, variant, TASK_CONFIG), device, dtype=dtype)
     models = {name: ppo_agent(n_envs, r, device, union) for name, r in conditions.items()}
+    clocks = {k: WrapperClock(m) for k, m in models.items() if k not in ("raw", "copy") and _has_wrapper(m)}
     times = learn_times(models, steps, repeats)
     rates = {k: steps / statistics.median(t) for k, t in times.items()}
     out: dict[str, float | str | list[float]] = {f"ppo/{k}_steps_per_s": v for k, v in rates.items()}
     out |= {f"ppo/{k}_over_raw": v / rates["raw"] for k, v in rates.items() if k != "raw"}
+    # The regenerator's share of each timed learn call (the first call, the warm-up, left out): the wrapper's cost in
+    # situ, within one agent's run; 1 - share estimates augmented over copy without comparing two agents' timings.
+    for k, clock in clocks.items():
+        out[f"ppo/{k}_wrapper_share"] = statistics.median(w / t for w, t in zip(clock.per_learn[1:], times[k]))
+    if "augmented" in clocks:
+        out["ppo/augmented_over_copy_in_situ"] = 1.0 - out["ppo/augmented_wrapper_share"]
     # The same ratio within each repeat (raw and augmented timed one after the other): its spread over the repeats is
     # the noise of one run's ratio of medians.
     out["ppo/augmented_over_raw_per_repeat"] = [r / a for r, a in zip(times["raw"], times["augmented"])]
     if copy_too:
         out["ppo/augmented_over_copy"] = rates["augmented"] / rates["copy"]
     return out | {"regen_dtype": dtype, "variant": variant, "lookup": regen.lookup}
+
+
+def _has_wrapper(model: PPO) -> bool:
+    return _vec_common_sense(model.get_env()) is not None
 
 
 def measure_policy_cost(n_envs: int = 8, repeats: int = 5, device: str = "cpu", calls: int = 50) -> dict[str, float]:

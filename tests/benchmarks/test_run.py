@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -133,23 +134,57 @@ def test_ppo_rates(monkeypatch):
         name = "raw" if regen is None else "augmented"
         env = SimpleNamespace(close=lambda: closed.append(name))
         learn = lambda steps, reset_num_timesteps=True: clock.advance(next(learn_seconds[name]))  # noqa: E731
-        return SimpleNamespace(n_steps=64, n_envs=n_envs, learn=learn, get_env=lambda: env)
+        # The seconds the augmented agent's regenerator spent in each learn call, as its WrapperClock records them.
+        per_learn = [1.0, 0.4, 0.6, 0.8] if name == "augmented" else None
+        return SimpleNamespace(n_steps=64, n_envs=n_envs, learn=learn, get_env=lambda: env, per_learn=per_learn)
 
     monkeypatch.setattr(wrapper, "ppo_agent", fake_agent)
+    monkeypatch.setattr(wrapper, "_has_wrapper", lambda model: model.per_learn is not None)
+    monkeypatch.setattr(wrapper, "WrapperClock", lambda model: SimpleNamespace(per_learn=model.per_learn))
     monkeypatch.setattr(wrapper, "fast_fsae", lambda checkpoint=None, variant="round", config=None: None)  # no lookup
     r = wrapper.measure_ppo(steps=1000, repeats=3, n_envs=2, copy_too=False, task_net_too=False)
     # Medians of the timed calls: raw (2, 1, 4) -> 2 s, augmented (4, 3, 8) -> 4 s; 1000 steps each. In each repeat,
-    # augmented over raw = raw's seconds / augmented's: 2/4, 1/3, 4/8.
+    # augmented over raw = raw's seconds / augmented's: 2/4, 1/3, 4/8. The regenerator's share of augmented's timed
+    # calls (the warm-up's 1.0 s left out): 0.4 / 4, 0.6 / 3, 0.8 / 8 -> median 0.1.
     assert r == {
         "ppo/raw_steps_per_s": 500.0,
         "ppo/augmented_steps_per_s": 250.0,
         "ppo/augmented_over_raw": 0.5,
         "ppo/augmented_over_raw_per_repeat": [0.5, 1 / 3, 0.5],
+        "ppo/augmented_wrapper_share": pytest.approx(0.1),
+        "ppo/augmented_over_copy_in_situ": pytest.approx(0.9),
         "regen_dtype": "float32",
         "variant": "round",
         "lookup": False,
     }
     assert sorted(closed) == ["augmented", "raw"]
+
+
+def test_wrapper_clock_times_the_regenerator_inside_each_learn_call(monkeypatch):
+    """A real PPO agent (2 envs): the clock sits between its VecCommonSense and the regenerator, passes observations
+    through unchanged, and records per learn call the (fake) seconds spent in the regenerator: one tick a call."""
+    regen = wrapper.Regenerator(wrapper.fast_fsae(None, "round"))
+    model = wrapper.ppo_agent(2, regen, "cpu")
+    clock = wrapper.WrapperClock(model)
+    assert wrapper._vec_common_sense(model.get_env()).regenerator is clock and clock.regenerator is regen
+    assert not wrapper._has_wrapper(wrapper.ppo_agent(2, None, "cpu"))
+    fake_time, calls = Clock(), []
+
+    def ticking(obs):
+        calls.append(len(obs))
+        fake_time.advance(0.25)
+        return regen(obs)
+
+    clock.regenerator = ticking
+    monkeypatch.setattr(wrapper, "time", fake_time)
+    model.learn(model.n_steps * 2)  # the first call resets the envs: one regeneration more than the rollout's steps
+    model.learn(model.n_steps * 2, reset_num_timesteps=False)
+    # A batch of 2, or 4 where both envs' 16-step episodes ended (their terminal observations regenerated with them).
+    assert len(calls) == 2 * model.n_steps + 1 and set(calls) == {2, 4}
+    assert clock.per_learn == [0.25 * (model.n_steps + 1), 0.25 * model.n_steps]
+    obs = np.random.default_rng(0).integers(0, 256, (2, 1, 28, 28), dtype=np.uint8)
+    assert np.array_equal(clock(obs), regen(obs))
+    model.get_env().close()
 
 
 def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
@@ -180,7 +215,9 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
     r = wrapper.measure_ppo(steps=500, repeats=2, n_envs=2)
     assert flushed == [True] * 15  # subnormals flushed while every agent learns
     assert bool((torch.full((2,), 1e-39) * 1.5 != 0).all())  # and computed in full again afterwards
-    assert order == ["raw", "augmented", "forward", "copy", "task"] * 3  # warm-up, two repeats, the five alternating
+    # The warm-up and the first repeat in the models' order, the second repeat starting at the second model.
+    models = ["raw", "augmented", "forward", "copy", "task"]
+    assert order == models + models + models[1:] + models[:1]
     # 500 steps in 1.0 / 1.25 / 2.0 / 1.0625 / 1.328125 s: 500, 400, 250, 470.588..., 376.47... steps/s; over raw
     # 0.8, 0.5, 0.941... and 0.75294...; augmented over copy 400 / (500 / 1.0625) = 0.85.
     assert r.pop("ppo/augmented_over_raw_per_repeat") == pytest.approx([0.8, 0.8], rel=1e-12)  # 1.0 / 1.25 in each
@@ -268,10 +305,12 @@ def test_ppo_line_shows_each_repeats_ratio_and_the_task_network(capsys):
     q = {"ppo/raw_steps_per_s": 500.0, "ppo/augmented_steps_per_s": 470.0, "ppo/augmented_over_raw": 0.94}
     q |= {"ppo/augmented_over_raw_per_repeat": [0.97, 0.912, 0.94], "regen_dtype": "float32", "variant": "round"}
     q |= {"ppo/augmented_task_net_steps_per_s": 455.0, "ppo/augmented_task_net_over_raw": 0.91}
+    q |= {"ppo/augmented_wrapper_share": 0.0312, "ppo/augmented_over_copy_in_situ": 0.9688}
     bench_run.print_table({"machine": {"date": "2026-12-01", "device": "cpu", "cpu_count": 2}, "ppo": q})
     out = capsys.readouterr().out
     assert "raw 500 steps/s  augmented (round) 470 steps/s  ratio 0.94x (in each repeat 0.91-0.97x)" in out
     assert "augmented, the digit tasks' wider net 455 steps/s  ratio 0.91x" in out
+    assert "the wrapper's share of augmented's learn time, in situ 0.031 (augmented over copy from it 0.969x)" in out
 
 
 @pytest.mark.slow  # about a minute: every benchmark section end to end (the figures are tested above with fake clocks)
@@ -294,6 +333,7 @@ def test_run_smoke_writes_every_section(tmp_path, capsys):
     assert r["wrapper"]["cost_per_vector_step"]["n_envs"] == 2
     assert r["ppo"]["ppo/augmented_over_raw"] > 0 and r["ppo"]["ppo/augmented_task_net_over_raw"] > 0
     assert len(r["ppo"]["ppo/augmented_over_raw_per_repeat"]) == 1  # one repeat in the smoke case
+    assert 0 < r["ppo"]["ppo/augmented_wrapper_share"] < 1 and 0 < r["ppo"]["ppo/augmented_task_net_wrapper_share"] < 1
     table = capsys.readouterr().out.splitlines()
     sections = [line.split()[0] for line in table[1:]]  # after the header line
     assert [k for k, _ in itertools.groupby(sections)] == ["pretrain", "inference", "env", "wrapper", "ppo", "threads"]
