@@ -11,16 +11,20 @@ Contents:
                       FSAE-augmented observations (the round variant, with its lookup, and without it), with the
                       raw image stacked on itself ('copy': the two-channel policy alone), and augmented by the digit
                       tasks' wider network, in one run; and the augmented / raw ratio within each repeat.
+    ppo_agent, learn_times, time_learn -- a PPO agent of the DigitBandit config, raw or augmented; the seconds of
+                      its timed learn calls, alternating between agents; their rates.
     measure_variant_costs -- the batched wrapper's cost per vector step for every variant (round with and without
                       its lookup), in one run.
     measure_policy_cost -- the augmented PPO policy's forward and backward pass on one vector step's batch (n_envs
                       observations), to set against the batched wrapper's cost per vector step.
 
-Method: the conditions of one measurement alternate within each repeat (raw, per-env, batched, raw, ...), so that a
-change in the load of a shared machine hits all of them alike; each rate is the median over repeats, after an untimed
-warm-up. Targets: augmented PPO with the round FSAE >= 0.95x raw PPO, batched wrapper >= 1.8x the per-env wrapper with
-8 environments. torch runs on ``threads`` threads (default 1: on a small shared CPU, torch's default
-pool makes these tiny forward passes up to 100x slower).
+Method: the conditions of one measurement alternate within each repeat (raw, per-env, batched, raw, ...; PPO's
+agents in their order, then the reverse, ``learn_times``), so that a change in the load of a shared machine hits all
+of them alike; each rate is the median over repeats, after an untimed warm-up. An augmented agent's regenerator is
+also timed inside its learn calls (``wrapper_clock.WrapperClock``): the wrapper's share of the agent's time.
+Targets: augmented PPO with the round FSAE >= 0.95x raw PPO, batched wrapper >= 1.8x the per-env wrapper with 8
+environments. torch runs on ``threads`` threads (default 1: on a small shared CPU, torch's default pool makes these
+tiny forward passes up to 100x slower).
 
     python benchmarks/wrapper.py --quick          # about 2 minutes on a 2-core CPU
     python benchmarks/wrapper.py --checkpoint runs/pretrain/fast/fsae_round.pt --device cuda
@@ -37,6 +41,7 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+from wrapper_clock import WrapperClock, has_wrapper  # benchmarks/wrapper_clock.py
 
 import envs  # noqa: F401  (registers the fsae/ ids)
 from fsae.checkpoint import load_fsae
@@ -159,47 +164,12 @@ def ppo_agent(n_envs: int, regen: Regenerator | None, device: str, union: str = 
     )
 
 
-class WrapperClock:
-    """The seconds an agent's batched wrapper spends in its regenerator, per ``learn`` call: set between the agent's
-    ``VecCommonSense`` and its regenerator, and around the agent's ``learn``. ``per_learn[i]`` is the regenerator's
-    time within the i-th ``learn`` call: its share of that call's time is what the wrapper costs the agent, read in
-    situ (caches shared with the policy) and within one call, free of the noise between two agents' timings."""
-
-    def __init__(self, model: PPO):
-        venv = _vec_common_sense(model.get_env())
-        assert venv is not None, "the agent's environment has no VecCommonSense"
-        self.regenerator, venv.regenerator = venv.regenerator, self
-        self.seconds = 0.0
-        self.per_learn: list[float] = []
-        learn = model.learn
-
-        def timed_learn(*args, **kwargs):
-            start = self.seconds
-            out = learn(*args, **kwargs)
-            self.per_learn.append(self.seconds - start)
-            return out
-
-        model.learn = timed_learn
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        start = time.perf_counter()
-        out = self.regenerator(obs)
-        self.seconds += time.perf_counter() - start
-        return out
-
-
-def _vec_common_sense(venv: object) -> VecCommonSense | None:
-    """The ``VecCommonSense`` in a stack of vector-env wrappers, or None."""
-    while venv is not None and not isinstance(venv, VecCommonSense):
-        venv = getattr(venv, "venv", None)
-    return venv
-
-
 def learn_times(models: dict[str, PPO], steps: int, repeats: int) -> dict[str, list[float]]:
     """Seconds of each of ``repeats`` timed ``learn(steps)`` calls per model, in repeat order: an untimed warm-up (one
-    rollout and update), then the models in turn inside each repeat, repeat r starting at the r-th model (mod their
-    number), so that no model always follows the same one. Closes the models' envs. The agents learn with subnormals
-    flushed, as ``train_agent`` runs them (``fsae.runtime.flush_denormals``); IEEE floats again after.
+    rollout and update), then the models in turn inside each repeat, in their order in even repeats and the reverse
+    in odd ones (A B B A: a drift of the machine's speed within two repeats hits each model alike, and neighbours stay
+    neighbours). Closes the models' envs. The agents learn with subnormals flushed, as ``train_agent`` runs them
+    (``fsae.runtime.flush_denormals``); IEEE floats again after.
     """
     flush_denormals()
     names = list(models)
@@ -208,7 +178,7 @@ def learn_times(models: dict[str, PPO], steps: int, repeats: int) -> dict[str, l
             model.learn(model.n_steps * model.n_envs)
         times: dict[str, list[float]] = {k: [] for k in models}
         for r in range(repeats):
-            for k in names[r % len(names) :] + names[: r % len(names)]:
+            for k in names if r % 2 == 0 else names[::-1]:
                 model = models[k]
                 t0 = time.perf_counter()
                 model.learn(steps, reset_num_timesteps=False)
@@ -267,7 +237,7 @@ def measure_ppo(
     if task_net_too and checkpoint is None:
         conditions["augmented_task_net"] = Regenerator(fast_fsae(None, variant, TASK_CONFIG), device, dtype=dtype)
     models = {name: ppo_agent(n_envs, r, device, union) for name, r in conditions.items()}
-    clocks = {k: WrapperClock(m) for k, m in models.items() if k not in ("raw", "copy") and _has_wrapper(m)}
+    clocks = {k: WrapperClock(m) for k, m in models.items() if k not in ("raw", "copy") and has_wrapper(m)}
     times = learn_times(models, steps, repeats)
     rates = {k: steps / statistics.median(t) for k, t in times.items()}
     out: dict[str, float | str | list[float]] = {f"ppo/{k}_steps_per_s": v for k, v in rates.items()}
@@ -275,19 +245,16 @@ def measure_ppo(
     # The regenerator's share of each timed learn call (the first call, the warm-up, left out): the wrapper's cost in
     # situ, within one agent's run; 1 - share estimates augmented over copy without comparing two agents' timings.
     for k, clock in clocks.items():
-        out[f"ppo/{k}_wrapper_share"] = statistics.median(w / t for w, t in zip(clock.per_learn[1:], times[k]))
+        timed = clock.per_learn[-len(times[k]) :]  # the warm-up call left out
+        out[f"ppo/{k}_wrapper_share"] = statistics.median(w / t for w, t in zip(timed, times[k], strict=True))
     if "augmented" in clocks:
         out["ppo/augmented_over_copy_in_situ"] = 1.0 - out["ppo/augmented_wrapper_share"]
-    # The same ratio within each repeat (raw and augmented timed one after the other): its spread over the repeats is
-    # the noise of one run's ratio of medians.
+    # The same ratio within each repeat (raw and augmented timed one right after the other, in either order): its
+    # spread over the repeats is the noise of one run's ratio of medians.
     out["ppo/augmented_over_raw_per_repeat"] = [r / a for r, a in zip(times["raw"], times["augmented"])]
     if copy_too:
         out["ppo/augmented_over_copy"] = rates["augmented"] / rates["copy"]
     return out | {"regen_dtype": dtype, "variant": variant, "lookup": regen.lookup}
-
-
-def _has_wrapper(model: PPO) -> bool:
-    return _vec_common_sense(model.get_env()) is not None
 
 
 def measure_policy_cost(n_envs: int = 8, repeats: int = 5, device: str = "cpu", calls: int = 50) -> dict[str, float]:

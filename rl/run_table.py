@@ -95,10 +95,10 @@ def run_rows(
     return rows, unfinished
 
 
-def _reward(x: float) -> str:
-    """A periodic evaluation's mean reward: 3 significant digits of its value to 3 decimals; 0 and 1 as they are."""
-    x = round(x, 3)
-    return str(int(x)) if x in (0.0, 1.0) else f"{x:.3g}"
+def _num(x: float, digits: int) -> str:
+    """``digits`` significant digits of ``x`` rounded to ``digits`` decimals (0.96, 0.9123, 0); whole numbers from
+    10^digits on (no exponent: 1234.5 -> 1234)."""
+    return f"{x:.0f}" if abs(x) >= 10**digits else f"{round(x, digits):.{digits}g}"
 
 
 def markdown(rows: Sequence[RunRow], labels: dict[str, str] | None = None) -> str:
@@ -119,8 +119,8 @@ def markdown(rows: Sequence[RunRow], labels: dict[str, str] | None = None) -> st
         ]
         for r in env_rows:
             by_step = dict(zip(r.eval_steps, r.eval_means))
-            cells = [_reward(by_step[s]) if s in by_step else "" for s in steps]
-            cells.append("n/a" if r.final is None else f"{r.final:.4g}")
+            cells = [_num(by_step[s], 3) if s in by_step else "" for s in steps]
+            cells.append("n/a" if r.final is None else _num(r.final, 4))
             cells.append("n/a" if r.seconds is None else f"{r.seconds:,.0f}")
             label = labels.get(r.condition, f"`{r.condition}`")
             lines.append(f"| {label} | {r.seed} | " + " | ".join(cells) + " |")

@@ -23,6 +23,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import env_steps  # noqa: E402  (benchmarks/env_steps.py)
 import fsae_speed  # noqa: E402
 import wrapper  # noqa: E402
+import wrapper_clock  # noqa: E402
 
 from fsae.model import FSAE  # noqa: E402
 from rl.common_sense import CommonSense, VecCommonSense  # noqa: E402
@@ -139,7 +140,7 @@ def test_ppo_rates(monkeypatch):
         return SimpleNamespace(n_steps=64, n_envs=n_envs, learn=learn, get_env=lambda: env, per_learn=per_learn)
 
     monkeypatch.setattr(wrapper, "ppo_agent", fake_agent)
-    monkeypatch.setattr(wrapper, "_has_wrapper", lambda model: model.per_learn is not None)
+    monkeypatch.setattr(wrapper, "has_wrapper", lambda model: model.per_learn is not None)
     monkeypatch.setattr(wrapper, "WrapperClock", lambda model: SimpleNamespace(per_learn=model.per_learn))
     monkeypatch.setattr(wrapper, "fast_fsae", lambda checkpoint=None, variant="round", config=None: None)  # no lookup
     r = wrapper.measure_ppo(steps=1000, repeats=3, n_envs=2, copy_too=False, task_net_too=False)
@@ -166,8 +167,8 @@ def test_wrapper_clock_times_the_regenerator_inside_each_learn_call(monkeypatch)
     regen = wrapper.Regenerator(wrapper.fast_fsae(None, "round"))
     model = wrapper.ppo_agent(2, regen, "cpu")
     clock = wrapper.WrapperClock(model)
-    assert wrapper._vec_common_sense(model.get_env()).regenerator is clock and clock.regenerator is regen
-    assert not wrapper._has_wrapper(wrapper.ppo_agent(2, None, "cpu"))
+    assert wrapper_clock.vec_common_sense(model.get_env()).regenerator is clock and clock.regenerator is regen
+    assert not wrapper_clock.has_wrapper(wrapper.ppo_agent(2, None, "cpu"))
     fake_time, calls = Clock(), []
 
     def ticking(obs):
@@ -176,7 +177,7 @@ def test_wrapper_clock_times_the_regenerator_inside_each_learn_call(monkeypatch)
         return regen(obs)
 
     clock.regenerator = ticking
-    monkeypatch.setattr(wrapper, "time", fake_time)
+    monkeypatch.setattr(wrapper_clock, "time", fake_time)
     model.learn(model.n_steps * 2)  # the first call resets the envs: one regeneration more than the rollout's steps
     model.learn(model.n_steps * 2, reset_num_timesteps=False)
     # A batch of 2, or 4 where both envs' 16-step episodes ended (their terminal observations regenerated with them).
@@ -215,9 +216,9 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
     r = wrapper.measure_ppo(steps=500, repeats=2, n_envs=2)
     assert flushed == [True] * 15  # subnormals flushed while every agent learns
     assert bool((torch.full((2,), 1e-39) * 1.5 != 0).all())  # and computed in full again afterwards
-    # The warm-up and the first repeat in the models' order, the second repeat starting at the second model.
+    # The warm-up and the first repeat in the models' order, the second repeat in the reverse order.
     models = ["raw", "augmented", "forward", "copy", "task"]
-    assert order == models + models + models[1:] + models[:1]
+    assert order == models + models + models[::-1]
     # 500 steps in 1.0 / 1.25 / 2.0 / 1.0625 / 1.328125 s: 500, 400, 250, 470.588..., 376.47... steps/s; over raw
     # 0.8, 0.5, 0.941... and 0.75294...; augmented over copy 400 / (500 / 1.0625) = 0.85.
     assert r.pop("ppo/augmented_over_raw_per_repeat") == pytest.approx([0.8, 0.8], rel=1e-12)  # 1.0 / 1.25 in each

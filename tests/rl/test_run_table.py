@@ -32,11 +32,12 @@ def logdir(tmp_path) -> Path:
     _run(env / "none" / "seed1", [0.0, 1.0, 0.96], final=0.91234, seconds=None)  # seconds from metrics.json
     _run(env / "none" / "seed0", [0.1, 0.2])  # one evaluation fewer: its 75k cell is blank
     _run(env / "copy" / "seed0", [0.3, 0.3, 0.3], final=None, seconds=None)  # not finished
+    _run(tmp_path / "Pong-v5" / "none" / "seed0", [-20.5, 1234.5], final=-19.25)  # rewards of another scale
     return tmp_path
 
 
 def test_rows_sorted_by_condition_then_seed_with_their_figures(logdir):
-    rows, unfinished = run_rows(logdir)
+    rows, unfinished = run_rows(logdir, envs=["Grid-v0"])
     assert [(r.condition, r.seed) for r in rows] == [("none", 0), ("none", 1), ("fsae-round", 1)]
     assert unfinished == [Path("Grid-v0/copy/seed0")]
     none1 = rows[1]
@@ -54,12 +55,16 @@ def test_markdown_cells(logdir):
     assert lines[4] == "| raw (`none`) | 0 | 0.1 | 0.2 |  | 0.95 | 1,234 |"
     assert lines[5] == "| raw (`none`) | 1 | 0 | 1 | 0.96 | 0.9123 | 9 |"
     assert lines[6] == "| `fsae-round` | 1 | 0 | 0.5 | 0.961 | 0.95 | 1,234 |"
-    assert len(lines) == 7
+    assert lines[7:10] == ["", "Pong-v5:", ""]
+    assert lines[12] == "| raw (`none`) | 0 | -20.5 | 1234 | -19.25 | 1,234 |"  # no exponents
+    assert len(lines) == 13
 
 
 def test_filters(logdir):
     rows, _ = run_rows(logdir, seeds=[1])
     assert [(r.condition, r.seed) for r in rows] == [("none", 1), ("fsae-round", 1)]
+    rows, _ = run_rows(logdir, envs=["Pong-v5"])
+    assert [(r.env, r.condition, r.seed) for r in rows] == [("Pong-v5", "none", 0)]
     rows, unfinished = run_rows(logdir, conditions=["fsae-round"])
     assert [(r.condition, r.seed) for r in rows] == [("fsae-round", 1)] and unfinished == []
     assert run_rows(logdir, envs=["Other-v0"]) == ([], [])
