@@ -186,8 +186,10 @@ def compare(
     warn: Callable[[str], None] = print,
     envs: Sequence[str] | None = None,
     score: Literal["final", "best"] = "final",
+    seeds: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (env, condition) of the runs under ``logdir`` (of ``envs`` only, when given); writes ``results.md``,
+    """One row per (env, condition) of the runs under ``logdir`` (of ``envs`` and ``seeds`` only, when given: a grid's
+    comparison as it stood at fewer seeds); writes ``results.md``,
     ``results.csv`` and one ``<env>.png`` per environment into ``out`` (default: ``logdir``).
 
     Row: the final evaluation reward as IQM over seeds with a 95% bootstrap CI; the AUC of ``curve`` (IQM and CI);
@@ -210,6 +212,8 @@ def compare(
             found = sorted({r.env for r in runs})
             raise FileNotFoundError(f"no finished runs of {unknown} under {logdir} (there are {found})")
         runs = [r for r in runs if r.env in envs]
+    if seeds is not None:
+        runs = [r for r in runs if r.seed in seeds]
     if not runs:
         raise FileNotFoundError(
             f"no finished runs with TensorBoard event files under {logdir} (<env>/<condition>/seed<N>)"

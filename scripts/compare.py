@@ -30,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: %(default)s)")
     p.add_argument("--envs", nargs="+", default=None, metavar="ENV", help="only these environments (e.g. DigitSum-v0)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds (a grid as it stood earlier)")
     p.add_argument(
         "--score",
         default="final",
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = compare(
             args.logdir, args.out, threshold, args.curve, args.baseline, args.n_resamples, args.seed, warn,
-            envs=args.envs, score=args.score,
+            envs=args.envs, score=args.score, seeds=args.seeds,
         )  # fmt: skip
     except FileNotFoundError as e:
         return error(e, 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -271,3 +272,20 @@ def test_cli(logdir, tmp_path, capsys, load_script):
     assert sorted(p.name for p in only.glob("*.png")) == ["EnvB.png"]
     assert script.main([str(logdir), "--envs", "EnvC"]) == 2
     assert "no finished runs of ['EnvC']" in capsys.readouterr().err
+    # --seeds: a grid as it stood at fewer seeds; none of them found is the no-runs error.
+    assert script.main([str(logdir), "--out", str(tmp_path / "s"), "--envs", "EnvA", "--seeds", "0", "1", "2"]) == 0
+    assert "| EnvA | none | 3 |" in capsys.readouterr().out
+    assert script.main([str(logdir), "--seeds", "42"]) == 2
+    assert "no finished runs" in capsys.readouterr().err
+
+
+def test_seeds_filter_equals_a_grid_of_those_seeds_alone(logdir, tmp_path):
+    """compare(seeds=...) gives the rows of a logdir that holds only those seeds' runs."""
+    some = tmp_path / "some"
+    for s in (1, 4, 6):
+        for cond in ("none", "fsae-round"):
+            shutil.copytree(logdir / "EnvA" / cond / f"seed{s}", some / "EnvA" / cond / f"seed{s}")
+    kw = {"threshold": THRESHOLD, "n_resamples": 199, "warn": lambda m: None}
+    filtered = compare(logdir, tmp_path / "a", envs=["EnvA"], seeds=[1, 4, 6], **kw)
+    alone = compare(some, tmp_path / "b", **kw)
+    assert filtered == alone and {r["seeds"] for r in filtered} == {3}
