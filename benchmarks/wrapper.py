@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
-from wrapper_clock import WrapperClock, has_wrapper  # benchmarks/wrapper_clock.py
+from wrapper_clock import WrapperClock  # benchmarks/wrapper_clock.py
 
 import envs  # noqa: F401  (registers the fsae/ ids)
 from fsae.checkpoint import load_fsae
@@ -237,7 +237,7 @@ def measure_ppo(
     if task_net_too and checkpoint is None:
         conditions["augmented_task_net"] = Regenerator(fast_fsae(None, variant, TASK_CONFIG), device, dtype=dtype)
     models = {name: ppo_agent(n_envs, r, device, union) for name, r in conditions.items()}
-    clocks = {k: WrapperClock(m) for k, m in models.items() if k not in ("raw", "copy") and has_wrapper(m)}
+    clocks = {k: WrapperClock(m) for k, m in models.items() if k not in ("raw", "copy")}  # the FSAE-augmented agents
     times = learn_times(models, steps, repeats)
     rates = {k: steps / statistics.median(t) for k, t in times.items()}
     out: dict[str, float | str | list[float]] = {f"ppo/{k}_steps_per_s": v for k, v in rates.items()}

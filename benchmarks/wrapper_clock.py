@@ -4,7 +4,7 @@ Contents:
     WrapperClock      -- set between an agent's ``VecCommonSense`` and its regenerator: the regenerator's seconds per
                          ``learn`` call, whose share of the call is what the wrapper costs the agent (in situ, within
                          one agent's run: no noise between two agents' timings enters it).
-    vec_common_sense, has_wrapper -- the ``VecCommonSense`` in a stack of vector-env wrappers, and whether there is one.
+    vec_common_sense  -- the ``VecCommonSense`` in a stack of vector-env wrappers, or None.
 """
 
 from __future__ import annotations
@@ -51,8 +51,3 @@ def vec_common_sense(venv: object) -> VecCommonSense | None:
     while venv is not None and not isinstance(venv, VecCommonSense):
         venv = getattr(venv, "venv", None)
     return venv
-
-
-def has_wrapper(model: PPO) -> bool:
-    """Whether the agent's environment has a ``VecCommonSense``."""
-    return vec_common_sense(model.get_env()) is not None

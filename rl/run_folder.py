@@ -10,6 +10,8 @@ Contents:
     DONE_MARKER, run_finished -- a sweep's marker file, and the test of a finished run that sweeps, ``compare`` and
                        the shift evaluation share.
     run_folders     -- the run folders under a logdir (``<env>/<condition>/seed<N>``, none below a hidden folder).
+    seed_of         -- the seed of a ``seed<N>`` folder name.
+    read_record     -- one of a run's JSON records as a dict ({} when missing, unreadable or not an object).
     recorded_sha256 -- the SHA-256 of the frozen model a run read, as its ``fsae.json`` records it.
 """
 
@@ -118,11 +120,23 @@ def run_folders(logdir: str | Path) -> list[Path]:
     return sorted(out)
 
 
+def seed_of(folder: str) -> int:
+    """'seed3' -> 3, 'seed-1' -> -1 (``run_folders`` matches seed-?N)."""
+    return int(folder.removeprefix("seed"))
+
+
+def read_record(path: str | Path) -> dict:
+    """A run's JSON record (``metrics.json``, ``done.json``, ``fsae.json``) as a dict; {} when it is missing,
+    unreadable or not a JSON object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def recorded_sha256(run_dir: str | Path) -> str | None:
     """The SHA-256 of the checkpoint the run's condition read, from its ``fsae.json``; None when it read none (none,
     copy) or the record is missing or unreadable."""
-    try:
-        sha = json.loads((Path(run_dir) / "fsae.json").read_text()).get("sha256")
-    except (OSError, ValueError, AttributeError):
-        return None
+    sha = read_record(Path(run_dir) / "fsae.json").get("sha256")
     return sha if isinstance(sha, str) else None

@@ -14,7 +14,6 @@ Contents:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from rl.compare import condition_key
-from rl.run_folder import DONE_MARKER, run_finished, run_folders
+from rl.run_folder import DONE_MARKER, read_record, run_finished, run_folders, seed_of
 
 
 @dataclass
@@ -36,18 +35,6 @@ class RunRow:
     seconds: float | None  # done.json's seconds, else metrics.json's
 
 
-def _json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _seed(folder: str) -> int:
-    return int(folder.removeprefix("seed"))  # 'seed3' -> 3, 'seed-1' -> -1 (``run_folders`` matches seed-?N)
-
-
 def _row(root: Path, rel: Path) -> RunRow:
     run = root / rel
     steps: list[int] = []
@@ -56,13 +43,13 @@ def _row(root: Path, rel: Path) -> RunRow:
         with np.load(run / "eval" / "evaluations.npz") as ev:
             steps = [int(s) for s in ev["timesteps"]]
             means = [float(m) for m in ev["results"].mean(axis=1)]
-    metrics, done = _json(run / "metrics.json"), _json(run / DONE_MARKER)
+    metrics, done = read_record(run / "metrics.json"), read_record(run / DONE_MARKER)
     seconds = done.get("seconds", metrics.get("seconds"))
     final = metrics.get("final_eval/mean_reward")
     return RunRow(
         env=rel.parts[0],
         condition=rel.parts[1],
-        seed=_seed(rel.parts[2]),
+        seed=seed_of(rel.parts[2]),
         eval_steps=steps,
         eval_means=means,
         final=None if final is None else float(final),
@@ -84,7 +71,7 @@ def run_rows(
         raise FileNotFoundError(f"{root}: no such folder of runs")
     rows, unfinished = [], []
     for rel in run_folders(root):
-        env, condition, seed = rel.parts[0], rel.parts[1], _seed(rel.parts[2])
+        env, condition, seed = rel.parts[0], rel.parts[1], seed_of(rel.parts[2])
         if (envs and env not in envs) or (conditions and condition not in conditions) or (seeds and seed not in seeds):
             continue
         if run_finished(root / rel):

@@ -43,7 +43,7 @@ from rl.compare import condition_key, fmt_ci
 from rl.config import AgentConfig
 from rl.env_factory import make_observer, make_vec_env_for, probe_env
 from rl.perception import Encoder
-from rl.run_folder import run_finished, run_folders
+from rl.run_folder import run_finished, run_folders, seed_of
 from rl.stats import improvement_ci, iqm_ci
 
 AS_TRAINED = "as trained"
@@ -121,7 +121,7 @@ def finished_runs(logdir: str | Path) -> list[tuple[str, str, int, Path]]:
     for rel in run_folders(logdir):
         folder = Path(logdir) / rel
         if (folder / "final_model.zip").is_file() and run_finished(folder):
-            runs.append((rel.parts[0], rel.parts[1], int(rel.name.removeprefix("seed")), folder))
+            runs.append((rel.parts[0], rel.parts[1], seed_of(rel.name), folder))
     return runs
 
 

@@ -140,7 +140,6 @@ def test_ppo_rates(monkeypatch):
         return SimpleNamespace(n_steps=64, n_envs=n_envs, learn=learn, get_env=lambda: env, per_learn=per_learn)
 
     monkeypatch.setattr(wrapper, "ppo_agent", fake_agent)
-    monkeypatch.setattr(wrapper, "has_wrapper", lambda model: model.per_learn is not None)
     monkeypatch.setattr(wrapper, "WrapperClock", lambda model: SimpleNamespace(per_learn=model.per_learn))
     monkeypatch.setattr(wrapper, "fast_fsae", lambda checkpoint=None, variant="round", config=None: None)  # no lookup
     r = wrapper.measure_ppo(steps=1000, repeats=3, n_envs=2, copy_too=False, task_net_too=False)
@@ -168,7 +167,7 @@ def test_wrapper_clock_times_the_regenerator_inside_each_learn_call(monkeypatch)
     model = wrapper.ppo_agent(2, regen, "cpu")
     clock = wrapper.WrapperClock(model)
     assert wrapper_clock.vec_common_sense(model.get_env()).regenerator is clock and clock.regenerator is regen
-    assert not wrapper_clock.has_wrapper(wrapper.ppo_agent(2, None, "cpu"))
+    assert wrapper_clock.vec_common_sense(wrapper.ppo_agent(2, None, "cpu").get_env()) is None
     fake_time, calls = Clock(), []
 
     def ticking(obs):
@@ -209,16 +208,22 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
             clock.advance(seconds)
 
         env = SimpleNamespace(close=lambda: None)
-        return SimpleNamespace(n_steps=64, n_envs=n_envs, learn=learn, get_env=lambda: env)
+        return SimpleNamespace(n_steps=64, n_envs=n_envs, learn=learn, get_env=lambda: env, seconds=seconds, name=name)
+
+    def fake_clock(model):  # each learn call (the warm-up and two repeats) spends a tenth of its time regenerating
+        clocked.append(model.name)
+        return SimpleNamespace(per_learn=[0.1 * model.seconds] * 3)
 
     monkeypatch.setattr(wrapper, "ppo_agent", fake_agent)
-    flushed = []
+    monkeypatch.setattr(wrapper, "WrapperClock", fake_clock)
+    flushed, clocked = [], []
     r = wrapper.measure_ppo(steps=500, repeats=2, n_envs=2)
     assert flushed == [True] * 15  # subnormals flushed while every agent learns
     assert bool((torch.full((2,), 1e-39) * 1.5 != 0).all())  # and computed in full again afterwards
     # The warm-up and the first repeat in the models' order, the second repeat in the reverse order.
     models = ["raw", "augmented", "forward", "copy", "task"]
     assert order == models + models + models[::-1]
+    assert clocked == ["augmented", "forward", "task"]  # the FSAE-augmented agents: not raw, not copy
     # 500 steps in 1.0 / 1.25 / 2.0 / 1.0625 / 1.328125 s: 500, 400, 250, 470.588..., 376.47... steps/s; over raw
     # 0.8, 0.5, 0.941... and 0.75294...; augmented over copy 400 / (500 / 1.0625) = 0.85.
     assert r.pop("ppo/augmented_over_raw_per_repeat") == pytest.approx([0.8, 0.8], rel=1e-12)  # 1.0 / 1.25 in each
@@ -236,6 +241,10 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
             "ppo/augmented_over_copy": 0.85,
             "ppo/augmented_task_net_steps_per_s": 500 / 1.328125,
             "ppo/augmented_task_net_over_raw": 1 / 1.328125,
+            "ppo/augmented_wrapper_share": 0.1,
+            "ppo/augmented_forward_wrapper_share": 0.1,
+            "ppo/augmented_task_net_wrapper_share": 0.1,
+            "ppo/augmented_over_copy_in_situ": 0.9,
         },
         rel=1e-12,
     )
