@@ -177,7 +177,7 @@ class FSAE(nn.Module):
         return hs[-1]
 
     def round_code(self, code: torch.Tensor) -> torch.Tensor:
-        """round() between the halves (paper Fig. 3): one-hot per softmax group, 0/1 per sigmoid, a grid for linear."""
+        """round() between the halves (paper Fig. 2b): one-hot per softmax group, 0/1 per sigmoid, a grid for linear."""
         head = self.config.head
         if head in ("softmax", "groups"):
             sizes = self.config.groups if head == "groups" else [code.shape[-1]]
@@ -296,7 +296,7 @@ class FSAE(nn.Module):
 
         PyTorch's default init, then each C_l is rescaled per output channel (or unit) so that on the batch ``x`` its
         output has the mean and std of the abstract activation h_{l-1} it reconstructs. Without it a deep inverse
-        blows up; a pseudo-inverse init was tried and trained worse (``docs/DESIGN.md`` section 3.2).
+        blows up; a pseudo-inverse init is the unmeasured alternative (``docs/DESIGN.md`` section 3.2).
         """
         _, hs = self.abstract(x)
         g = self.round_code(hs[-1]) if self.config.round else hs[-1]
