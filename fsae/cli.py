@@ -26,6 +26,7 @@ from fsae.config import ConfigError, load_config
 from fsae.console import error, print_metrics
 from fsae.data import DatasetError
 from fsae.pretrain_config import PretrainConfig
+from fsae.run_folder import check_no_file_in_way, removed_on_failure
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "pretrain"
 USAGE_ERRORS = (ConfigError, ValueError)  # exit 2: the config or the options
@@ -74,7 +75,11 @@ def run_experiment(
         return error(e, 2)
     out = run_dir(args, cfg)
     try:
-        metrics = run(cfg, out, opts, shlex.join([sys.executable, *sys.argv]))
+        check_no_file_in_way(out)
+        if (out / "metrics.json").is_file():  # a finished run is never overwritten
+            raise CheckpointError(f"{out} already holds a finished run (metrics.json); choose another --out")
+        with removed_on_failure(out):  # a run that fails leaves no folder behind (nor writes into an empty one)
+            metrics = run(cfg, out, opts, shlex.join([sys.executable, *sys.argv]))
     except UNUSABLE as e:
         return error(e, 2)
     except RUN_ERRORS as e:

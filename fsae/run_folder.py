@@ -2,6 +2,7 @@
 
 Contents:
     check_folder     -- refuse a folder that holds a run (unless resuming it), or resuming one that holds none.
+    check_no_file_in_way -- refuse an output folder that is, or lies below, an existing file.
     start_run        -- write config.yaml (and options.yaml) and command.txt, pick the device and torch's threads,
                         seed, open TensorBoard; print the device and threads. Shared by ``pretrain`` and the
                         experiments of ``fsae.characteristics``.
@@ -23,7 +24,7 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from fsae.checkpoint import CheckpointError
-from fsae.config import to_dict
+from fsae.config import ConfigError, to_dict
 from fsae.memory import retain_freed_memory
 from fsae.pretrain_config import PretrainConfig
 from fsae.resume import STATE_FILE
@@ -31,9 +32,21 @@ from fsae.runtime import resolve_device, seed_everything
 from fsae.threads import set_threads
 
 
+def check_no_file_in_way(path: str | Path, option: str = "--out") -> None:
+    """``ConfigError`` when ``path``, or the nearest existing folder above it, is a file: making the folder would
+    fail half-way with an OS error."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(f"{option} {path}: {p} is a file, not a folder; choose another")
+            return
+
+
 def check_folder(run_dir: Path, resume: bool) -> None:
     """A new run needs a folder without a run in it; ``resume`` needs one with an unfinished run (``CheckpointError``,
     one line, otherwise). The state file itself is checked by ``fsae.resume.TrainingState``."""
+    check_no_file_in_way(run_dir)
     if resume and (run_dir / "metrics.json").is_file():
         raise CheckpointError(f"{run_dir} holds a finished run (metrics.json); nothing to resume")
     held = [f for f in ("metrics.json", STATE_FILE) if (run_dir / f).is_file()]

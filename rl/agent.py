@@ -47,6 +47,7 @@ from torch import nn
 from fsae.checkpoint import atomic_write_json
 from fsae.config import ConfigError, to_dict
 from fsae.memory import retain_freed_memory
+from fsae.run_folder import check_no_file_in_way
 from fsae.runtime import flush_denormals, resolve_device, seed_everything
 from fsae.threads import set_threads
 from rl import resume as resume_lib
@@ -160,6 +161,7 @@ def train_agent(
     checkpoint = resolve_checkpoint(cfg)
     regen = make_observer(cfg, checkpoint, device, obs_space)
     run_dir = run_dir_for(cfg)
+    check_no_file_in_way(run_dir, "logdir")
     if resume:
         resume_lib.check_resumable(run_dir, yaml.safe_load(yaml.safe_dump(to_dict(cfg))), checkpoint)
     elif run_dir.is_dir() and any(run_dir.iterdir()) and not cfg.overwrite:

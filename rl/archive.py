@@ -29,6 +29,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rl.run_folder import DONE_MARKER, run_finished, run_folders
 
@@ -59,14 +60,24 @@ def finished_runs(root: str | Path) -> list[Path]:
     return [rel for rel in run_folders(root) if run_finished(Path(root) / rel)]
 
 
+def _record(path: Path) -> Any:
+    """A run's JSON record, None when it is missing; ``ArchiveError`` naming a file that is there but unreadable (a
+    corrupt record is never carried, nor taken for a copy of the run)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ArchiveError(f"{path} is unreadable or corrupt; restore it or train the run again, then copy") from None
+
+
 def _same_run(a: Path, b: Path) -> bool:
     """Whether two finished run folders hold the same run: the same ``metrics.json`` (written once, by the run, as its
     last file; the sweep's ``done.json`` may come a moment later), else (one side without it) the same ``done.json``."""
     for name in ("metrics.json", DONE_MARKER):
-        try:
-            return json.loads((a / name).read_text()) == json.loads((b / name).read_text())
-        except (OSError, ValueError):
-            continue
+        x, y = _record(a / name), _record(b / name)
+        if x is not None and y is not None:
+            return bool(x == y)
     return False
 
 
@@ -76,7 +87,8 @@ def copy_finished(src: str | Path, dest: str | Path) -> CopyReport:
     Refused before anything is copied (``ArchiveError``): a ``src`` without run folders, a ``dest`` that is not a
     folder or that a sweep is running on (a sweep's logdir: its lock is held for the whole copy, so that no sweep
     starts there meanwhile and runs a carried run again), another finished run in a run's place (a different
-    ``metrics.json``), or anything else there (an unfinished run: let it finish, or remove it). Each run folder is
+    ``metrics.json``), a ``metrics.json`` or ``done.json`` on either side that is there but unreadable, or anything
+    else there (an unfinished run: let it finish, or remove it). Each run folder is
     written whole or not at all; a killed copy's temporary folders beside the runs it copies are removed first (two
     copies into one destination at once are not supported).
     """
@@ -105,6 +117,8 @@ def _copy(src: Path, dest: Path, folders: list[Path]) -> CopyReport:
     report = CopyReport(unfinished=[rel for rel in folders if rel not in finished])
     todo = []
     for rel in finished:
+        for name in ("metrics.json", DONE_MARKER):
+            _record(src / rel / name)  # refused before anything is copied
         there = dest / rel
         if not os.path.lexists(there):
             todo.append(rel)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from fsae.run_folder import check_no_file_in_way
 from rl import CONDITIONS
 from rl.run_folder import run_finished
 from rl.stats import auc, improvement_ci, iqm_ci, mean_curve, steps_to_threshold
@@ -215,10 +216,12 @@ def compare(
     if seeds is not None:
         runs = [r for r in runs if r.seed in seeds]
     if not runs:
+        among = f" of seeds {list(seeds)}" if seeds is not None else ""
         raise FileNotFoundError(
-            f"no finished runs with TensorBoard event files under {logdir} (<env>/<condition>/seed<N>)"
+            f"no finished runs{among} with TensorBoard event files under {logdir} (<env>/<condition>/seed<N>)"
         )
     out = Path(out) if out is not None else logdir
+    check_no_file_in_way(out)
     out.mkdir(parents=True, exist_ok=True)
 
     by_env: dict[str, dict[str, list[RunData]]] = {}

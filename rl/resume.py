@@ -49,7 +49,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from fsae.config import ConfigError, to_dict
+from fsae.config import ConfigError, load_yaml, to_dict
 from fsae.provenance import check_dependencies, sha256_file
 from rl.callbacks import SplitEvalCallback
 from rl.config import AgentConfig, PolicyConfig
@@ -81,7 +81,7 @@ def check_resumable(run_dir: Path, config: dict[str, Any], checkpoint: str | Non
             f"--resume: no checkpoint in {run_dir / 'checkpoints'} (checkpoint_freq decides how often one is written); "
             "start the run again with overwrite=true"
         )
-    saved = yaml.safe_load(saved_path.read_text()) or {}
+    saved = load_yaml(saved_path)
     moved = _moved(run_dir, saved, config, checkpoint)
     differ = ", ".join(filter(None, (config_differences(saved, config, _CHECKPOINTS), moved)))
     if differ:

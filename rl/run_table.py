@@ -14,6 +14,7 @@ Contents:
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,25 +36,48 @@ class RunRow:
     seconds: float | None  # done.json's seconds, else metrics.json's
 
 
+def _corrupt(path: Path) -> ValueError:
+    return ValueError(f"{path} is unreadable or corrupt; restore it from where the run was archived, or leave the run "
+                      "out (--seeds, --conditions, --envs)")  # fmt: skip
+
+
+def _record(path: Path) -> dict:
+    """``read_record``, but a file that is there and cannot be read is an error naming it, never a blank cell."""
+    data = read_record(path)
+    if path.is_file() and not data:
+        raise _corrupt(path)
+    return data
+
+
+def _number(value: object, path: Path) -> float | None:
+    try:
+        return None if value is None else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _corrupt(path) from None
+
+
 def _row(root: Path, rel: Path) -> RunRow:
     run = root / rel
     steps: list[int] = []
     means: list[float] = []
-    if (run / "eval" / "evaluations.npz").is_file():
-        with np.load(run / "eval" / "evaluations.npz") as ev:
-            steps = [int(s) for s in ev["timesteps"]]
-            means = [float(m) for m in ev["results"].mean(axis=1)]
-    metrics, done = read_record(run / "metrics.json"), read_record(run / DONE_MARKER)
+    evaluations = run / "eval" / "evaluations.npz"
+    if evaluations.is_file():
+        try:
+            with np.load(evaluations) as ev:
+                steps = [int(s) for s in ev["timesteps"]]
+                means = [float(m) for m in ev["results"].mean(axis=1)]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            raise _corrupt(evaluations) from None
+    metrics, done = _record(run / "metrics.json"), _record(run / DONE_MARKER)
     seconds = done.get("seconds", metrics.get("seconds"))
-    final = metrics.get("final_eval/mean_reward")
     return RunRow(
         env=rel.parts[0],
         condition=rel.parts[1],
         seed=seed_of(rel.parts[2]),
         eval_steps=steps,
         eval_means=means,
-        final=None if final is None else float(final),
-        seconds=None if seconds is None else float(seconds),
+        final=_number(metrics.get("final_eval/mean_reward"), run / "metrics.json"),
+        seconds=_number(seconds, run / (DONE_MARKER if "seconds" in done else "metrics.json")),
     )
 
 
@@ -65,7 +89,8 @@ def run_rows(
 ) -> tuple[list[RunRow], list[Path]]:
     """The finished runs under ``logdir`` (only ``seeds``, ``conditions``, ``envs`` where given), sorted by
     environment, condition (``rl.compare.condition_key``) and seed; and the unfinished run folders that matched,
-    relative to ``logdir``. ``FileNotFoundError`` when ``logdir`` is not a folder."""
+    relative to ``logdir``. ``FileNotFoundError`` when ``logdir`` is not a folder; ``ValueError`` naming the file
+    when a matched run's record is there but unreadable."""
     root = Path(logdir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder of runs")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
 
+from fsae.checkpoint import CheckpointError
 from fsae.config import ConfigError, load_config
 from fsae.provenance import ProvenanceWarning, check_dependencies
 from rl.agent import build_model, resolve_checkpoint
@@ -83,7 +85,8 @@ def load_final_agent(run_dir: str | Path, device: str = "cpu", allow_changed: bo
     ``final_model.zip``, and its condition's regenerator.
 
     A checkpoint the run read that has changed since (``run_info.json``'s SHA-256) is refused (``ConfigError``): the
-    agent was trained on the old model's regenerations. ``allow_changed`` evaluates it with the new one anyway."""
+    agent was trained on the old model's regenerations. ``allow_changed`` evaluates it with the new one anyway. A
+    ``final_model.zip`` that does not load (truncated, not a zip, another network) raises ``CheckpointError``."""
     run_dir = Path(run_dir)
     if not (run_dir / "final_model.zip").is_file():
         raise ConfigError(f"{run_dir} holds no final_model.zip: not a finished train_agent run")
@@ -99,6 +102,12 @@ def load_final_agent(run_dir: str | Path, device: str = "cpu", allow_changed: bo
     try:
         model = build_model(cfg, venv, device)
         model.set_parameters(str(run_dir / "final_model.zip"), exact_match=True, device=device)
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError) as e:
+        reason = (str(e).strip().splitlines() or [""])[0]
+        raise CheckpointError(
+            f"{run_dir / 'final_model.zip'} cannot be loaded ({type(e).__name__}: {reason}): not an intact agent of "
+            "this run's config; train the run again"
+        ) from None
     finally:
         venv.close()
     return FinalAgent(cfg, model, regen)
@@ -144,6 +153,8 @@ def evaluate_shifts(
     ``{"noise 0.6": {"noise": 0.6}}``; 'as trained' ({}) is always evaluated first. Every shift is tried on each
     environment before any evaluation (``ConfigError`` naming a kwarg the environment refuses). ``FileNotFoundError``
     when ``logdir`` holds no finished run (of ``envs`` and ``conditions``, when given)."""
+    if not Path(logdir).is_dir():
+        raise FileNotFoundError(f"{logdir} is not a folder")
     runs = [
         r
         for r in finished_runs(logdir)

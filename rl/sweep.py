@@ -48,6 +48,7 @@ import yaml
 from fsae.checkpoint import CheckpointError, sha256_file
 from fsae.config import ConfigError, apply_overrides, check, from_dict, load_config, load_yaml, to_dict
 from fsae.data import DatasetError
+from fsae.run_folder import check_no_file_in_way
 from rl import CONDITIONS
 from rl.config import AgentConfig
 from rl.run_folder import recorded_sha256, run_dir_for, run_finished
@@ -353,6 +354,7 @@ def sweep_lock(logdirs: set[Path]) -> Iterator[None]:
     handles = []
     try:
         for logdir in sorted(logdirs):
+            check_no_file_in_way(logdir, "logdir")
             logdir.mkdir(parents=True, exist_ok=True)
             f = open(logdir / LOCK_FILE, "a+")  # noqa: SIM115  (held open for the whole sweep; not truncated yet)
             handles.append(f)

@@ -15,7 +15,8 @@ The file holds ``obs`` (N, C, H, W) uint8 (channels-last and grey frames convert
 and ``labels`` ((N,) or (N, K) int64 classes, or (N, K) float32 targets such as RAM bytes), the format pretraining
 reads (``data.source: <file>``), plus ``label_names``, ``env_id``, ``seed``, ``env_kwargs`` and ``config`` (JSON)
 recording how it was made. An existing ``--out`` is refused unless ``--overwrite``.
-Exit status 2: a bad flag, config, env, wrapper, package or label source; 1: the data could not be written.
+Exit status 2: a bad flag, config, env, wrapper, package or label source; 1: MNIST (for the digit environments) is
+missing or corrupt, or the data could not be written.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = build_config(args)
         data = collect(cfg.env_id, cfg.steps, cfg.seed, cfg.env_kwargs, cfg.labels, cfg.image_layout, cfg.make_env,
                        progress=not args.no_progress)  # fmt: skip
+    except DatasetError as e:  # MNIST missing or corrupt (the digit environments draw their digits from it)
+        return error(e, 1)
     except (ValueError, TypeError, KeyError, GymError) as e:  # ConfigError, bad or unknown kwargs, unknown env id
         return error(" ".join(str(e).split()) if not isinstance(e, KeyError) else e.args[0], 2)
     meta = {

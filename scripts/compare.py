@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fsae.config import ConfigError
 from fsae.console import error
 from rl.compare import BASELINE, compare
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             args.logdir, args.out, threshold, args.curve, args.baseline, args.n_resamples, args.seed, warn,
             envs=args.envs, score=args.score, seeds=args.seeds,
         )  # fmt: skip
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ConfigError) as e:
         return error(e, 2)
     out = Path(args.out) if args.out else Path(args.logdir)
     print((out / "results.md").read_text(), end="")

@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         rows, unfinished = run_rows(args.logdir, args.seeds, args.conditions, args.envs)
     except FileNotFoundError as e:
         return error(e, 2)
+    except ValueError as e:  # a run's record that is there but unreadable
+        return error(e, 1)
     for rel in unfinished:
         print(f"not finished (left out): {rel}", file=sys.stderr)
     if not rows:

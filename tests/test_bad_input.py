@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from envs import pool
 from fsae.checkpoint import save_fsae
@@ -31,6 +32,7 @@ from fsae.config import load_config, to_dict
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from fsae.pretrain import PretrainConfig
 from fsae.resume import TrainingState
+from rl.config import AgentConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,6 +93,24 @@ def _other_run_state(run_dir: Path) -> None:
     TrainingState(run_dir, config, resume=False).finish("abstract", torch.nn.Linear(1, 1), torch.Generator())
 
 
+def _groups_fsae(path: Path) -> None:
+    torch.manual_seed(0)
+    layers = [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 20)]
+    save_fsae(path, FSAE(FSAEConfig((1, 28, 56), layers, head="groups", groups=[10, 10], round=True)), variant="round")
+
+
+def _run_folder(root: Path, files: dict[str, str | bytes]) -> None:
+    """``root/DigitBandit-v0/none/seed0`` holding ``files`` (relative path -> content)."""
+    run = root / "DigitBandit-v0" / "none" / "seed0"
+    for name, content in files.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
+def _bandit_config() -> str:
+    return yaml.safe_dump(to_dict(load_config(AgentConfig, ROOT / "configs" / "agent" / "digit_bandit.yaml")))
+
+
 PREPARE: dict[str, Callable[[Path], None]] = {
     "fsae.pt": _fsae,
     "truncated.pt": _truncated,
@@ -105,6 +125,17 @@ PREPARE: dict[str, Callable[[Path], None]] = {
     "empty": lambda p: p.mkdir(),
     "mnist": _mnist_truncated,
     "pretrain": _other_run_state,
+    "groups.pt": _groups_fsae,
+    "afile": lambda p: p.write_text("a file where a folder would go"),
+    "finished": lambda p: (p.mkdir(), (p / "metrics.json").write_text("{}")),
+    # An unfinished run whose config.yaml is broken (where AGENT's --logdir puts seed 0), with a checkpoint to resume.
+    "agents": lambda p: _run_folder(p, {"config.yaml": "{{{: [", "checkpoints/agent_64_steps.zip": b""}),
+    # A finished run (done.json) whose metrics.json is cut short.
+    "cut": lambda p: _run_folder(p, {"done.json": '{"seconds": 1.0}', "metrics.json": '{"final_eval/mean_rew'}),
+    # A finished run whose agent is not a zip.
+    "garbage": lambda p: _run_folder(
+        p, {"config.yaml": _bandit_config(), "final_model.zip": "garbage", "metrics.json": "{}"}
+    ),  # fmt: skip
 }
 
 
@@ -206,6 +237,32 @@ CASES = [
          files=("pretrain",)),
     Case("pretrain-resume-other-config", [*PRETRAIN, "--resume"], 2, "was started with another config (differs in: "
          "seed)", files=("pretrain",)),
+    Case("agent-resume-broken-config", agent(flags=("--resume",)), 2, "config.yaml is not valid YAML: while parsing",
+         files=("agents",)),
+    # Output folders that are files, or that hold a finished run
+    Case("pretrain-out-is-a-file", [*PRETRAIN[:6], "{tmp}/afile", *PRETRAIN[7:]], 2,
+         "afile is a file, not a folder; choose another", files=("afile",)),
+    Case("agent-logdir-is-a-file", [*agent(), "logdir={tmp}/afile"], 2, "logdir {tmp}/afile/DigitBandit-v0/none/seed0: "
+         "{tmp}/afile is a file, not a folder", files=("afile",)),
+    Case("sweep-logdir-is-a-file", ["scripts/sweep.py", "--config", "configs/sweeps/tiny.yaml", "--set",
+         "logdir={tmp}/afile", f"envs=[{{name: DigitBandit, config: {ROOT}/configs/agent/digit_bandit.yaml}}]"], 2,
+         "logdir {tmp}/afile: {tmp}/afile is a file, not a folder", files=("afile",)),
+    Case("familiarity-out-holds-a-run", ["scripts/familiarity.py", "--out", "{tmp}/finished"], 2,
+         "finished already holds a finished run (metrics.json); choose another --out", files=("finished",)),
+    # Data and records
+    Case("collect-mnist-missing", [*COLLECT, "--env", "fsae/DigitBandit-v0"], 1, "MNIST not found in", MNIST_EMPTY,
+         ("empty",)),
+    Case("lethe-classes", ["scripts/lethe.py", "--out", "{tmp}/lethe", "--old", "42"], 2,
+         "--old [42]: give some of the classes 0..9"),
+    Case("concepts-pairs", ["scripts/concepts.py", "--out", "{tmp}/concepts", "--checkpoint", "{tmp}/groups.pt",
+         "--pairs", "3,12"], 2, "--pairs [[3, 12]]: each (left, right) must be within the groups' sizes [10, 10]",
+         files=("groups.pt",)),
+    Case("run-table-cut-record", ["scripts/run_table.py", "{tmp}/cut"], 1,
+         "cut/DigitBandit-v0/none/seed0/metrics.json is unreadable or corrupt", files=("cut",)),
+    Case("archive-cut-record", ["scripts/archive_runs.py", "{tmp}/cut", "{tmp}/store"], 2,
+         "cut/DigitBandit-v0/none/seed0/metrics.json is unreadable or corrupt", files=("cut",)),
+    Case("shift-agent-not-a-zip", ["scripts/evaluate_shift.py", "{tmp}/garbage", "--episodes", "1"], 2,
+         "final_model.zip cannot be loaded (ValueError", files=("garbage",)),
 ]
 # fmt: on
 

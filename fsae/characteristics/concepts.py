@@ -14,7 +14,7 @@ import torch
 
 from fsae.characteristics.common import check_variant_names, finish_run, save_image_grid, train_variants
 from fsae.checkpoint import load_fsae
-from fsae.config import check, to_dict
+from fsae.config import ConfigError, check, to_dict
 from fsae.model import FSAE
 from fsae.pretrain_config import PretrainConfig
 from fsae.run_folder import start_run
@@ -69,7 +69,8 @@ class ConceptOptions:
     steps: int = 9
     """Interpolation steps between two labels (softmax head), alpha from 0 to 1."""
     pairs: list[list[int]] = field(default_factory=lambda: [[3, 8], [1, 7], [4, 9]])
-    """Groups head: (left, right) digit pairs shown, each with the pair swapped and their 50/50 mixture."""
+    """Groups head of two groups: (left, right) digit pairs shown, each with the pair swapped and their 50/50 mixture
+    (a head of other groups draws its combinations only)."""
 
 
 @torch.no_grad()
@@ -146,6 +147,11 @@ def _groups_concepts(model: FSAE, name: str, run_dir: Path, opts: ConceptOptions
         rows = [f"L{i}" for i in range(sizes[0])]
         save_image_grid(run_dir / f"digit_pairs_{name}.png", grid, rows, [f"R{j}" for j in range(sizes[1])])
     rows_imgs, row_names, parent_hits = [], [], []
+    if len(sizes) != 2:  # the pairs are (left digit, right digit): a head of other groups draws its combinations only
+        return metrics
+    bad = [p for p in opts.pairs if not all(0 <= v < n for v, n in zip(p, sizes))]
+    if bad:
+        raise ConfigError(f"--pairs {bad}: each (left, right) must be within the groups' sizes {sizes}")
     for a, b in opts.pairs:
         ab, ba = model.code_from_labels(torch.tensor([[a, b]])), model.code_from_labels(torch.tensor([[b, a]]))
         codes = torch.cat([ab, ba, 0.5 * ab + 0.5 * ba])  # (3, K)

@@ -24,7 +24,7 @@ from fsae.characteristics.common import (
     start_class_run,
     train_variants,
 )
-from fsae.config import check
+from fsae.config import ConfigError, check
 from fsae.evaluate import evaluate_regeneration
 from fsae.model import FSAE
 from fsae.pretrain_config import PretrainConfig
@@ -130,6 +130,12 @@ def run_lethe(
     """
     opts = options or LetheOptions()
     check_variant_names(cfg, opts.variants)
+    n_classes = cfg.model.code_size
+    for option, classes in (("--old", opts.old), ("--new", opts.new)):
+        if not classes or not set(classes) <= set(range(n_classes)):
+            raise ConfigError(f"{option} {list(classes)}: give some of the classes 0..{n_classes - 1}")
+    if set(opts.old) & set(opts.new):
+        raise ConfigError(f"--old {list(opts.old)} and --new {list(opts.new)} share classes; give disjoint ones")
     t_start, run_dir = time.time(), Path(run_dir)
     device, gen, writer, (x_train, y_train, x_test, y_test) = start_class_run(cfg, run_dir, command, opts, "lethe")
     x_old, _ = select_classes(x_train, y_train, opts.old)

@@ -1,5 +1,6 @@
 """fsae.cli: the options, config and exit statuses shared by the pretraining-style scripts."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,35 @@ def test_cuda_without_a_gpu_is_a_config_error(monkeypatch):
     with pytest.raises(ConfigError, match="torch sees no GPU; use --device cpu or auto"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_run_experiment_keeps_a_finished_run_and_leaves_no_folder_when_a_run_fails(tmp_path, capsys):
+    """An experiment never writes into a folder that holds a finished run, and a failed one leaves nothing behind."""
+    parser = config_parser("doc", "x")
+
+    def run(cfg, out, opts, command):  # writes as the experiments do, then fails
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text("written")
+        raise DatasetError("MNIST not found in /nowhere")
+
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "metrics.json").write_text('{"a": 1}')
+    (finished / "config.yaml").write_text("the run's own")
+    assert run_experiment(parser, lambda a: None, run, ["--out", str(finished)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: {finished} already holds a finished run (metrics.json); choose another --out\n"
+    )
+    assert (finished / "config.yaml").read_text() == "the run's own" and sorted(os.listdir(finished)) == [
+        "config.yaml",
+        "metrics.json",
+    ]
+
+    assert run_experiment(parser, lambda a: None, run, ["--out", str(tmp_path / "new")]) == 1
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "afile").write_text("")
+    assert run_experiment(parser, lambda a: None, run, ["--out", str(tmp_path / "afile" / "r")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: --out {tmp_path / 'afile' / 'r'}: {tmp_path / 'afile'} is a file, not a folder; choose another"
+    )

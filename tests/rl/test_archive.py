@@ -121,6 +121,26 @@ def test_a_second_copy_keeps_what_is_there_and_refusals_write_nothing(logdir, tm
     assert sorted(_files(fresh)) == ["Env-v0", "Env-v0/none", "Env-v0/none/seed1"]
 
 
+def test_a_corrupt_record_on_either_side_is_refused_before_any_copy(logdir, tmp_path):
+    """A metrics.json cut short is never carried, nor taken for the copy of a run (which done.json alone would say)."""
+    store = tmp_path / "store"
+    copy_finished(logdir, store)
+    _run(logdir / "Env-v0" / "code" / "seed0", 0.5)
+    bad = store / "Env-v0" / "none" / "seed0" / "metrics.json"
+    bad.write_text('{"final_eval/mean_rew')
+    before = _files(store)
+    with pytest.raises(ArchiveError, match=f"{bad} is unreadable or corrupt"):
+        copy_finished(logdir, store)
+    assert _files(store) == before  # the new run was not copied either
+
+    source = logdir / "Env-v0" / "none" / "seed1" / "metrics.json"
+    source.write_text("")
+    fresh = tmp_path / "fresh"
+    with pytest.raises(ArchiveError, match=f"{source} is unreadable or corrupt"):
+        copy_finished(logdir, fresh)
+    assert not fresh.exists()
+
+
 def test_a_copy_made_before_the_sweeps_marker_is_the_same_run(logdir, tmp_path):
     """train_agent writes metrics.json, the sweep done.json a moment later: a copy in between is still that run."""
     run = logdir / "Env-v0" / "none" / "seed0"

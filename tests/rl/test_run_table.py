@@ -83,3 +83,23 @@ def test_cli_refuses_a_missing_folder_and_an_empty_match(tmp_path, logdir, capsy
     assert len(err) == 1 and "no such folder of runs" in err[0]
     assert main([str(logdir), "--seeds", "7"]) == 1
     assert capsys.readouterr().err.strip().endswith("no finished run matches")
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("metrics.json", '{"final_eval/mean_rew'),  # cut short
+        ("metrics.json", '{"final_eval/mean_reward": "abc"}'),  # not a number
+        ("eval/evaluations.npz", "not an npz"),
+    ],
+)
+def test_a_corrupt_record_is_one_line_naming_it_never_a_blank_cell(logdir, capsys, name, content):
+    bad = logdir / "Grid-v0" / "none" / "seed0" / name
+    bad.write_text(content)
+    with pytest.raises(ValueError, match=f"{bad} is unreadable or corrupt"):
+        run_rows(logdir)
+    assert main([str(logdir)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {bad} is unreadable or corrupt; restore it from where the run was archived, or leave the "
+                   "run out (--seeds, --conditions, --envs)"]  # fmt: skip
+    assert len(run_rows(logdir, seeds=[1])[0]) == 2  # the runs left out by a filter are not read
