@@ -96,8 +96,8 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dic
     if head.strip() and all(32 <= b < 127 or b in b"\t\n\r" for b in head):  # a .pt file is a zip (or a pickle)
         what = "JSON, such as a run's metrics.json" if head.lstrip()[:1] in (b"{", b"[") else "text"
         raise CheckpointError(
-            f"{path} is not a checkpoint: it holds {what}, not the .pt file a run writes; pass the checkpoint itself, "
-            "e.g. fsae_round.pt or autoencoder.pt from a pretraining run folder"
+            f"{path} is not a checkpoint: it holds {what}, not the .pt file a run writes; pass that file (an FSAE: "
+            "a pretraining run's fsae_<variant>.pt or autoencoder.pt; to resume: its train_state.pt), or re-create it"
         )
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)

@@ -156,24 +156,24 @@ def load_latest(model: BaseAlgorithm, run_dir: Path, device: Any) -> int:
     """Load the newest checkpoint that loads into ``model`` (built from the run's config): weights, optimiser state
     and step counters. Older ones are tried when a newer one is unreadable (a kill during ``model.save`` leaves a
     partial zip). An off-policy model's ``learning_starts`` is moved past the step (its replay buffer starts empty).
-    Returns the checkpoint's step; ``ConfigError`` when none loads."""
+    Returns the checkpoint's step; ``ConfigError`` naming why each failed when none loads."""
+    unreadable = []
     for step, path in checkpoints(run_dir):
         try:
             counters = read_counters(path)
             model.set_parameters(str(path), exact_match=True, device=device)
         except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError) as e:
-            reason = (str(e).strip().splitlines() or [""])[0]
-            warnings.warn(
-                f"checkpoint {path} is unreadable ({type(e).__name__}: {reason}); trying an older one", stacklevel=2
-            )
+            unreadable.append(f"{path.name}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}")
             continue
+        for why in unreadable:  # warned only when an older checkpoint stands in for them
+            warnings.warn(f"checkpoint {why}; resumed from the older {path.name}", stacklevel=2)
         match_state_layout(model.policy.optimizer)
         for key, value in counters.items():
             setattr(model, key, value)
         if isinstance(model, OffPolicyAlgorithm):  # its replay buffer is not saved: refill it before learning again
             model.learning_starts += step
         return step
-    raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'} could be loaded")
+    raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'} could be loaded ({'; '.join(unreadable)})")
 
 
 def match_state_layout(optimizer: torch.optim.Optimizer) -> None:

@@ -139,8 +139,8 @@ def test_a_text_file_is_not_a_checkpoint(tmp_path, text, what):
     with pytest.raises(CheckpointError) as err:
         load_fsae(path)
     assert _one_line(err) == (
-        f"{path} is not a checkpoint: it holds {what}, not the .pt file a run writes; pass the checkpoint itself, "
-        "e.g. fsae_round.pt or autoencoder.pt from a pretraining run folder"
+        f"{path} is not a checkpoint: it holds {what}, not the .pt file a run writes; pass that file (an FSAE: "
+        "a pretraining run's fsae_<variant>.pt or autoencoder.pt; to resume: its train_state.pt), or re-create it"
     )
 
 

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -32,7 +33,7 @@ from fsae.model import FSAE, FSAEConfig, LayerSpec
 from rl.agent import build_model
 from rl.config import AgentConfig
 from rl.env_factory import make_vec_env_for
-from rl.resume import check_resumable, load_latest, restore_evaluations, restore_progress
+from rl.resume import check_resumable, checkpoints, load_latest, restore_evaluations, restore_progress
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_agent.py"
@@ -144,12 +145,20 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path, capsys, load_script):
     cfg = load_config(AgentConfig, run / "config.yaml")
     venv = make_vec_env_for(cfg, None, 1, 0, dict(cfg.env_kwargs))
     model = build_model(cfg, venv, "cpu")
-    with pytest.warns(UserWarning, match=f"agent_{TOTAL}_steps.zip is unreadable"):
+    with pytest.warns(UserWarning, match=f"agent_{TOTAL}_steps.zip: .*; resumed from the older agent_{TOTAL - 128}_"):
         step = load_latest(model, run, "cpu")
     assert step == model.num_timesteps == TOTAL - 128
     saved = PPO.load(run / "checkpoints" / f"agent_{TOTAL - 128}_steps.zip", device="cpu")  # our own file: trusted
     _assert_same_weights(saved, model)
     assert model._n_updates == saved._n_updates > 0
+
+    # None loads: one error naming each, and no warning.
+    for _, path in checkpoints(run):
+        path.write_bytes(b"not a zip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ConfigError, match=f"could be loaded \\(agent_{TOTAL}_steps.zip: BadZipFile: .*; agent_"):
+            load_latest(model, run, "cpu")
     venv.close()
 
 
