@@ -201,6 +201,11 @@ def test_restore_drops_what_was_logged_after_the_checkpoint(tmp_path):
         logger.record("time/total_timesteps", int(row["time/total_timesteps"]), exclude="tensorboard")
         logger.dump(int(row["time/total_timesteps"]))
     logger.close()
+    # A resumed run is a new process, seconds later: its event file's name (events.out.tfevents.<unix time>.<host>.
+    # <pid>.<writer count>) sorts after the first's, which is the order TensorBoard reads them in. In one process and
+    # one second only the writer count tells them apart, and 10 sorts before 9: wait for the next second, as a real
+    # resume would.
+    time.sleep(1.01 - time.time() % 1)
     logger = configure(str(tmp_path), ["csv", "tensorboard"])  # resumed from the checkpoint at 256
     restore_progress(tmp_path, logger, 256, old)
     logger.record("rollout/ep_rew_mean", 9.0)
