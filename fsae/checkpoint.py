@@ -118,16 +118,29 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dic
     return obj
 
 
+def _fresh(obj: Any) -> Any:
+    """``obj`` with every string a new object: pickle writes a string used twice (say the key 'groups' and the head
+    'groups') once and then refers back to it, so which strings are shared would otherwise decide the bytes."""
+    if isinstance(obj, str):
+        return obj.encode().decode()
+    if isinstance(obj, dict):
+        return {_fresh(k): _fresh(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_fresh(v) for v in obj)
+    return obj
+
+
 def save_fsae(path: str | Path, model: FSAE, **meta: Any) -> Path:
-    """Write ``model`` (weights + full config + plain ``meta`` values) atomically to ``path``."""
+    """Write ``model`` (weights + full config + plain ``meta`` values) atomically to ``path``. The same weights,
+    config and meta give the same bytes, however the model was made (trained, or loaded from a checkpoint)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return atomic_save(
         {
             "format": FSAE_FORMAT,
             "format_version": FORMAT_VERSION,
-            "config": to_dict(model.config),
+            "config": _fresh(to_dict(model.config)),
             "state_dict": state,
-            "meta": meta,
+            "meta": _fresh(meta),
         },
         path,
     )

@@ -29,6 +29,7 @@ import yaml
 from envs import pool
 from fsae.checkpoint import save_fsae
 from fsae.config import load_config, to_dict
+from fsae.data import _find_mnist_file
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from fsae.pretrain import PretrainConfig
 from fsae.resume import TrainingState
@@ -83,7 +84,8 @@ def _mnist_truncated(path: Path) -> None:
     path.mkdir()
     for f in sorted(source.iterdir()):
         shutil.copyfile(f, path / f.name)
-    images = next(path.glob("train-images-idx3-ubyte*"))  # the first file read
+    images = _find_mnist_file(path, "train-images-idx3-ubyte")  # the file the loader reads first
+    assert images is not None, f"no train-images-idx3-ubyte in {source}"
     images.write_bytes(images.read_bytes()[:5000])
 
 

@@ -88,10 +88,12 @@ def test_round_trip_is_bit_identical(tmp_path):
 
 
 def test_saving_again_gives_the_same_bytes_hash_only_for_same_weights(tmp_path):
+    """A checkpoint loaded and saved again is the same file, byte for byte (so its SHA-256, the runs' record of it,
+    holds); other weights give another hash."""
     model = _model()
     a = save_fsae(tmp_path / "a.pt", model)
     b = save_fsae(tmp_path / "b.pt", load_fsae(a))
-    assert len(sha256_file(a)) == 64
+    assert len(sha256_file(a)) == 64 and sha256_file(b) == sha256_file(a) and b.read_bytes() == a.read_bytes()
     assert torch.equal(load_fsae(b)(torch.ones(1, 1, 12, 12)), model(torch.ones(1, 1, 12, 12)))
     with torch.no_grad():
         model.concrete.layers[0].bias.add_(1.0)

@@ -575,7 +575,7 @@ def test_one_feedback_step_is_the_controller_update():
         candidate = model(x + 0.7 * (x - y0))
         y1 = model.regenerate(x, steps=1, gain=0.7)
     better = _mse_per_sample(x, candidate) < _mse_per_sample(x, y0)
-    assert 0 < better.sum() <= len(x)
+    assert 0 < better.sum() < len(x)  # both branches below are exercised
     torch.testing.assert_close(y1[better], candidate[better], rtol=0, atol=0)
     torch.testing.assert_close(y1[~better], y0[~better], rtol=0, atol=0)
 
@@ -601,7 +601,8 @@ def test_train_concrete_keeps_the_abstract_half_bit_identical():
 def test_init_concrete_survives_a_batch_without_spread(round_):
     """A batch of one image (std NaN) or identical images under round (every rounded code equal, std 0): the init
     keeps finite, bounded weights instead of dividing by zero."""
-    for x in (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8).expand(8, 1, 8, 8).clone()):
+    g = torch.Generator().manual_seed(1)  # not the global state other tests leave
+    for x in (torch.rand(1, 1, 8, 8, generator=g), torch.rand(1, 1, 8, 8, generator=g).expand(8, 1, 8, 8).clone()):
         torch.manual_seed(2)
         model = FSAE(_small_config(round=round_))
         default = max(p.abs().max().item() for p in model.concrete.parameters())

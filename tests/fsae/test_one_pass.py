@@ -99,6 +99,29 @@ def test_rounded_variant_runs_its_concrete_half_once_per_code():
         torch.testing.assert_close(g_codes, g_all, rtol=1e-4, atol=1e-7)
 
 
+def test_train_concretes_with_dedupe_trains_as_without_it():
+    """The library's shortcut itself (``train_concretes(dedupe=True)``, the default) against the plain pass from the
+    same generator: the same losses and weights to float precision for the round variant, bit for bit for the others
+    (the shortcut is taken only by a network whose output depends on the rounded code alone)."""
+    models, _, x = _setup()
+    for m in models.values():  # larger abstract weights: random images fall into several classes
+        with torch.no_grad():
+            for p in m.abstract.parameters():
+                p.mul_(4.0)
+    cfg = T.TrainConfig(concrete_epochs=1, batch_size=64, concrete_lr=3e-3)
+    twin = copy.deepcopy(models)
+    with_dedupe = T.train_concretes(models, x, cfg, torch.Generator().manual_seed(5), dedupe=True)
+    without = T.train_concretes(twin, x, cfg, torch.Generator().manual_seed(5), dedupe=False)
+    for name in VARIANTS:
+        exact = name != "round"
+        assert (with_dedupe[name] == without[name]) if exact else with_dedupe[name] == pytest.approx(without[name])
+        for a, b in zip(models[name].concrete.parameters(), twin[name].concrete.parameters()):
+            if exact:
+                assert torch.equal(a, b), name
+            else:
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_one_pass_refuses_variants_on_different_abstract_networks():
     models, _, x = _setup()
     with torch.no_grad():

@@ -88,6 +88,13 @@ def test_checkpoints_load_and_regenerate_as_measured(run_dir):
     assert model.config.round and model.checkpoint_meta["variant"] == "round"
     protos = model.generate_labels(torch.arange(10))
     assert protos.shape == (10, 1, 28, 28) and protos.min() >= 0 and protos.max() <= 1
+    # The loaded checkpoint regenerates the run's own test split with the MSE its metrics.json records.
+    cfg = load_config(PretrainConfig, run_dir / "config.yaml")
+    _, _, x_test, _ = load_dataset(cfg.data, cfg.seed, cfg.model)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    with torch.no_grad():
+        mse = evaluate_variant(model, x_test, 0)[0]["test_mse"]
+    assert mse == pytest.approx(metrics["concrete/round/test_mse"], rel=1e-5)
     ae = load_fsae(run_dir / "autoencoder.pt")
     assert ae.config.head == "linear" and ae.config.code_size == 10
 
@@ -148,9 +155,9 @@ def test_feedback_curve_on_the_first_test_images(variant):
     part, curve = evaluate_variant(model, x, 3, batch_size=8, feedback_images=13)
     for k in full:
         assert part[k] == pytest.approx(full[k], rel=1e-12)
-    with torch.no_grad():
-        outs = model.regenerate(x[:13], steps=0 if model.feedback_is_inert else 3, trace=True)
-    by_hand = [(outs[min(t, len(outs) - 1)] - x[:13]).pow(2).mean().item() for t in range(4)]
+    with torch.no_grad():  # real feedback passes, also for the inert model (whose evaluation skips them)
+        outs = model.regenerate(x[:13], steps=3, trace=True)
+    by_hand = [(outs[t] - x[:13]).pow(2).mean().item() for t in range(4)]
     assert curve == pytest.approx(by_hand, rel=1e-12)
     assert curve_all[0] == pytest.approx(full["test_mse"], rel=1e-12)
     assert (len(set(curve)) == 1) == model.feedback_is_inert

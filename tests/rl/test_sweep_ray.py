@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -498,13 +499,16 @@ def test_sweep_survives_a_lost_worker_node(cluster, tmp_path):
     assert len(alive) == 2 and head_id in alive and worker_id not in alive
 
 
-def _sigterm_after_a_checkpoint(cmd: list[str], env: dict, out: Path, storage: Path, pattern: str) -> float:
+def _sigterm_after_a_checkpoint(
+    cmd: list[str], env: dict, out: Path, storage: Path, pattern: str, ready: Callable[[], bool] = lambda: True
+) -> float:
     """Start the sweep ``cmd`` (its output to ``out``), SIGTERM it once a file matching ``pattern`` appears in
-    ``storage`` (an agent checkpoint), assert it exits 130; return the seconds from the signal to the exit."""
+    ``storage`` (an agent checkpoint) and ``ready()`` holds, assert it exits 130; return the seconds from the signal
+    to the exit."""
     with open(out, "w") as f:
         sweep = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
-    while not list(storage.glob(pattern)):
+    while not (list(storage.glob(pattern)) and ready()):
         assert sweep.poll() is None and time.time() < deadline, out.read_text()[-3000:]
         time.sleep(0.2)
     t0 = time.time()
@@ -549,7 +553,15 @@ def test_uri_storage_ships_the_checkpoints_with_the_trial(cluster, tmp_path):
     cmd, env = _sweep(cluster, config, storage)
     cmd[cmd.index("--storage-path") + 1] = uri
     checkpoint = ".ray_tune/sweep-1/*/checkpoint_*/checkpoints/agent_*_steps.zip"
-    _sigterm_after_a_checkpoint(cmd, env, tmp_path / "sweep.out", storage, checkpoint)
+
+    def registered() -> bool:
+        """A trial's checkpoint lands in the storage before the driver records it in Tune's state, and a stop in
+        between restores the trial without it. Tune keeps one (num_to_keep=1): the driver deletes the first once it
+        has recorded a newer one, so its absence beside a newer one says a checkpoint is on record."""
+        found = [p.name for p in storage.glob(".ray_tune/sweep-1/*/checkpoint_*")]
+        return bool(found) and "checkpoint_000000" not in found
+
+    _sigterm_after_a_checkpoint(cmd, env, tmp_path / "sweep.out", storage, checkpoint, registered)
     local = staging_root(uri) / "DigitBandit-v0" / "none" / "seed0"
     assert (local / "config.yaml").is_file() and not (storage / "DigitBandit-v0").exists()
     shutil.rmtree(staging_root(uri))  # as if the trial came back on another machine
