@@ -11,7 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from test_common_sense import FakeImageEnv, tiny_fsae
 from test_train_agent import tiny_config
 
-from fsae.checkpoint import CheckpointError, save_fsae
+import rl.env_factory
+from fsae.checkpoint import CheckpointError, safe_load, save_fsae
 from fsae.config import ConfigError
 from rl.agent import train_agent
 from rl.extractor import ImageVectorExtractor
@@ -126,12 +127,18 @@ def test_config_checks_and_labels(tmp_path, ckpts):
     assert condition_label(tiny_config(tmp_path, condition="features", fsae_checkpoint=ckpt)) == "features"
 
 
-def test_train_agent_writes_the_same_tags_as_raw(tmp_path, ckpts):
-    """A tiny PPO run under 'code' trains (MultiInputPolicy), keeps the encoder frozen and logs the tags of 'none'."""
+def test_train_agent_writes_the_same_tags_as_raw(tmp_path, ckpts, monkeypatch):
+    """A tiny PPO run under 'code' trains (MultiInputPolicy), keeps the encoder frozen (its weights after training are
+    the checkpoint's, bit for bit) and logs the tags of 'none'."""
     ckpt = str(ckpts / "fsae_round.pt")
+    made = []
+    original = rl.env_factory.make_encoder
+    monkeypatch.setattr(rl.env_factory, "make_encoder", lambda *a, **k: made.append(original(*a, **k)) or made[-1])
     raw = train_agent(tiny_config(tmp_path, condition="none"))
     code = train_agent(tiny_config(tmp_path, condition="code", fsae_checkpoint=ckpt))
     assert code["fsae/weights_unchanged"] is True and code["timesteps"] == raw["timesteps"]
+    saved, after = safe_load(ckpt)["state_dict"], made[0].model.state_dict()
+    assert set(saved) == set(after) and all(torch.equal(after[k].cpu(), v.to(after[k].dtype)) for k, v in saved.items())
 
     def tags(run_dir):
         acc = EventAccumulator(str(run_dir)).Reload()
