@@ -22,16 +22,14 @@ SHA-256): all that ``scripts/compare.py`` reads. Not kept: the agents, so a carr
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from rl.run_folder import DONE_MARKER, run_finished, run_folders
+from rl.run_folder import DONE_MARKER, read_record, run_finished, run_folders
 
 LEFT_OUT = ("*.zip", "checkpoints")
 """``shutil.ignore_patterns`` of a copy: the agents' weights (``final_model.zip``, ``best_model.zip``,
@@ -60,15 +58,15 @@ def finished_runs(root: str | Path) -> list[Path]:
     return [rel for rel in run_folders(root) if run_finished(Path(root) / rel)]
 
 
-def _record(path: Path) -> Any:
+def _record(path: Path) -> dict | None:
     """A run's JSON record, None when it is missing; ``ArchiveError`` naming a file that is there but unreadable (a
     corrupt record is never carried, nor taken for a copy of the run)."""
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise ArchiveError(f"{path} is unreadable or corrupt; restore it or train the run again, then copy") from None
+        return read_record(path, strict=True)
+    except ValueError as e:
+        raise ArchiveError(f"{e}; restore it or train the run again, then copy") from None
 
 
 def _same_run(a: Path, b: Path) -> bool:
@@ -77,7 +75,7 @@ def _same_run(a: Path, b: Path) -> bool:
     for name in ("metrics.json", DONE_MARKER):
         x, y = _record(a / name), _record(b / name)
         if x is not None and y is not None:
-            return bool(x == y)
+            return x == y
     return False
 
 

@@ -10,6 +10,8 @@ Contents:
     load_latest       -- the newest checkpoint in ``checkpoints/`` that loads (a file cut short by ``kill -9`` is
                          skipped with a warning), into a model built from the run's config, without unpickling;
                          ``match_state_layout`` gives the optimiser's statistics their weights' memory layout.
+    UNREADABLE_ZIP, why_unreadable -- what an agent zip that does not load raises, and its one-line reason (shared
+                         with ``rl.shift``).
     read_counters     -- a checkpoint's step counters (num_timesteps, ...), read from its ``data`` as plain JSON.
     restore_progress  -- put back ``progress.csv``'s rows up to the checkpoint (SB3's CSV logger truncates the file),
                          and mark the restart in TensorBoard so that points logged after the checkpoint are dropped.
@@ -152,6 +154,15 @@ def read_counters(path: Path) -> dict[str, int | float]:
     return counters
 
 
+# What SB3's set_parameters raises for an agent zip that is truncated, not a zip, or of another network.
+UNREADABLE_ZIP = (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError)
+
+
+def why_unreadable(e: BaseException) -> str:
+    """'Type: first line of the message', for one-line reports of an agent zip that did not load."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+
+
 def load_latest(model: BaseAlgorithm, run_dir: Path, device: Any) -> int:
     """Load the newest checkpoint that loads into ``model`` (built from the run's config): weights, optimiser state
     and step counters. Older ones are tried when a newer one is unreadable (a kill during ``model.save`` leaves a
@@ -162,8 +173,8 @@ def load_latest(model: BaseAlgorithm, run_dir: Path, device: Any) -> int:
         try:
             counters = read_counters(path)
             model.set_parameters(str(path), exact_match=True, device=device)
-        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError) as e:
-            unreadable.append(f"{path.name}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}")
+        except UNREADABLE_ZIP as e:
+            unreadable.append(f"{path.name}: {why_unreadable(e)}")
             continue
         for why in unreadable:  # warned only when an older checkpoint stands in for them
             warnings.warn(f"checkpoint {why}; resumed from the older {path.name}", stacklevel=2)

@@ -11,7 +11,7 @@ Contents:
                        the shift evaluation share.
     run_folders     -- the run folders under a logdir (``<env>/<condition>/seed<N>``, none below a hidden folder).
     seed_of         -- the seed of a ``seed<N>`` folder name.
-    read_record     -- one of a run's JSON records as a dict ({} when missing, unreadable or not an object).
+    read_record     -- one of a run's JSON records as a dict ({} when missing; a corrupt one: {}, or an error).
     recorded_sha256 -- the SHA-256 of the frozen model a run read, as its ``fsae.json`` records it.
 """
 
@@ -125,14 +125,19 @@ def seed_of(folder: str) -> int:
     return int(folder.removeprefix("seed"))
 
 
-def read_record(path: str | Path) -> dict:
-    """A run's JSON record (``metrics.json``, ``done.json``, ``fsae.json``) as a dict; {} when it is missing,
-    unreadable or not a JSON object."""
+def read_record(path: str | Path, strict: bool = False) -> dict:
+    """A run's JSON record (``metrics.json``, ``done.json``, ``fsae.json``) as a dict; {} when it is missing, and
+    when it is unreadable or not a JSON object, unless ``strict``: then ``ValueError`` naming the file."""
+    path = Path(path)
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        data = None
+    if isinstance(data, dict):
+        return data
+    if strict and path.is_file():
+        raise ValueError(f"{path} is unreadable or corrupt")
+    return {}
 
 
 def recorded_sha256(run_dir: str | Path) -> str | None:

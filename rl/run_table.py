@@ -43,10 +43,10 @@ def _corrupt(path: Path) -> ValueError:
 
 def _record(path: Path) -> dict:
     """``read_record``, but a file that is there and cannot be read is an error naming it, never a blank cell."""
-    data = read_record(path)
-    if path.is_file() and not data:
-        raise _corrupt(path)
-    return data
+    try:
+        return read_record(path, strict=True)
+    except ValueError:
+        raise _corrupt(path) from None
 
 
 def _number(value: object, path: Path) -> float | None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import warnings
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from rl.compare import condition_key, fmt_ci
 from rl.config import AgentConfig
 from rl.env_factory import make_observer, make_vec_env_for, probe_env
 from rl.perception import Encoder
+from rl.resume import UNREADABLE_ZIP, why_unreadable
 from rl.run_folder import run_finished, run_folders, seed_of
 from rl.stats import improvement_ci, iqm_ci
 
@@ -102,11 +102,10 @@ def load_final_agent(run_dir: str | Path, device: str = "cpu", allow_changed: bo
     try:
         model = build_model(cfg, venv, device)
         model.set_parameters(str(run_dir / "final_model.zip"), exact_match=True, device=device)
-    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError) as e:
-        reason = (str(e).strip().splitlines() or [""])[0]
+    except UNREADABLE_ZIP as e:
         raise CheckpointError(
-            f"{run_dir / 'final_model.zip'} cannot be loaded ({type(e).__name__}: {reason}): not an intact agent of "
-            "this run's config; train the run again"
+            f"{run_dir / 'final_model.zip'} cannot be loaded ({why_unreadable(e)}): not an intact agent of this run's "
+            "config; train the run again"
         ) from None
     finally:
         venv.close()
