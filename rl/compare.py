@@ -2,6 +2,7 @@
 
 Contents:
     RunData, load_runs        -- every run folder <env>/<condition>/seed<N> under a logdir, with its scalar series.
+    check_event_file          -- a TensorBoard event file's records run whole to its end.
     compare                   -- the statistics of ``rl.stats`` (IQM, bootstrap CIs, AUC, steps to threshold,
                                  P(improve), mean curves) per (env, condition): ``results.md``, ``results.csv``,
                                  ``<env>.png``.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +64,19 @@ class RunData:
         return self.eval_curve() if which == "eval" else self.scalars.get(TRAIN_TAG, (np.zeros(0), np.zeros(0)))
 
 
+def check_event_file(path: Path) -> None:
+    """``ValueError`` naming ``path`` unless its TFRecords (8-byte length, 4-byte CRC, data, 4-byte CRC) run whole to
+    the end of the file: TensorBoard's reader stops quietly at a record cut short (a partial copy, a full disk) and the
+    run would look as if it had logged less."""
+    size, pos = path.stat().st_size, 0
+    with path.open("rb") as f:
+        while pos + 12 <= size:
+            f.seek(pos)
+            pos += 12 + struct.unpack("<Q", f.read(8))[0] + 4
+    if pos != size:
+        raise ValueError(f"{path} is cut short or corrupt: its records end at byte {pos}, the file at byte {size}")
+
+
 def _read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from tensorboard.backend.event_processing import event_accumulator as ea
 
@@ -82,7 +97,7 @@ def load_runs(logdir: str | Path, warn: Callable[[str], None] = print) -> list[R
 
     Folders in another layout, and unfinished ``rl.agent`` runs, are skipped with a message through ``warn``; folders
     below a hidden one are skipped silently (a sweep on Ray keeps Tune's state, whose checkpoints copy run folders, in
-    ``<logdir>/.ray_tune``).
+    ``<logdir>/.ray_tune``). An event file of a kept run that is cut short raises ``ValueError`` naming it.
     """
     logdir = Path(logdir)
     events = (p for p in logdir.rglob("events.out.tfevents.*") if p.is_file())
@@ -97,6 +112,8 @@ def load_runs(logdir: str | Path, warn: Callable[[str], None] = print) -> list[R
         if (folder / "config.yaml").is_file() and not run_finished(folder):
             warn(f"skipped {folder}: the run did not finish (no metrics.json or done.json)")
             continue
+        for path in sorted(folder.glob("events.out.tfevents.*")):
+            check_event_file(path)
         runs.append(RunData(parts[-3], parts[-2], int(m.group(1)), folder, _read_scalars(folder)))
     return runs
 

@@ -310,17 +310,21 @@ def checkpoint_sha256(path: str) -> str:
 
 
 def settings_changed(run: Run) -> str:
-    """How a finished run differs from the sweep's plan for it ('' when it does not, or when that is unknown): the
-    settings of its ``config.yaml`` that change what is trained, and the SHA-256 of the checkpoint it read
-    (``fsae.json``) against the planned checkpoint's now (retrained since)."""
+    """How a finished run differs from the sweep's plan for it ('' when it does not, or when it has no ``config.yaml``
+    to tell): the settings of its ``config.yaml`` that change what is trained, and the SHA-256 of the checkpoint it
+    read (``fsae.json``) against the planned checkpoint's now (retrained since). A ``config.yaml`` that does not read
+    as a mapping is a difference too: the run's settings cannot be checked."""
     from rl.resume import config_differences
 
+    path = run.run_dir / "config.yaml"
+    if not path.is_file():
+        return ""
     try:
-        saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return ""
+        saved = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        saved = None
     if not isinstance(saved, dict):
-        return ""
+        return f"{path}, which is unreadable or corrupt (its settings cannot be checked)"
     recorded = recorded_sha256(run.run_dir)
     differ = [config_differences(saved, run.config, ignore=_WHERE)]
     if run.checkpoint and recorded and Path(run.checkpoint).is_file():
@@ -341,7 +345,8 @@ def split_finished(runs: list[Run], log: Callable[[str], None]) -> tuple[list[Ru
     if stale:
         run, diff = stale[0]
         raise ConfigError(
-            f"{len(stale)} finished run(s) in {run.logdir} were made with other settings, e.g. {run.name} in {diff}; "
+            f"{len(stale)} finished run(s) in {run.logdir} were made with other settings (or cannot be checked), "
+            f"e.g. {run.name} in {diff}; "
             "give the sweep another logdir, or remove those run folders to run them again"
         )
     log(f"sweep: {len(runs)} runs, {len(finished)} already finished (skipped), {len(pending)} to run")

@@ -16,7 +16,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from fsae.config import ConfigError
 from fsae.console import error
 from rl.compare import BASELINE, compare
 
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             args.logdir, args.out, threshold, args.curve, args.baseline, args.n_resamples, args.seed, warn,
             envs=args.envs, score=args.score, seeds=args.seeds,
         )  # fmt: skip
-    except (FileNotFoundError, ConfigError) as e:
+    except (FileNotFoundError, ValueError) as e:  # ConfigError is a ValueError; so is a cut-short event file
         return error(e, 2)
     out = Path(args.out) if args.out else Path(args.logdir)
     print((out / "results.md").read_text(), end="")

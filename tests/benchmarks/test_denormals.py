@@ -5,6 +5,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -31,8 +32,22 @@ def test_census_counts_subnormal_values_only(tmp_path):
     }
 
 
-def test_adam_step_timing_restores_ieee_mode():
-    r = denormals.adam_step_ms((16, 16), 0.5, rounds=1, steps=2)
-    assert set(r) == {"ieee_ms", "flush_ms", "ieee_over_flush"}
-    assert r["ieee_over_flush"] == r["ieee_ms"] / r["flush_ms"] > 0
+class ModeClock:
+    """A fake ``time.perf_counter`` that moves 6 ms per reading while subnormals are computed in full and 2 ms while
+    they are flushed: each timed block reads it twice, so it lasts what the float mode in force says."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        flushing = bool((torch.full((1,), 1e-39) * 1.5 == 0).all())
+        now, self.now = self.now, self.now + (0.002 if flushing else 0.006)
+        return now
+
+
+def test_adam_step_timing_times_each_mode_and_restores_ieee(monkeypatch):
+    monkeypatch.setattr(denormals, "time", ModeClock())
+    r = denormals.adam_step_ms((16, 16), 0.5, rounds=3, steps=2)
+    # per step: 6 ms / 2 steps in full, 2 ms / 2 flushed
+    assert r == pytest.approx({"ieee_ms": 3.0, "flush_ms": 1.0, "ieee_over_flush": 3.0}, rel=1e-9)
     assert bool((torch.full((4,), 1e-39) * 1.5 != 0).all())  # the benchmark leaves subnormals computed in full

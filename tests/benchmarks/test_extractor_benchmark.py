@@ -20,10 +20,44 @@ from rl.config import AgentConfig  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_cnn_step_ratio():
+class Clock:
+    """A fake ``time.perf_counter``: it moves only when ``advance`` is called."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_median_ms_is_the_median_round_per_call_after_untimed_warmup(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(extractor, "time", clock)
+    # per call, in order: 3 warm-up calls each (not timed), then 3 rounds of 2 calls each, the layouts alternating
+    a = iter([9.0] * 3 + [0.004, 0.004, 0.010, 0.010, 0.002, 0.002])  # rounds of 4, 10, 2 ms a call: median 4
+    b = iter([9.0] * 3 + [0.001, 0.003, 0.001, 0.001, 0.005, 0.005])  # rounds of 2, 1, 5 ms a call: median 2
+    fns = {"plain": lambda: clock.advance(next(a)), "channels_last": lambda: clock.advance(next(b))}
+    assert extractor._median_ms(fns, rounds=3, calls=2) == pytest.approx({"plain": 4.0, "channels_last": 2.0})
+
+
+def test_cnn_step_ratio(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(extractor, "time", clock)
+    ran = []
+
+    def timed_by_layout(fns, rounds, calls):  # runs each step once for real, then scripted durations
+        for name, fn in fns.items():
+            fn()
+            ran.append(name)
+        return {"plain": 3.0, "channels_last": 2.0}
+
+    monkeypatch.setattr(extractor, "_median_ms", timed_by_layout)
     r = extractor.cnn_step_ms(4, 2, rounds=1, calls=1)
-    assert set(r) == {"plain", "channels_last", "plain_over_channels_last"}
-    assert r["plain_over_channels_last"] == pytest.approx(r["plain"] / r["channels_last"], rel=1e-12)
+    assert ran == ["plain", "channels_last"]
+    assert r == {"plain": 3.0, "channels_last": 2.0, "plain_over_channels_last": 1.5}
 
 
 def test_ppo_layouts_reach_the_policy(monkeypatch):

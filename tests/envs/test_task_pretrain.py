@@ -6,8 +6,11 @@ from pathlib import Path
 import pytest
 
 from envs.collect import collect
+from fsae.checkpoint import load_fsae
 from fsae.config import load_config
+from fsae.evaluate import evaluate_abstract
 from fsae.pretrain import PretrainConfig, pretrain
+from fsae.targets import load_dataset
 from fsae.task_data import save_task_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,4 +53,9 @@ def test_collect_then_pretrain_scripts(tmp_path, monkeypatch, load_script):
     pretrain_argv = ["--config", str(config), "--out", str(tmp_path / "run"), "--set", f"data.source={data}", *TINY]
     assert load_script("pretrain").main(pretrain_argv) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert "abstract/test_accuracy_group1" in metrics
+    # The saved checkpoint, on the test split the run drew from the collected file, scores what metrics.json says.
+    cfg = load_config(PretrainConfig, config, [f"data.source={data}", *TINY])
+    _, _, x_test, y_test = load_dataset(cfg.data, cfg.seed, cfg.model)
+    again = evaluate_abstract(load_fsae(tmp_path / "run" / "fsae_round.pt").eval(), x_test, y_test)
+    assert set(again) == {"test_accuracy_group0", "test_accuracy_group1", "test_accuracy", "test_exact_match"}
+    assert {k: metrics[f"abstract/{k}"] for k in again} == pytest.approx(again, abs=1e-7)

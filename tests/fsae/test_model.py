@@ -324,7 +324,17 @@ def test_softmax_head_loses_exactly_its_additive_constant():
     g = c_last(model.concrete.activations[2].inverse(hs[3]))
     expected_error = -z.logsumexp(-1, keepdim=True) * (c_last.weight @ torch.ones(4, dtype=torch.float64))
     torch.testing.assert_close(g - hs[2], expected_error, atol=1e-10, rtol=0)
-    torch.testing.assert_close(0.5 * (g + hs[2]) - hs[2], expected_error / 2, atol=1e-10, rtol=0)
+    # The concrete network's own pass: g_2 as it enters C_2 (captured before C_2, mapped back through f_2), without
+    # jumps and with the jump at L-1 = 2, which averages g_2 with h_2 and so halves the error.
+    seen = []
+    hook = model.concrete.layers[1].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    model.train()  # no clamp on the output
+    for jumps in ([], [2]):
+        model.concrete(hs[3], hs, jumps=jumps)
+    hook.remove()
+    g_plain, g_jump = (model.concrete.activations[1](zhat) for zhat in seen)
+    torch.testing.assert_close(g_plain - hs[2], expected_error, atol=1e-10, rtol=0)
+    torch.testing.assert_close(g_jump - hs[2], expected_error / 2, atol=1e-10, rtol=0)
 
 
 def _reference_regeneration(model: FSAE, x: torch.Tensor, jumps: list[int]) -> torch.Tensor:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
+import rl.compare
 from rl.compare import compare, load_runs
 from rl.stats import auc, bootstrap_ci, iqm, mean_curve, probability_of_improvement, steps_to_threshold
 
@@ -289,3 +290,26 @@ def test_seeds_filter_equals_a_grid_of_those_seeds_alone(logdir, tmp_path):
     filtered = compare(logdir, tmp_path / "a", envs=["EnvA"], seeds=[1, 4, 6], **kw)
     alone = compare(some, tmp_path / "b", **kw)
     assert filtered == alone and {r["seeds"] for r in filtered} == {3}
+
+
+def test_an_event_file_cut_short_is_one_error_naming_it(tmp_path, capsys, load_script):
+    """TensorBoard's reader stops quietly at a record cut short; the comparison would show a run with fewer points,
+    or none ('no eval/mean_reward'). A whole file passes; the same file less its last bytes is refused, in one line."""
+    run = tmp_path / "runs" / "EnvA" / "none" / "seed0"
+    _write(run, {"eval/mean_reward": [(500, 1.0), (1000, 2.0)]})
+    (events,) = run.glob("events.out.tfevents.*")
+    rl.compare.check_event_file(events)  # whole: no error
+    assert len(load_runs(tmp_path / "runs")[0].eval_curve()[0]) == 2
+    whole = events.read_bytes()
+    for cut in (3, 13):  # inside the last record's CRC; inside its data
+        events.write_bytes(whole[:-cut])
+        with pytest.raises(ValueError, match=f"{events} is cut short or corrupt: its records end at byte "):
+            load_runs(tmp_path / "runs")
+    events.write_bytes(whole + b"\0" * 5)  # trailing bytes that are no record
+    with pytest.raises(ValueError, match=f"records end at byte {len(whole)}, the file at byte {len(whole) + 5}"):
+        rl.compare.check_event_file(events)
+    events.write_bytes(whole[:-3])
+    assert load_script("compare").main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    ends = f"its records end at byte {len(whole)}, the file at byte {len(whole) - 3}"
+    assert err.splitlines() == [f"error: {events} is cut short or corrupt: {ends}"]

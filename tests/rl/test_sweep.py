@@ -207,8 +207,20 @@ def test_finished_runs_are_compared_by_settings_and_checkpoint_not_by_paths(tmp_
     # The checkpoint retrained since: refused, its result would be reported as the new checkpoint's.
     _tiny_checkpoint(ckpt, "round", (1, 28, 28), seed=1)
     assert settings_changed(run).startswith(f"checkpoint {ckpt}: SHA-256 ")
-    refused = r"1 finished run\(s\) .* other settings, e.g. DigitBandit-v0/fsae-round/seed0 in checkpoint"
+    refused = r"1 finished run\(s\) .* other settings \(or cannot be checked\), e.g. DigitBandit-v0/fsae-round/seed0 "
+    refused += "in checkpoint"
     with pytest.raises(ConfigError, match=refused):
+        run_local([run], log=lambda m: None)
+    # A config.yaml that does not read (a bad copy, a disk error): refused too, not taken for the planned settings.
+    _tiny_checkpoint(ckpt, "round")  # the first checkpoint again: the SHA-256 agrees
+    assert settings_changed(run) == ""
+    for broken in (b"seed: [0\n", b"\xff\xfe not text", b"just a string\n"):
+        (run.run_dir / "config.yaml").write_bytes(broken)
+        expected = f"{run.run_dir / 'config.yaml'}, which is unreadable or corrupt (its settings cannot be checked)"
+        assert settings_changed(run) == expected
+    with pytest.raises(
+        ConfigError, match=r"cannot be checked\), e.g. DigitBandit-v0/fsae-round/seed0 in .*config.yaml"
+    ):
         run_local([run], log=lambda m: None)
 
 
@@ -216,7 +228,8 @@ def test_killed_sweep_restarts_without_redoing_finished_runs(tmp_path):
     counter = tmp_path / "counter.txt"
     logdir = tmp_path / "logs"
     # seed0 finishes quickly; seed1 and seed2 (started next) are still running when the sweep is killed; seed3 waits.
-    delays = [0.1, 1.5, 1.5, 0.1]
+    # seed1 outlives seed0 by 4 s: the kill below comes within 10 ms of seed0's finish, with a margin for a loaded CI.
+    delays = [0.1, 4.0, 4.0, 0.1]
     driver = textwrap.dedent(
         f"""
         import sys
@@ -319,7 +332,10 @@ def test_cli_errors_and_dry_run(tmp_path, capsys, load_script):
     # Running it is refused: the old result would be reported as this sweep's.
     assert script.main(["--config", str(TINY), "--set", f"logdir={tmp_path}"]) == 2
     err = capsys.readouterr().err
-    assert "1 finished run(s)" in err and "other settings, e.g. DigitBandit/copy/seed0 in total_steps" in err, err
+    assert (
+        "1 finished run(s)" in err
+        and "other settings (or cannot be checked), e.g. DigitBandit/copy/seed0 in total_steps" in err
+    ), err
 
 
 def test_ray_missing_is_a_clear_error(tmp_path, monkeypatch, capsys, load_script):

@@ -302,6 +302,7 @@ class LocalCluster:
         fast = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
         self.env = {k: v for k, v in os.environ.items() if k not in drop} | self.auth | fast
         self.procs: list[subprocess.Popen] = []
+        self.lost: list[str] = []  # node ids of the nodes kill_node ended
         self.ray = str(Path(sys.executable).with_name("ray"))
 
     def start(self, *args: str) -> subprocess.Popen:
@@ -340,6 +341,7 @@ class LocalCluster:
     def kill_node(self, proc: subprocess.Popen) -> None:
         """Lose the node ``proc`` started as a machine is lost: its whole process tree stopped, then SIGKILLed (a raylet
         killed alone leaves its workers running a while, and a run might finish there). It leaves ``procs``."""
+        self.lost.append(self.raylet(proc)[1])
         self.freeze_node(proc)
         self.freeze_node(proc, signal.SIGKILL)
         proc.wait()
@@ -354,6 +356,17 @@ class LocalCluster:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr[-3000:]
         return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def restore_worker(self) -> None:
+        """Two nodes again where a worker node was lost (by a test, or in a test that failed midway): a new worker
+        starts once the GCS counts the lost ones dead."""
+        if len(self.procs) >= 2:
+            return
+        deadline = time.time() + 120
+        while still := set(self.lost) & set(self.alive_nodes()):
+            assert time.time() < deadline, f"the lost node(s) {sorted(still)} still count as alive"
+            time.sleep(2)
+        self.start("--address", self.address)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -372,7 +385,7 @@ class LocalCluster:
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def two_nodes():
     c = LocalCluster(secrets.token_hex(16))
     try:
         c.start("--head", "--port", str(c.port), "--include-dashboard", "false")
@@ -380,6 +393,13 @@ def cluster():
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture
+def cluster(two_nodes):
+    """The module's cluster, with its two nodes whatever the test before it left."""
+    two_nodes.restore_worker()
+    return two_nodes
 
 
 def _sweep_yaml(tmp_path: Path, seeds: list[int], conditions: list[str], steps: int) -> Path:
@@ -489,12 +509,8 @@ def test_sweep_survives_a_lost_worker_node(cluster, tmp_path):
     # Again: nothing to do.
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "6 already finished (skipped), 0 to run" in again.stdout, again.stderr
-    # The cluster gets a new worker machine, once the GCS has the lost one dead, for the tests after this one.
-    deadline = time.time() + 120
-    while worker_id in cluster.alive_nodes():
-        assert time.time() < deadline, f"the lost node {worker_id} still counts as alive"
-        time.sleep(2)
-    cluster.start("--address", cluster.address)
+    # The cluster gets a new worker machine, once the GCS has the lost one dead (the tests after this one need two).
+    cluster.restore_worker()
     alive = cluster.alive_nodes()
     assert len(alive) == 2 and head_id in alive and worker_id not in alive
 
