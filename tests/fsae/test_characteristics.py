@@ -24,7 +24,7 @@ from fsae.characteristics import (
     run_familiarity,
     run_lethe,
 )
-from fsae.checkpoint import save_fsae
+from fsae.checkpoint import load_fsae, save_fsae
 from fsae.config import ConfigError, from_dict
 from fsae.data import load_mnist, to_float_images
 from fsae.model import FSAE, FSAEConfig, LayerSpec
@@ -220,13 +220,22 @@ def test_run_concepts_from_config_and_checkpoints(tmp_path):
     m = run_concepts(_tiny_cfg(), tmp_path / "sig", ConceptOptions(checkpoint=str(tmp_path / "sig.pt")))
     info = json.loads((tmp_path / "sig" / "run_info.json").read_text())
     assert info["depends_on"]["checkpoint"]["sha256"] == sha256_file(tmp_path / "sig.pt")
-    assert 0.0 <= m["concepts/round/attribute_cycle_accuracy"] <= 1.0
+    with torch.no_grad():  # by hand from the saved file: every attribute code drawn, then read back
+        model = load_fsae(tmp_path / "sig.pt").eval()
+        codes = all_attribute_codes(3)
+        back = model.classify(model.generate(codes)).float()
+    assert m["concepts/round/attribute_cycle_accuracy"] == pytest.approx((back == codes).float().mean().item())
+    assert m["concepts/round/attribute_back_101"] == "".join(str(int(v)) for v in back[5].tolist())
     assert (tmp_path / "sig" / "attributes_round.png").is_file()
     grp = FSAE(FSAEConfig(input_shape=(1, 28, 56), layers=[LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 20)],
                           head="groups", groups=[10, 10]))  # fmt: skip
     save_fsae(tmp_path / "grp.pt", grp, variant="plain")
     m = run_concepts(_tiny_cfg(), tmp_path / "grp", ConceptOptions(checkpoint=str(tmp_path / "grp.pt")))
-    assert 0.0 <= m["concepts/plain/pair_cycle_accuracy"] <= 1.0
+    with torch.no_grad():
+        model = load_fsae(tmp_path / "grp.pt").eval()
+        pairs = torch.cartesian_prod(torch.arange(10), torch.arange(10))  # all 100 (left, right) digit pairs
+        right = (model.classify(model.generate_labels(pairs)) == pairs).all(-1).float().mean().item()
+    assert m["concepts/plain/pair_cycle_accuracy"] == pytest.approx(right)
     assert (tmp_path / "grp" / "digit_pairs_plain.png").is_file()
     assert (tmp_path / "grp" / "digit_mixtures_plain.png").is_file()
 
