@@ -225,6 +225,16 @@ def test_script_end_to_end(tmp_path, ckpts):
     assert {"rollout/ep_rew_mean", "eval/mean_reward", "eval/final_mean_reward"} <= set(tags), tags
     assert len(acc.Scalars("eval/mean_reward")) == 2  # at 128 and 256 steps
     assert all(0.0 <= e.value <= 8.0 for e in acc.Scalars("rollout/ep_rew_mean"))
+    # The records agree: each periodic evaluation in TensorBoard is the mean of its episodes in evaluations.npz, the
+    # evaluation after training is metrics.json's, and the best of the periodic ones is best_eval/mean_reward.
+    evals = np.load(run / "eval" / "evaluations.npz")
+    assert evals["timesteps"].tolist() == [e.step for e in acc.Scalars("eval/mean_reward")] == [128, 256]
+    means = evals["results"].mean(1)
+    assert [e.value for e in acc.Scalars("eval/mean_reward")] == pytest.approx(means.tolist())
+    metrics = json.loads((run / "metrics.json").read_text())
+    (final,) = acc.Scalars("eval/final_mean_reward")
+    assert final.step == 256 and final.value == pytest.approx(metrics["final_eval/mean_reward"])
+    assert metrics["best_eval/mean_reward"] == pytest.approx(means.max())
 
     cfg = load_config(AgentConfig, run / "config.yaml")
     assert (cfg.condition, cfg.seed, cfg.total_steps, cfg.n_envs) == ("fsae", 3, 256, 2)
