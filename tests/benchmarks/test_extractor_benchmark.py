@@ -12,25 +12,13 @@ from gymnasium import spaces
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import extractor  # noqa: E402  (benchmarks/extractor.py)
+from fake_clock import Clock  # noqa: E402  (tests/benchmarks/fake_clock.py)
 
 from fsae.config import load_config  # noqa: E402
 from rl.agent import policy_kwargs  # noqa: E402
 from rl.config import AgentConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Clock:
-    """A fake ``time.perf_counter``: it moves only when ``advance`` is called."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_median_ms_is_the_median_round_per_call_after_untimed_warmup(monkeypatch):

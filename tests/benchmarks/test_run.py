@@ -24,6 +24,7 @@ import env_steps  # noqa: E402  (benchmarks/env_steps.py)
 import fsae_speed  # noqa: E402
 import wrapper  # noqa: E402
 import wrapper_clock  # noqa: E402
+from fake_clock import Clock  # noqa: E402  (tests/benchmarks/fake_clock.py)
 
 from fsae.model import FSAE  # noqa: E402
 from rl.common_sense import CommonSense, VecCommonSense  # noqa: E402
@@ -33,19 +34,6 @@ bench_run = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_run)
 
 CPU = torch.device("cpu")
-
-
-class Clock:
-    """A fake ``time.perf_counter``: it moves only when ``advance`` is called."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_timed_is_median_min_max_of_the_timed_calls(monkeypatch):
