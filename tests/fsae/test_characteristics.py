@@ -31,6 +31,7 @@ from fsae.model import FSAE, FSAEConfig, LayerSpec
 from fsae.pretrain import PretrainConfig
 from fsae.provenance import sha256_file
 from fsae.runtime import seed_everything
+from fsae.targets import load_dataset
 from fsae.train import TrainConfig, train_abstract, train_concrete
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,6 +181,14 @@ def test_run_familiarity_tiny(tmp_path):
             assert 0.0 <= m[f"familiarity/{det}/auc_{kind}"] <= 1.0
             assert f"familiarity/{det}/class9_mean_{kind}" in m
     assert "familiarity/mean_image/T2/auc_mse" not in m  # the references do not regenerate
+    # The mean-image reference by hand: the config's data split, the seen classes' mean training image, -MSE to it.
+    cfg = _tiny_cfg()
+    x_train, y_train, x_test, y_test = load_dataset(cfg.data, cfg.seed, cfg.model)
+    seen_mean = x_train[y_train < 5].mean(0)
+    score, is_seen = -(x_test - seen_mean).pow(2).flatten(1).mean(1), y_test < 5
+    assert m["familiarity/n_train"] == int((y_train < 5).sum()) and m["familiarity/n_seen"] == int(is_seen.sum())
+    assert m["familiarity/mean_image/auc_mse"] == pytest.approx(_auc_pairwise(score[is_seen], score[~is_seen]))
+    assert m["familiarity/mean_image/unseen_mean_mse"] == pytest.approx(score[~is_seen].mean().item(), rel=1e-5)
     for det in ("plain", "round", "jump_all", "autoencoder"):
         for group in ("seen", "unseen"):  # feedback never raises a residual
             assert m[f"familiarity/{det}/T2/{group}_mean_mse"] >= m[f"familiarity/{det}/{group}_mean_mse"] - 1e-7
