@@ -77,5 +77,7 @@ def test_load_fsae_without_a_record_is_silent(tmp_path):
     path = save_fsae(tmp_path / "fsae_plain.pt", _model(0))
     (tmp_path / "run_info.json").write_text("not json")  # unreadable records are ignored, not fatal
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        load_fsae(path)
+        warnings.simplefilter("error")  # a warning fails the test
+        model = load_fsae(path)
+    expected = _model(0).state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
