@@ -12,6 +12,7 @@ Contents:
     copy_finished   -- copy them into another root, each folder written whole or not at all (a temporary folder
                        renamed into place); a run already there is skipped when it is the same run (same
                        ``metrics.json``), and refused when it is another one, or when something else sits in its place.
+                       A run whose JSON records or TensorBoard files are corrupt is refused before anything is copied.
 
 Kept: TensorBoard events, ``progress.csv``, ``train.log``, ``eval/evaluations.npz``, ``metrics.json``, ``done.json``,
 the resolved ``config.yaml``, ``command.txt``, ``fsae.json`` and ``run_info.json`` (commit, machine, checkpoint
@@ -29,7 +30,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rl.run_folder import DONE_MARKER, read_record, run_finished, run_folders
+from rl.run_folder import DONE_MARKER, check_event_file, read_record, run_finished, run_folders
 
 LEFT_OUT = ("*.zip", "checkpoints")
 """``shutil.ignore_patterns`` of a copy: the agents' weights (``final_model.zip``, ``best_model.zip``,
@@ -117,6 +118,11 @@ def _copy(src: Path, dest: Path, folders: list[Path]) -> CopyReport:
     for rel in finished:
         for name in ("metrics.json", DONE_MARKER):
             _record(src / rel / name)  # refused before anything is copied
+        for events in sorted((src / rel).glob("events.out.tfevents.*")):
+            try:
+                check_event_file(events)
+            except ValueError as e:
+                raise ArchiveError(f"{e}; restore it or train the run again, then copy") from None
         there = dest / rel
         if not os.path.lexists(there):
             todo.append(rel)

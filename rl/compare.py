@@ -2,7 +2,6 @@
 
 Contents:
     RunData, load_runs        -- every run folder <env>/<condition>/seed<N> under a logdir, with its scalar series.
-    check_event_file          -- a TensorBoard event file's records run whole to its end.
     compare                   -- the statistics of ``rl.stats`` (IQM, bootstrap CIs, AUC, steps to threshold,
                                  P(improve), mean curves) per (env, condition): ``results.md``, ``results.csv``,
                                  ``<env>.png``.
@@ -20,7 +19,6 @@ from __future__ import annotations
 import csv
 import math
 import re
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +28,7 @@ import numpy as np
 
 from fsae.run_folder import check_no_file_in_way
 from rl import CONDITIONS
-from rl.run_folder import run_finished
+from rl.run_folder import check_event_file, run_finished
 from rl.stats import auc, improvement_ci, iqm_ci, mean_curve, steps_to_threshold
 
 EVAL_TAG = "eval/mean_reward"
@@ -62,19 +60,6 @@ class RunData:
 
     def curve(self, which: Literal["train", "eval"]) -> tuple[np.ndarray, np.ndarray]:
         return self.eval_curve() if which == "eval" else self.scalars.get(TRAIN_TAG, (np.zeros(0), np.zeros(0)))
-
-
-def check_event_file(path: Path) -> None:
-    """``ValueError`` naming ``path`` unless its TFRecords (8-byte length, 4-byte CRC, data, 4-byte CRC) run whole to
-    the end of the file: TensorBoard's reader stops quietly at a record cut short (a partial copy, a full disk) and the
-    run would look as if it had logged less."""
-    size, pos = path.stat().st_size, 0
-    with path.open("rb") as f:
-        while pos + 12 <= size:
-            f.seek(pos)
-            pos += 12 + struct.unpack("<Q", f.read(8))[0] + 4
-    if pos != size:
-        raise ValueError(f"{path} is cut short or corrupt: its records end at byte {pos}, the file at byte {size}")
 
 
 def _read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:

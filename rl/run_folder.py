@@ -13,12 +13,14 @@ Contents:
     seed_of         -- the seed of a ``seed<N>`` folder name.
     read_record     -- one of a run's JSON records as a dict ({} when missing; a corrupt one: {}, or an error).
     recorded_sha256 -- the SHA-256 of the frozen model a run read, as its ``fsae.json`` records it.
+    check_event_file -- a TensorBoard event file's records run whole to its end (else an error naming it).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import struct
 from pathlib import Path
 
 import yaml
@@ -145,3 +147,16 @@ def recorded_sha256(run_dir: str | Path) -> str | None:
     copy) or the record is missing or unreadable."""
     sha = read_record(Path(run_dir) / "fsae.json").get("sha256")
     return sha if isinstance(sha, str) else None
+
+
+def check_event_file(path: Path) -> None:
+    """``ValueError`` naming ``path`` unless its TFRecords (8-byte length, 4-byte CRC, data, 4-byte CRC) run whole to
+    the end of the file: TensorBoard's reader stops quietly at a record cut short (a partial copy, a full disk) and the
+    run would look as if it had logged less."""
+    size, pos = path.stat().st_size, 0
+    with path.open("rb") as f:
+        while pos + 12 <= size:
+            f.seek(pos)
+            pos += 12 + struct.unpack("<Q", f.read(8))[0] + 4
+    if pos != size:
+        raise ValueError(f"{path} is cut short or corrupt: its records end at byte {pos}, the file at byte {size}")

@@ -139,6 +139,14 @@ def test_a_corrupt_record_on_either_side_is_refused_before_any_copy(logdir, tmp_
     with pytest.raises(ArchiveError, match=f"{source} is unreadable or corrupt"):
         copy_finished(logdir, fresh)
     assert not fresh.exists()
+    source.write_text(json.dumps({"final_eval/mean_reward": 0.2}))
+
+    # A TensorBoard file cut short (its curves would end early in every comparison of the copy): refused too.
+    (events,) = (logdir / "Env-v0" / "none" / "seed1").glob("events.out.tfevents.*")
+    events.write_bytes(events.read_bytes()[:-5])
+    with pytest.raises(ArchiveError, match=f"{events} is cut short or corrupt: .*; restore it or train the run again"):
+        copy_finished(logdir, fresh)
+    assert not fresh.exists()
 
 
 def test_a_copy_made_before_the_sweeps_marker_is_the_same_run(logdir, tmp_path):
