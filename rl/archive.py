@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rl.run_folder import DONE_MARKER, check_event_file, read_record, run_finished, run_folders
+from rl.run_folder import DONE_MARKER, check_event_files, read_record, run_finished, run_folders
 
 LEFT_OUT = ("*.zip", "checkpoints")
 """``shutil.ignore_patterns`` of a copy: the agents' weights (``final_model.zip``, ``best_model.zip``,
@@ -67,7 +67,12 @@ def _record(path: Path) -> dict | None:
     try:
         return read_record(path, strict=True)
     except ValueError as e:
-        raise ArchiveError(f"{e}; restore it or train the run again, then copy") from None
+        raise _corrupt(e) from None
+
+
+def _corrupt(e: ValueError) -> ArchiveError:
+    """The refusal of a run with a corrupt file (``e`` names it)."""
+    return ArchiveError(f"{e}; restore it or train the run again, then copy")
 
 
 def _same_run(a: Path, b: Path) -> bool:
@@ -118,11 +123,10 @@ def _copy(src: Path, dest: Path, folders: list[Path]) -> CopyReport:
     for rel in finished:
         for name in ("metrics.json", DONE_MARKER):
             _record(src / rel / name)  # refused before anything is copied
-        for events in sorted((src / rel).glob("events.out.tfevents.*")):
-            try:
-                check_event_file(events)
-            except ValueError as e:
-                raise ArchiveError(f"{e}; restore it or train the run again, then copy") from None
+        try:
+            check_event_files(src / rel)
+        except ValueError as e:
+            raise _corrupt(e) from None
         there = dest / rel
         if not os.path.lexists(there):
             todo.append(rel)

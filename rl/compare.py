@@ -28,7 +28,7 @@ import numpy as np
 
 from fsae.run_folder import check_no_file_in_way
 from rl import CONDITIONS
-from rl.run_folder import check_event_file, run_finished
+from rl.run_folder import check_event_files, run_finished
 from rl.stats import auc, improvement_ci, iqm_ci, mean_curve, steps_to_threshold
 
 EVAL_TAG = "eval/mean_reward"
@@ -97,8 +97,7 @@ def load_runs(logdir: str | Path, warn: Callable[[str], None] = print) -> list[R
         if (folder / "config.yaml").is_file() and not run_finished(folder):
             warn(f"skipped {folder}: the run did not finish (no metrics.json or done.json)")
             continue
-        for path in sorted(folder.glob("events.out.tfevents.*")):
-            check_event_file(path)
+        check_event_files(folder)
         runs.append(RunData(parts[-3], parts[-2], int(m.group(1)), folder, _read_scalars(folder)))
     return runs
 

@@ -13,7 +13,7 @@ Contents:
     seed_of         -- the seed of a ``seed<N>`` folder name.
     read_record     -- one of a run's JSON records as a dict ({} when missing; a corrupt one: {}, or an error).
     recorded_sha256 -- the SHA-256 of the frozen model a run read, as its ``fsae.json`` records it.
-    check_event_file -- a TensorBoard event file's records run whole to its end (else an error naming it).
+    check_event_files -- every TensorBoard event file of a run runs whole to its end (else an error naming it).
 """
 
 from __future__ import annotations
@@ -149,14 +149,15 @@ def recorded_sha256(run_dir: str | Path) -> str | None:
     return sha if isinstance(sha, str) else None
 
 
-def check_event_file(path: Path) -> None:
-    """``ValueError`` naming ``path`` unless its TFRecords (8-byte length, 4-byte CRC, data, 4-byte CRC) run whole to
-    the end of the file: TensorBoard's reader stops quietly at a record cut short (a partial copy, a full disk) and the
-    run would look as if it had logged less."""
-    size, pos = path.stat().st_size, 0
-    with path.open("rb") as f:
-        while pos + 12 <= size:
-            f.seek(pos)
-            pos += 12 + struct.unpack("<Q", f.read(8))[0] + 4
-    if pos != size:
-        raise ValueError(f"{path} is cut short or corrupt: its records end at byte {pos}, the file at byte {size}")
+def check_event_files(run_dir: str | Path) -> None:
+    """``ValueError`` naming the first TensorBoard event file in ``run_dir`` whose TFRecords (8-byte length, 4-byte
+    CRC, data, 4-byte CRC) do not run whole to the end of the file: TensorBoard's reader stops quietly at a record cut
+    short (a partial copy, a full disk) and the run would look as if it had logged less."""
+    for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
+        size, pos = path.stat().st_size, 0
+        with path.open("rb") as f:
+            while pos + 12 <= size:
+                f.seek(pos)
+                pos += 12 + struct.unpack("<Q", f.read(8))[0] + 4
+        if pos != size:
+            raise ValueError(f"{path} is cut short or corrupt: its records end at byte {pos}, the file at byte {size}")

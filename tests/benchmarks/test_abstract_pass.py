@@ -8,6 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import abstract_pass  # noqa: E402  (benchmarks/abstract_pass.py)
+from fake_clock import Clock  # noqa: E402  (tests/benchmarks/fake_clock.py)
 
 from fsae.config import ConfigError  # noqa: E402
 
@@ -30,13 +31,7 @@ def test_networks_of_the_fast_config():
 
 
 def test_medians_alternate_the_networks(monkeypatch):
-    class Clock:  # moves only when a fake network runs
-        now = 0.0
-
-        def perf_counter(self):
-            return self.now
-
-    clock = Clock()
+    clock = Clock()  # moves only when a fake network runs
     order = []
 
     class Net:  # each call takes its round's scripted seconds; a round is 2 warm-up calls and 12 timed ones
@@ -46,7 +41,7 @@ def test_medians_alternate_the_networks(monkeypatch):
         def abstract(self, x):
             if self.calls % 14 == 0:
                 order.append(self.name)
-            clock.now += self.seconds[self.calls // 14]
+            clock.advance(self.seconds[self.calls // 14])
             self.calls += 1
 
     config = abstract_pass.network(abstract_pass.FAST_CONFIG, None).config

@@ -13,7 +13,7 @@ import pytest
 from torch.utils.tensorboard import SummaryWriter
 
 from rl.compare import compare, load_runs
-from rl.run_folder import check_event_file
+from rl.run_folder import check_event_files
 from rl.stats import auc, bootstrap_ci, iqm, mean_curve, probability_of_improvement, steps_to_threshold
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -298,7 +298,7 @@ def test_an_event_file_cut_short_is_one_error_naming_it(tmp_path, capsys, load_s
     run = tmp_path / "runs" / "EnvA" / "none" / "seed0"
     _write(run, {"eval/mean_reward": [(500, 1.0), (1000, 2.0)]})
     (events,) = run.glob("events.out.tfevents.*")
-    check_event_file(events)  # whole: no error
+    check_event_files(run)  # whole: no error
     assert len(load_runs(tmp_path / "runs")[0].eval_curve()[0]) == 2
     whole = events.read_bytes()
     for cut in (3, 13):  # inside the last record's CRC; inside its data
@@ -307,7 +307,7 @@ def test_an_event_file_cut_short_is_one_error_naming_it(tmp_path, capsys, load_s
             load_runs(tmp_path / "runs")
     events.write_bytes(whole + b"\0" * 5)  # trailing bytes that are no record
     with pytest.raises(ValueError, match=f"records end at byte {len(whole)}, the file at byte {len(whole) + 5}"):
-        check_event_file(events)
+        check_event_files(run)
     events.write_bytes(whole[:-3])
     assert load_script("compare").main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
