@@ -355,26 +355,48 @@ def split_finished(runs: list[Run], log: Callable[[str], None]) -> tuple[list[Ru
 
 @contextlib.contextmanager
 def sweep_lock(logdirs: set[Path]) -> Iterator[None]:
-    """Hold ``<logdir>/.sweep.lock`` for each logdir; a second sweep on the same logdir is refused."""
-    handles = []
+    """Hold ``<logdir>/.sweep.lock`` for each logdir; a second sweep on the same logdir is refused.
+
+    A logdir that the lock itself created and that holds nothing else when the sweep ends (a sweep refused before any
+    run began, e.g. by an unreachable cluster) is removed again, lock file and folders, so nothing is left behind."""
+    held: list[tuple[Path, Any, list[Path]]] = []  # (logdir, open lock file, the folders this call created)
     try:
         for logdir in sorted(logdirs):
             check_no_file_in_way(logdir, "logdir")
+            created = [d for d in (logdir, *logdir.parents) if not d.exists()]
             logdir.mkdir(parents=True, exist_ok=True)
-            f = open(logdir / LOCK_FILE, "a+")  # noqa: SIM115  (held open for the whole sweep; not truncated yet)
-            handles.append(f)
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.seek(0)
-                holder = f.read().strip() or "unknown"
-                where = logdir / LOCK_FILE
-                raise ConfigError(f"another sweep is running on {logdir} ({holder} holds {where})") from None
+            f = _lock(logdir / LOCK_FILE)
+            held.append((logdir, f, created))
             f.seek(0)
             f.truncate()
             f.write(f"{socket.gethostname()} pid {os.getpid()}\n")
             f.flush()
         yield
     finally:
-        for f in handles:
+        for logdir, f, created in held:
+            if created and [p.name for p in logdir.iterdir()] == [LOCK_FILE]:
+                (logdir / LOCK_FILE).unlink()  # still locked: a sweep waiting on this file sees it go (_lock)
+                for d in created:  # innermost first
+                    with contextlib.suppress(OSError):  # another process's file in it: it stays
+                        d.rmdir()
             f.close()  # also releases the lock
+
+
+def _lock(path: Path) -> Any:
+    """``path`` opened and ``flock``ed, or ``ConfigError`` naming the holder. If the file was removed or replaced
+    while this process waited for it (its last holder cleaned up), the new file at ``path`` is locked instead."""
+    while True:
+        f = open(path, "a+")  # noqa: SIM115  (held open for the whole sweep; not truncated yet)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise ConfigError(f"another sweep is running on {path.parent} ({holder} holds {path})") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                return f
+        except FileNotFoundError:
+            pass
+        f.close()

@@ -1,16 +1,10 @@
 """benchmarks/abstract_pass.py: the networks it builds, its refusal of a wrong --arch, its medians (a fake clock)."""
 
-import sys
-from pathlib import Path
-
+import abstract_pass  # benchmarks/abstract_pass.py
 import pytest
+from fake_clock import Clock  # tests/benchmarks/fake_clock.py
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-import abstract_pass  # noqa: E402  (benchmarks/abstract_pass.py)
-from fake_clock import Clock  # noqa: E402  (tests/benchmarks/fake_clock.py)
-
-from fsae.config import ConfigError  # noqa: E402
+from fsae.config import ConfigError
 
 
 def conv_channels(model) -> list[int]:

@@ -1,16 +1,12 @@
 """benchmarks/denormals.py: the census of subnormal optimizer state, counted on a hand-made agent file."""
 
 import io
-import sys
 import zipfile
 from pathlib import Path
 
+import denormals  # benchmarks/denormals.py
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-import denormals  # noqa: E402  (benchmarks/denormals.py)
 
 
 def _agent_zip(path: Path, state: dict) -> Path:

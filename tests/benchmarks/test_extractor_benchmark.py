@@ -1,22 +1,18 @@
 """benchmarks/extractor.py on its smallest case: both layouts timed, ratios as their definition (not its speed); and
 ``policy.channels_last`` reaching the PPO policy it builds."""
 
-import sys
 from pathlib import Path
 
+import extractor  # benchmarks/extractor.py
 import numpy as np
 import pytest
 import torch
+from fake_clock import Clock  # tests/benchmarks/fake_clock.py
 from gymnasium import spaces
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-import extractor  # noqa: E402  (benchmarks/extractor.py)
-from fake_clock import Clock  # noqa: E402  (tests/benchmarks/fake_clock.py)
-
-from fsae.config import load_config  # noqa: E402
-from rl.agent import policy_kwargs  # noqa: E402
-from rl.config import AgentConfig  # noqa: E402
+from fsae.config import load_config
+from rl.agent import policy_kwargs
+from rl.config import AgentConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,17 +1,11 @@
 """benchmarks/lookup_exact.py counts the pixels where the lookup and the forward pass differ: none for a round model."""
 
-import sys
-from pathlib import Path
-
+import lookup_exact  # benchmarks/lookup_exact.py
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-import lookup_exact  # noqa: E402  (benchmarks/lookup_exact.py)
-
-from fsae.model import FSAE, FSAEConfig, LayerSpec  # noqa: E402
+from fsae.model import FSAE, FSAEConfig, LayerSpec
 
 
 def test_counts_are_zero_for_a_round_model_and_refused_without_a_lookup():

@@ -1,14 +1,10 @@
 """benchmarks/memory.py: its rows on a tiny budget, its units against the kernel's own report, and its growth figures
 against values worked out by hand (not its speed)."""
 
-import sys
 from pathlib import Path
 
+import memory  # benchmarks/memory.py
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-import memory  # noqa: E402  (benchmarks/memory.py)
 
 
 def status_mb(field: str) -> float:

@@ -1,13 +1,7 @@
 """benchmarks/one_pass.py's summary: the methods' difference against the seeds', worked out by hand."""
 
-import sys
-from pathlib import Path
-
+import one_pass  # benchmarks/one_pass.py
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-import one_pass  # noqa: E402  (benchmarks/one_pass.py)
 
 
 def test_summary_by_hand():

@@ -8,27 +8,23 @@ test runs the whole command on its smallest case (``--smoke``), in this process,
 import importlib.util
 import itertools
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import env_steps  # benchmarks/env_steps.py
+import fsae_speed
 import numpy as np
 import pytest
 import torch
+import wrapper
+import wrapper_clock
+from fake_clock import Clock  # tests/benchmarks/fake_clock.py
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from fsae.model import FSAE
+from rl.common_sense import CommonSense, VecCommonSense
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-
-import env_steps  # noqa: E402  (benchmarks/env_steps.py)
-import fsae_speed  # noqa: E402
-import wrapper  # noqa: E402
-import wrapper_clock  # noqa: E402
-from fake_clock import Clock  # noqa: E402  (tests/benchmarks/fake_clock.py)
-
-from fsae.model import FSAE  # noqa: E402
-from rl.common_sense import CommonSense, VecCommonSense  # noqa: E402
-
 _spec = importlib.util.spec_from_file_location("bench_run", BENCHMARKS / "run.py")
 bench_run = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_run)

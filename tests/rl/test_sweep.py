@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -167,6 +168,46 @@ def test_run_local_failures_and_lock(tmp_path, capsys):
         with pytest.raises(ConfigError, match=f"another sweep is running .*pid {os.getpid()} holds"):
             run_local(runs, workers=1, log=print)
         assert (tmp_path / "logs" / ".sweep.lock").read_text() == holder
+
+
+def test_the_lock_leaves_nothing_in_a_logdir_that_no_run_used(tmp_path):
+    """A sweep refused before any run began (an unreachable cluster, say) takes nothing away and leaves nothing: a
+    logdir the lock created is removed again with its lock file; a logdir that was there, or that a run wrote to,
+    keeps everything, lock file included."""
+    new = tmp_path / "a" / "b"
+    with pytest.raises(ConfigError), sweep.sweep_lock({new}):
+        assert (new / sweep.LOCK_FILE).read_text() == f"{socket.gethostname()} pid {os.getpid()}\n"
+        raise ConfigError("cannot connect")
+    assert list(tmp_path.iterdir()) == []
+    used, there = tmp_path / "used", tmp_path / "there"
+    there.mkdir()
+    with sweep.sweep_lock({used, there}):
+        (used / "Env-v0").mkdir()
+    assert sorted(p.name for p in used.iterdir()) == [sweep.LOCK_FILE, "Env-v0"]
+    assert [p.name for p in there.iterdir()] == [sweep.LOCK_FILE]
+
+
+def test_a_sweep_waiting_on_a_removed_lock_file_locks_the_new_one(tmp_path, monkeypatch):
+    """The holder may remove its lock file (above) between another sweep's open and its flock: that sweep then holds
+    a lock on a file no longer at the path, so it opens the path again rather than run beside a third sweep."""
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    path = logdir / sweep.LOCK_FILE
+    path.write_text("old holder\n")
+    flock, calls = sweep.fcntl.flock, []
+
+    def flock_after_the_holder_left(f, op):
+        if not calls:
+            path.unlink()  # the holder cleans up between this sweep's open and its flock
+        calls.append(op)
+        return flock(f, op)
+
+    monkeypatch.setattr(sweep.fcntl, "flock", flock_after_the_holder_left)
+    with sweep.sweep_lock({logdir}):
+        assert len(calls) == 2  # the second flock is on the file now at the path, which a third sweep finds held
+        assert path.read_text() == f"{socket.gethostname()} pid {os.getpid()}\n"
+        with open(path) as third, pytest.raises(BlockingIOError):
+            flock(third, sweep.fcntl.LOCK_EX | sweep.fcntl.LOCK_NB)
 
 
 def test_interrupt_stops_a_run_that_starts_during_the_stop(tmp_path, monkeypatch):

@@ -86,7 +86,7 @@ def test_connection_errors_are_one_line_with_the_fix():
 
 def test_no_cluster_at_the_address_is_one_line(tmp_path, capsys, load_script):
     port = _free_port()  # nothing listens there: refused at once, not after ray.init's minutes of retries
-    argv = ["--config", str(TINY), "--set", f"logdir={tmp_path}", "--backend", "ray", "--ray-address"]
+    argv = ["--config", str(TINY), "--set", f"logdir={tmp_path / 'logs'}", "--backend", "ray", "--ray-address"]
     t0 = time.monotonic()
     assert load_script("sweep").main([*argv, f"127.0.0.1:{port}"]) == 2
     assert time.monotonic() - t0 < 60
@@ -94,6 +94,7 @@ def test_no_cluster_at_the_address_is_one_line(tmp_path, capsys, load_script):
     assert len(err) == 1 and err[0].startswith(f"error: no Ray cluster answers at 127.0.0.1:{port} ("), err
     assert f"ray start --head --port {port}" in err[0]
     assert not ray.is_initialized()
+    assert list(tmp_path.iterdir()) == []  # the new logdir and its lock file are gone again
 
 
 def _tiny_checkpoint(path: Path) -> Path:
