@@ -1,5 +1,6 @@
 """Characteristics: ROC AUC by hand, familiarity on a constructed case, concept codes, runners on tiny budgets."""
 
+import importlib
 import itertools
 import json
 import os
@@ -33,6 +34,8 @@ from fsae.provenance import sha256_file
 from fsae.runtime import seed_everything
 from fsae.targets import load_dataset
 from fsae.train import TrainConfig, train_abstract, train_concrete
+
+fam_module = importlib.import_module("fsae.characteristics.familiarity")  # the package exports a function of that name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,7 +176,21 @@ def test_mixture_codes_shape_and_sum():
 # runners on tiny budgets
 
 
-def test_run_familiarity_tiny(tmp_path):
+def test_run_familiarity_tiny(tmp_path, monkeypatch):
+    # The networks the runner trains, kept to score the test images again by hand below.
+    trained: dict[str, FSAE] = {}
+    train_variants, train_autoencoder = fam_module.train_variants, fam_module.T.train_autoencoder
+
+    def keep_variants(*args, **kwargs):
+        trained.update(train_variants(*args, **kwargs))
+        return dict(trained)
+
+    def keep_autoencoder(ae, *args, **kwargs):
+        trained["autoencoder"] = ae
+        return train_autoencoder(ae, *args, **kwargs)
+
+    monkeypatch.setattr(fam_module, "train_variants", keep_variants)
+    monkeypatch.setattr(fam_module.T, "train_autoencoder", keep_autoencoder)
     # --feedback 2 alone: T = 0 is scored too.
     m = run_familiarity(_tiny_cfg(), tmp_path, FamiliarityOptions(seen=[0, 1, 2, 3, 4], feedback_steps=[2]))
     for det in ("plain", "round", "jump_all", "autoencoder", "mean_image", "jump_all/T2", "autoencoder/T2"):
@@ -189,11 +206,26 @@ def test_run_familiarity_tiny(tmp_path):
     assert m["familiarity/n_train"] == int((y_train < 5).sum()) and m["familiarity/n_seen"] == int(is_seen.sum())
     assert m["familiarity/mean_image/auc_mse"] == pytest.approx(_auc_pairwise(score[is_seen], score[~is_seen]))
     assert m["familiarity/mean_image/unseen_mean_mse"] == pytest.approx(score[~is_seen].mean().item(), rel=1e-5)
+    # Every regenerating detector by hand: -MSE and cosine of x and its regeneration after T steps, pairwise AUC.
+    assert sorted(trained) == ["autoencoder", "jump_all", "plain", "round"]
+    with torch.no_grad():
+        for name, model in trained.items():
+            for t in (0, 2):
+                xhat = model.eval().regenerate(x_test, steps=t, gain=cfg.feedback_gain)
+                mse = -(x_test - xhat).pow(2).flatten(1).mean(1)
+                cos = torch.nn.functional.cosine_similarity(xhat.flatten(1), x_test.flatten(1), dim=1)
+                det = name if t == 0 else f"{name}/T{t}"
+                for kind, s in (("mse", mse), ("cosine", cos)):
+                    expected = _auc_pairwise(s[is_seen], s[~is_seen])
+                    assert m[f"familiarity/{det}/auc_{kind}"] == pytest.approx(expected, abs=1e-12), (det, kind)
+                    assert m[f"familiarity/{det}/seen_mean_{kind}"] == pytest.approx(s[is_seen].mean().item(), rel=1e-4)
+        probs = trained["plain"].abstract(x_test)[0].softmax(-1).max(-1).values  # the variants share one abstract net
+        expected = _auc_pairwise(probs[is_seen], probs[~is_seen])
+        assert m["familiarity/abstract_msp/auc_prob"] == pytest.approx(expected, abs=1e-12)
     for det in ("plain", "round", "jump_all", "autoencoder"):
         for group in ("seen", "unseen"):  # feedback never raises a residual
             assert m[f"familiarity/{det}/T2/{group}_mean_mse"] >= m[f"familiarity/{det}/{group}_mean_mse"] - 1e-7
     assert m["familiarity/jump_all/T2/seen_mean_mse"] > m["familiarity/jump_all/seen_mean_mse"]
-    assert 0.0 <= m["familiarity/abstract_msp/auc_prob"] <= 1.0
     assert m["familiarity/n_seen"] + m["familiarity/n_unseen"] == 200
     for name in ("metrics.json", "familiarity.png", "config.yaml", "options.yaml", "command.txt", "run_info.json"):
         assert (tmp_path / name).is_file(), name
