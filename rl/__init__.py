@@ -21,7 +21,8 @@ Modules:
     rl.agent        -- ``train_agent``: PPO, A2C or DQN under the conditions none / fsae / copy / autoencoder, with
                        test-split evaluation, checkpoints and TensorBoard runs.
     rl.sweep        -- many runs (environments x conditions x seeds): config, plan (one resolved ``AgentConfig`` per
-                       run), finished runs, the logdir lock.
+                       run), finished runs.
+    rl.sweep_lock   -- one sweep at a time per logdir (an ``flock``); a logdir no run used is left as it was found.
     rl.sweep_local  -- the local backend: the runs as parallel ``train_agent.py`` subprocesses.
     rl.sweep_ray    -- the ray backend: the runs as trials of Ray Tune (restarts after a lost machine, restore).
     rl.ray_cluster  -- connecting to a Ray cluster and checking its nodes before the first run.
@@ -33,7 +34,7 @@ Modules:
     rl.shift        -- re-evaluate finished agents under stronger corruption.
 
 Imports run one way: ``rl.config`` <- ``rl.env_factory``, ``rl.callbacks``, ``rl.run_folder`` <- ``rl.resume`` <-
-``rl.agent`` <- ``rl.sweep``, ``rl.shift``; ``rl.sweep`` <- ``rl.sweep_local``, ``rl.archive``; ``rl.sweep``,
+``rl.agent`` <- ``rl.sweep``, ``rl.shift``; ``rl.sweep``, ``rl.sweep_lock`` <- ``rl.sweep_local``, ``rl.archive``; ``rl.sweep``,
 ``rl.sweep_trial`` <- ``rl.ray_cluster`` <- ``rl.sweep_ray``; ``rl.compare`` depends on ``rl.run_folder`` alone.
 
 The CLI is ``scripts/train_agent.py``; the throughput benchmark is ``benchmarks/wrapper.py``.

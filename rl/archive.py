@@ -97,7 +97,7 @@ def copy_finished(src: str | Path, dest: str | Path) -> CopyReport:
     copies into one destination at once are not supported).
     """
     from fsae.config import ConfigError
-    from rl.sweep import LOCK_FILE, sweep_lock
+    from rl.sweep_lock import LOCK_FILE, sweep_lock
 
     src, dest = Path(src), Path(dest)
     if not src.is_dir():

@@ -12,7 +12,6 @@ Contents:
     is_finished        -- whether a planned run finished earlier (``rl.run_folder.run_finished``).
     settings_changed   -- how a finished run differs from the sweep's plan for it (settings, retrained checkpoint).
     split_finished     -- finished runs (skipped) and the rest; finished runs with other settings are refused.
-    sweep_lock         -- one sweep at a time per logdir.
 
 The backends run the pending runs: ``rl.sweep_local`` (subprocesses on this machine) and ``rl.sweep_ray`` (trials of
 Ray Tune on a cluster). Each run's folder is ``<logdir>/<env>/<label>/seed<N>`` (``rl.run_folder.run_dir_for``), with
@@ -25,20 +24,16 @@ succeeded, or else a readable ``metrics.json``, which ``rl.agent.train_agent`` w
 covers a sweep killed between the two). Finished runs are skipped, unless they were made with other settings than
 the sweep plans (an edited sweep config on the same logdir, or a checkpoint retrained since: refused, so that old
 results are not reported as new; see ``settings_changed``). One sweep at a time may work on a logdir: a second one is
-refused (an ``flock`` on ``<logdir>/.sweep.lock``, released when the process dies, however it dies).
+refused (``rl.sweep_lock``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import functools
 import json
-import os
-import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,14 +43,12 @@ import yaml
 from fsae.checkpoint import CheckpointError, sha256_file
 from fsae.config import ConfigError, apply_overrides, check, from_dict, load_config, load_yaml, to_dict
 from fsae.data import DatasetError
-from fsae.run_folder import check_no_file_in_way
 from rl import CONDITIONS
 from rl.config import AgentConfig
 from rl.run_folder import recorded_sha256, run_dir_for, run_finished
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "scripts" / "train_agent.py"
-LOCK_FILE = ".sweep.lock"
 
 
 @dataclass
@@ -351,52 +344,3 @@ def split_finished(runs: list[Run], log: Callable[[str], None]) -> tuple[list[Ru
         )
     log(f"sweep: {len(runs)} runs, {len(finished)} already finished (skipped), {len(pending)} to run")
     return [RunResult(r, "skipped") for r in finished], pending
-
-
-@contextlib.contextmanager
-def sweep_lock(logdirs: set[Path]) -> Iterator[None]:
-    """Hold ``<logdir>/.sweep.lock`` for each logdir; a second sweep on the same logdir is refused.
-
-    A logdir that the lock itself created and that holds nothing else when the sweep ends (a sweep refused before any
-    run began, e.g. by an unreachable cluster) is removed again, lock file and folders, so nothing is left behind."""
-    held: list[tuple[Path, Any, list[Path]]] = []  # (logdir, open lock file, the folders this call created)
-    try:
-        for logdir in sorted(logdirs):
-            check_no_file_in_way(logdir, "logdir")
-            created = [d for d in (logdir, *logdir.parents) if not d.exists()]
-            logdir.mkdir(parents=True, exist_ok=True)
-            f = _lock(logdir / LOCK_FILE)
-            held.append((logdir, f, created))
-            f.seek(0)
-            f.truncate()
-            f.write(f"{socket.gethostname()} pid {os.getpid()}\n")
-            f.flush()
-        yield
-    finally:
-        for logdir, f, created in held:
-            if created and [p.name for p in logdir.iterdir()] == [LOCK_FILE]:
-                (logdir / LOCK_FILE).unlink()  # still locked: a sweep waiting on this file sees it go (_lock)
-                for d in created:  # innermost first
-                    with contextlib.suppress(OSError):  # another process's file in it: it stays
-                        d.rmdir()
-            f.close()  # also releases the lock
-
-
-def _lock(path: Path) -> Any:
-    """``path`` opened and ``flock``ed, or ``ConfigError`` naming the holder. If the file was removed or replaced
-    while this process waited for it (its last holder cleaned up), the new file at ``path`` is locked instead."""
-    while True:
-        f = open(path, "a+")  # noqa: SIM115  (held open for the whole sweep; not truncated yet)
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "unknown"
-            f.close()
-            raise ConfigError(f"another sweep is running on {path.parent} ({holder} holds {path})") from None
-        try:
-            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
-                return f
-        except FileNotFoundError:
-            pass
-        f.close()

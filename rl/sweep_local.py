@@ -29,7 +29,8 @@ from fsae.checkpoint import atomic_write_json
 from fsae.config import check
 from rl.resume import resumable
 from rl.run_folder import DONE_MARKER
-from rl.sweep import Run, RunResult, split_finished, sweep_lock
+from rl.sweep import Run, RunResult, split_finished
+from rl.sweep_lock import sweep_lock
 
 LOG_FILE = "train.log"
 

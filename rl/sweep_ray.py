@@ -31,8 +31,9 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from fsae.config import ConfigError, to_dict
 from rl.ray_cluster import EXPERIMENTS, check_nodes, connect, runtime_env
-from rl.sweep import RayConfig, Run, RunResult, split_finished, sweep_lock
+from rl.sweep import RayConfig, Run, RunResult, split_finished
 from rl.sweep_local import report
+from rl.sweep_lock import sweep_lock
 from rl.sweep_trial import finished_at, is_uri, read_text, run_trial, write_text
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from fsae.config import ConfigError
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from rl.archive import ArchiveError, copy_finished, finished_runs
 from rl.compare import load_runs
-from rl.sweep import SweepConfig, SweepEnv, plan, settings_changed, split_finished, sweep_lock
+from rl.sweep import SweepConfig, SweepEnv, plan, settings_changed, split_finished
+from rl.sweep_lock import sweep_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 BANDIT = str(ROOT / "configs" / "agent" / "digit_bandit.yaml")

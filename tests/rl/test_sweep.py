@@ -22,7 +22,7 @@ import yaml
 from fsae.checkpoint import save_fsae, sha256_file
 from fsae.config import ConfigError
 from fsae.model import FSAE, FSAEConfig, LayerSpec
-from rl import sweep, sweep_local
+from rl import sweep, sweep_local, sweep_lock
 from rl.config import AgentConfig
 from rl.sweep import Run, SweepConfig, SweepEnv, is_finished, load_sweep, plan, settings_changed
 from rl.sweep_local import run_local
@@ -163,7 +163,7 @@ def test_run_local_failures_and_lock(tmp_path, capsys):
     assert sorted(r.status for r in results) == ["failed", "skipped", "skipped"]
     assert _starts(counter) == {"seed0": 1, "seed1": 2, "seed2": 1}
     # A second sweep on the same logdir at the same time is refused, naming the holder, whose lock file stays intact.
-    with sweep.sweep_lock({tmp_path / "logs"}):
+    with sweep_lock.sweep_lock({tmp_path / "logs"}):
         holder = (tmp_path / "logs" / ".sweep.lock").read_text()
         with pytest.raises(ConfigError, match=f"another sweep is running .*pid {os.getpid()} holds"):
             run_local(runs, workers=1, log=print)
@@ -175,16 +175,16 @@ def test_the_lock_leaves_nothing_in_a_logdir_that_no_run_used(tmp_path):
     logdir the lock created is removed again with its lock file; a logdir that was there, or that a run wrote to,
     keeps everything, lock file included."""
     new = tmp_path / "a" / "b"
-    with pytest.raises(ConfigError), sweep.sweep_lock({new}):
-        assert (new / sweep.LOCK_FILE).read_text() == f"{socket.gethostname()} pid {os.getpid()}\n"
+    with pytest.raises(ConfigError), sweep_lock.sweep_lock({new}):
+        assert (new / sweep_lock.LOCK_FILE).read_text() == f"{socket.gethostname()} pid {os.getpid()}\n"
         raise ConfigError("cannot connect")
     assert list(tmp_path.iterdir()) == []
     used, there = tmp_path / "used", tmp_path / "there"
     there.mkdir()
-    with sweep.sweep_lock({used, there}):
+    with sweep_lock.sweep_lock({used, there}):
         (used / "Env-v0").mkdir()
-    assert sorted(p.name for p in used.iterdir()) == [sweep.LOCK_FILE, "Env-v0"]
-    assert [p.name for p in there.iterdir()] == [sweep.LOCK_FILE]
+    assert sorted(p.name for p in used.iterdir()) == [sweep_lock.LOCK_FILE, "Env-v0"]
+    assert [p.name for p in there.iterdir()] == [sweep_lock.LOCK_FILE]
 
 
 def test_a_sweep_waiting_on_a_removed_lock_file_locks_the_new_one(tmp_path, monkeypatch):
@@ -192,9 +192,9 @@ def test_a_sweep_waiting_on_a_removed_lock_file_locks_the_new_one(tmp_path, monk
     a lock on a file no longer at the path, so it opens the path again rather than run beside a third sweep."""
     logdir = tmp_path / "logs"
     logdir.mkdir()
-    path = logdir / sweep.LOCK_FILE
+    path = logdir / sweep_lock.LOCK_FILE
     path.write_text("old holder\n")
-    flock, calls = sweep.fcntl.flock, []
+    flock, calls = sweep_lock.fcntl.flock, []
 
     def flock_after_the_holder_left(f, op):
         if not calls:
@@ -202,12 +202,12 @@ def test_a_sweep_waiting_on_a_removed_lock_file_locks_the_new_one(tmp_path, monk
         calls.append(op)
         return flock(f, op)
 
-    monkeypatch.setattr(sweep.fcntl, "flock", flock_after_the_holder_left)
-    with sweep.sweep_lock({logdir}):
+    monkeypatch.setattr(sweep_lock.fcntl, "flock", flock_after_the_holder_left)
+    with sweep_lock.sweep_lock({logdir}):
         assert len(calls) == 2  # the second flock is on the file now at the path, which a third sweep finds held
         assert path.read_text() == f"{socket.gethostname()} pid {os.getpid()}\n"
         with open(path) as third, pytest.raises(BlockingIOError):
-            flock(third, sweep.fcntl.LOCK_EX | sweep.fcntl.LOCK_NB)
+            flock(third, sweep_lock.fcntl.LOCK_EX | sweep_lock.fcntl.LOCK_NB)
 
 
 def test_interrupt_stops_a_run_that_starts_during_the_stop(tmp_path, monkeypatch):
