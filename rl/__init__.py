@@ -34,8 +34,9 @@ Modules:
     rl.shift        -- re-evaluate finished agents under stronger corruption.
 
 Imports run one way: ``rl.config`` <- ``rl.env_factory``, ``rl.callbacks``, ``rl.run_folder`` <- ``rl.resume`` <-
-``rl.agent`` <- ``rl.sweep``, ``rl.shift``; ``rl.sweep``, ``rl.sweep_lock`` <- ``rl.sweep_local``, ``rl.archive``; ``rl.sweep``,
-``rl.sweep_trial`` <- ``rl.ray_cluster`` <- ``rl.sweep_ray``; ``rl.compare`` depends on ``rl.run_folder`` alone.
+``rl.agent`` <- ``rl.sweep``, ``rl.shift``; ``rl.sweep``, ``rl.sweep_lock`` <- ``rl.sweep_local``, ``rl.archive``;
+``rl.sweep``, ``rl.sweep_lock``, ``rl.sweep_trial`` <- ``rl.ray_cluster`` <- ``rl.sweep_ray``; ``rl.compare`` depends on
+``rl.run_folder`` alone.
 
 The CLI is ``scripts/train_agent.py``; the throughput benchmark is ``benchmarks/wrapper.py``.
 """
