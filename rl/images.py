@@ -63,8 +63,9 @@ def image_layout(space: gym.Space, layout: str = "auto", env_name: str = "the en
 def frames_of(model_shape: tuple[int, ...], layout: ImageLayout, who: str, env_name: str) -> int:
     """How many frames of ``model_shape`` (C, H, W) one observation of ``layout`` holds: 1 for an image of the model's
     shape, k for a stack of k frames (its channels-first view has k * C channels). ``CheckpointError`` of one line
-    naming both shapes and the fix when the model does not fit, and for a 1-channel model on a single 3-channel image
-    (an RGB image is not three grey frames)."""
+    naming both shapes and the fix when the model does not fit: for a 1-channel model on 3-channel images, alone or
+    stacked (an RGB image is not three grey frames), and for a stack whose frames are not the model's (k frames of
+    (C, H, W) are read as k model frames, or as one of k * C channels, never cut across)."""
     mc, mh, mw = model_shape
     c, h, w = layout.chw
     frame_c = layout.shape[-1] if layout.channels_last else layout.shape[-3] if len(layout.shape) > 2 else 1
@@ -78,10 +79,15 @@ def frames_of(model_shape: tuple[int, ...], layout: ImageLayout, who: str, env_n
             f"{head}: {c} channels are not a whole number of the model's {mc}-channel frames; {fix} "
             f"(model.input_shape: [{frame_c}, {h}, {w}])"
         )
-    if mc == 1 and c == 3 and len(layout.shape) == 3:
+    if mc == 1 and frame_c == 3 and len(layout.shape) > 2 and c != mc:
         raise CheckpointError(
             f"{head}: a 1-channel model does not read a 3-channel (RGB) image as three grey frames; {fix} "
             f"(model.input_shape: [3, {h}, {w}]) or make the frames grey (gymnasium.wrappers.GrayscaleObservation)"
+        )
+    if len(layout.shape) == 4 and mc not in (frame_c, c):
+        raise CheckpointError(
+            f"{head}: a stack of frames of {frame_c} channels, which the model's {mc}-channel frames would cut "
+            f"across; {fix} (model.input_shape: [{frame_c}, {h}, {w}])"
         )
     return c // mc
 

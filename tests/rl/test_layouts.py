@@ -24,7 +24,7 @@ from fsae.layout import detect_layout
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from rl.common_sense import CommonSense, Regenerator, VecCommonSense, union_space
 from rl.extractor import ImageVectorExtractor, SmallCNN, extractor_class
-from rl.images import VecChannelsFirst, image_layout
+from rl.images import VecChannelsFirst, frames_of, image_layout
 from rl.perception import Encoder, VecPerception
 
 H, W = 12, 16
@@ -262,6 +262,30 @@ def test_channels_that_are_not_whole_frames_are_refused():
 def test_a_grey_model_on_an_rgb_image_is_refused():
     with pytest.raises(CheckpointError, match=r"a 1-channel model does not read a 3-channel \(RGB\) image as three"):
         VecCommonSense(DummyVecEnv([lambda: fake_env(3, False, 0)]), Regenerator(tiny_fsae(1)))
+
+
+@pytest.mark.parametrize(
+    ("stack", "model_c", "why"),
+    [
+        ((2, H, W, 3), 1, r"a 1-channel model does not read a 3-channel \(RGB\) image as three grey frames"),
+        ((2, 3, H, W), 1, r"a 1-channel model does not read a 3-channel \(RGB\) image as three grey frames"),
+        ((4, 1, H, W), 2, r"a stack of frames of 1 channels, which the model's 2-channel frames would cut across"),
+        ((2, 2, H, W), 1, r"a stack of frames of 2 channels, which the model's 1-channel frames would cut across"),
+    ],
+)
+def test_a_stack_of_other_frames_is_refused(stack, model_c, why):
+    """A stack of k frames is k frames of the model's channels, or one input of all its channels (a model pretrained
+    on the stacks, as ``envs.collect`` stores them): never two RGB frames read as six grey ones, nor grey frames read
+    two at a time."""
+    space = spaces.Box(0, 255, stack, np.uint8)
+    with pytest.raises(CheckpointError, match=why):
+        frames_of((model_c, H, W), image_layout(space), "the model", "Stack-v0")
+
+
+def test_a_stack_of_the_models_frames_or_of_its_channels_is_read():
+    cases = [((2, H, W, 3), 3, 2), ((4, 1, H, W), 1, 4), ((2, 3, H, W), 6, 1), ((3, 1, H, W), 3, 1)]
+    for stack, model_c, frames in cases:
+        assert frames_of((model_c, H, W), image_layout(spaces.Box(0, 255, stack, np.uint8)), "m", "Env") == frames
 
 
 def test_a_union_sb3_would_misread_is_refused():
