@@ -36,6 +36,7 @@ value in practice); the tests that compare the two wrappers use it.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,21 @@ from rl import images
 
 UNIONS = ("stack", "max", "mean")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def frozen_on(model: FSAE, device: torch.device, dtype: torch.dtype) -> FSAE:
+    """``model`` frozen (eval mode, no gradients) on ``device`` in ``dtype``: the model itself where its weights already
+    are so, else a frozen copy there. A caller's model is frozen but never moved or cast, so that two holders of one
+    model (regenerators at two dtypes, a regenerator and an ``rl.perception.Encoder``) do not change it under each
+    other."""
+    model.eval().requires_grad_(False)
+    here = all(
+        t.device.type == device.type
+        and (device.index is None or t.device.index == device.index)
+        and (t.dtype == dtype or not t.is_floating_point())
+        for t in [*model.parameters(), *model.buffers()]
+    )
+    return model if here else copy.deepcopy(model).to(device=device, dtype=dtype)
 
 
 class Regenerator:
@@ -120,10 +136,7 @@ class Regenerator:
         self.feedback_steps = feedback_steps
         self.condition = condition
         self.checkpoint = checkpoint
-        self.model = model
-        if model is not None:
-            model.eval().requires_grad_(False)
-            self.model = model.to(device=self.device, dtype=self.dtype)
+        self.model = None if model is None else frozen_on(model, self.device, self.dtype)
         self.cuda_graph = cuda_graph and model is not None and self.device.type == "cuda"
         self.max_graphs = max_graphs
         self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
@@ -162,6 +175,7 @@ class Regenerator:
         assert c % mc == 0 and (h, w) == self.input_shape[1:], f"batch {obs.shape} does not fit {self.input_shape}"
         if c != mc:  # (B, k * C, H, W) -> (B * k, C, H, W): the frames of each observation are consecutive
             return self(obs.reshape(b * (c // mc), mc, h, w)).reshape(obs.shape)
+        obs = np.ascontiguousarray(obs)  # a view with negative strides (np.flipud) is not a tensor; else no copy
         with torch.inference_mode():
             captured = self._graph(obs.shape) if self.cuda_graph and self._on_current_device() else None
             if captured is None:

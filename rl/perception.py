@@ -38,7 +38,7 @@ from fsae.config import check
 from fsae.layout import ImageLayout
 from fsae.model import FSAE
 from rl import images
-from rl.common_sense import step_batch
+from rl.common_sense import frozen_on, step_batch
 
 PERCEPTIONS = ("code", "features")
 
@@ -71,8 +71,7 @@ class Encoder:
         self.code_round = code_round
         self.device = torch.device(device)
         self.checkpoint = checkpoint
-        model.eval().requires_grad_(False)
-        self.model = model.to(device=self.device, dtype=torch.float32)
+        self.model = frozen_on(model, self.device, torch.float32)
         shapes = model.abstract.shapes
         self.size = int(np.prod(shapes[-1] if what == "code" else shapes[-2]))
 
@@ -113,7 +112,7 @@ class Encoder:
         if c != mc:  # a stack: (B * k, C, H, W), each observation's frames consecutive
             return self(obs.reshape(b * (c // mc), mc, h, w)).reshape(b, -1)
         with torch.inference_mode():
-            x = torch.from_numpy(obs).to(self.device).float().div_(255.0)
+            x = torch.from_numpy(np.ascontiguousarray(obs)).to(self.device).float().div_(255.0)  # as Regenerator
             _, hs = self.model.abstract(x)
             if self.what == "features":
                 out = hs[-2].flatten(1)

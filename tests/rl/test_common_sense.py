@@ -131,6 +131,40 @@ def test_regenerator_is_frozen(ckpt):
     assert out.dtype == np.uint8 and out.shape == (2, 1, 28, 28)
 
 
+def test_holders_of_one_model_do_not_move_or_cast_it_under_each_other():
+    """A regenerator in float64 beside one in float32 and an encoder, all of one model: each keeps its own dtype (a
+    frozen copy where the model's is another), and the caller's model is frozen but stays float32."""
+    from rl.perception import Encoder
+
+    model = tiny_fsae()
+    r64 = Regenerator(model, dtype="float64")
+    r32, enc = Regenerator(model), Encoder(model, "code")
+    obs = np.random.default_rng(0).integers(0, 256, (3, 1, 28, 28), dtype=np.uint8)
+    assert all(p.dtype == torch.float32 and not p.requires_grad for p in model.parameters()) and not model.training
+    assert r32.model is model and enc.model is model and r64.model is not model
+    assert all(p.dtype == torch.float64 for p in r64.model.parameters())
+    with torch.no_grad():
+        expected = model.double()(torch.from_numpy(obs).double() / 255).numpy()  # the caller's to change, now
+    np.testing.assert_array_equal(r64(obs), np.round(np.clip(expected, 0, 1) * 255).astype(np.uint8))
+
+
+class FlippedImageEnv(FakeImageEnv):
+    """Observations as views with a negative stride (``np.flipud`` of each image), as some wrappers return them."""
+
+    def _obs(self):
+        return super()._obs()[:, ::-1]
+
+
+def test_per_env_wrapper_reads_views_with_negative_strides(ckpt):
+    """CommonSense hands the regenerator the env's array itself (no DummyVecEnv buffer copies it first)."""
+    regen = make_regenerator("fsae", ckpt, "cpu", dtype="float64")
+    env = CommonSense(FlippedImageEnv(), regen)
+    obs, _ = env.reset(seed=3)
+    raw = FlippedImageEnv().reset(seed=3)[0]
+    assert raw.strides[1] < 0
+    np.testing.assert_array_equal(obs, union(raw[None].copy(), regen, "stack")[0])
+
+
 @pytest.mark.parametrize("mode", ["stack", "mean"])
 def test_batched_equals_per_env_wrapper(ckpt, mode):
     """VecCommonSense over raw envs == a DummyVecEnv of CommonSense envs, bit for bit, terminal observations too.
@@ -423,7 +457,7 @@ def test_lookup_equals_forward_pass(head, dtype):
         np.testing.assert_array_equal(fast(obs), full(obs))
         with torch.no_grad():
             x = torch.from_numpy(obs).to(fast.dtype) / 255
-            seen |= set(fast._index(model.abstract(x)[1][-1]).tolist())
+            seen |= set(fast._index(fast.model.abstract(x)[1][-1]).tolist())
     assert len(seen) >= 0.6 * len(fast._table), f"the images reached only {len(seen)} of {len(fast._table)} codes"
 
 

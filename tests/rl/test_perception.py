@@ -101,6 +101,13 @@ def test_encoder_is_frozen(ckpts):
     assert all(torch.equal(v, enc.model.state_dict()[k]) for k, v in before.items())
 
 
+def test_encoder_reads_views_with_negative_strides(ckpts):
+    enc = make_encoder("code", ckpts / "fsae_round.pt")
+    obs = obs_batch()
+    flipped = obs[:, :, ::-1]
+    np.testing.assert_array_equal(enc(flipped), enc(flipped.copy()))
+
+
 def test_checkpoints_that_do_not_fit_are_refused(ckpts):
     import gymnasium as gym
 
