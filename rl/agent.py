@@ -167,9 +167,9 @@ def train_agent(
     elif run_dir.is_dir() and any(run_dir.iterdir()) and not cfg.overwrite:
         raise ConfigError(f"run folder {run_dir} already holds a run; remove it, change logdir/seed, or set overwrite")
     venv = make_vec_env_for(cfg, regen, cfg.n_envs, cfg.seed, dict(cfg.env_kwargs))
-    eval_env = make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, {**cfg.env_kwargs, **cfg.eval_env_kwargs})
-    logger = None
+    eval_env, logger = None, None
     try:  # the envs (worker processes with vec_env: subproc) and the logger are closed however the run ends
+        eval_env = make_vec_env_for(cfg, regen, 1, cfg.seed + 10_000, {**cfg.env_kwargs, **cfg.eval_env_kwargs})
         model = build_model(cfg, venv, device)
         per_env = lambda steps: max(steps // cfg.n_envs, 1)  # noqa: E731  (callbacks count vector steps)
         evaluation = SplitEvalCallback(
@@ -229,6 +229,7 @@ def train_agent(
         return metrics
     finally:
         venv.close()
-        eval_env.close()
+        if eval_env is not None:
+            eval_env.close()
         if logger is not None:
             logger.close()

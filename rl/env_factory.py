@@ -50,9 +50,10 @@ def _env_fn_kwargs(cfg: AgentConfig, env_kwargs: dict[str, Any]) -> dict[str, An
 def probe_env(cfg: AgentConfig) -> gym.Space:
     """Make the training and the evaluation environment once (checking the id, both kwargs and the wrappers' values)
     and return the training environment's observation space; ``ConfigError`` naming the settings an environment
-    refused, an observation space that is not an image (with the wrappers that would make one), or a condition's
-    observation that SB3 would read in the wrong layout."""
-    spaces = []
+    refused, ``eval_env_kwargs`` that change the observation or action space (the agent is evaluated on the spaces
+    it was trained on), an observation space that is not an image (with the wrappers that would make one), or a
+    condition's observation that SB3 would read in the wrong layout."""
+    spaces, actions = [], []
     for kwargs in (cfg.env_kwargs, {**cfg.env_kwargs, **cfg.eval_env_kwargs}):
         try:
             probe = make_env(**_env_fn_kwargs(cfg, kwargs))
@@ -63,7 +64,14 @@ def probe_env(cfg: AgentConfig) -> gym.Space:
                 f"cannot make environment '{cfg.env_id}' with {kwargs}{wrapped if cfg.env_wrappers else ''}: {reason}"
             ) from None
         spaces.append(probe.observation_space)
+        actions.append(probe.action_space)
         probe.close()
+    for what, (train, evaluation) in (("observation", spaces), ("action", actions)):
+        if train != evaluation:
+            raise ConfigError(
+                f"eval_env_kwargs {cfg.eval_env_kwargs} change the {what} space of '{cfg.env_id}': {train} in "
+                f"training, {evaluation} in evaluation; evaluate on the spaces the agent trains on"
+            )
     layout = image_layout(spaces[0], cfg.image_layout, cfg.env_id)
     if cfg.condition in ("fsae", "copy", "autoencoder"):
         policy_space = union_space(spaces[0], cfg.union, cfg.image_layout)

@@ -197,6 +197,10 @@ CASES = [
          "env package 'procgen' is not installed; pip install the package that provides 'procgen'"),
     Case("agent-not-an-image", agent("env_wrappers=[]", config="minigrid_doorkey5"), 2,
          "MiniGrid-DoorKey-5x5-v0 observes Dict(", needs=("minigrid",)),
+    Case("agent-eval-space", agent("eval_env_kwargs.agent_view_size=5", config="minigrid_doorkey5"), 2,
+         "eval_env_kwargs {'agent_view_size': 5} change the observation space of 'MiniGrid-DoorKey-5x5-v0': "
+         "Box(0, 255, (28, 28, 3), uint8) in training, Box(0, 255, (20, 20, 3), uint8) in evaluation",
+         needs=("minigrid",)),
     # Data
     Case("mnist-missing", pretrain("data.download=false"), 1, "MNIST not found in", MNIST_EMPTY, ("empty",)),
     Case("mnist-truncated", pretrain("data.download=false"), 1, "is unreadable or corrupt", MNIST_CUT, ("mnist",)),
