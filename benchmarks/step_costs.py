@@ -100,35 +100,45 @@ def inverse_costs(rounds: int, calls: int) -> dict[str, float]:
     return measure(cands, rounds, calls, 128)
 
 
+POLYPHASE_LAYERS = {  # name: (C_in, C_out, kernel, input H x W)
+    "32to1_k4_13x13": (32, 1, 4, (13, 13)),  # the digit tasks' last layer (the fast config's before 3120cb9)
+    "32to1_k4_13x27": (32, 1, 4, (13, 27)),  # DigitSum's (28 x 56 images)
+    "32to24_k3_6x6": (32, 24, 3, (6, 6)),  # the fast config's second layer: kernel 3, zero taps up to 4
+    "64to32_k3_6x6": (64, 32, 3, (6, 6)),  # the digit tasks' second layer
+}
+POLYPHASE_MODES = {  # name: (batch, backward, bfloat16 autocast)
+    "forward_b1000": (1000, False, False),  # evaluation
+    "forward_b8": (8, False, False),  # an agent's regenerator, one vector step
+    "forward_backward_b128": (128, True, False),  # a training step in float32
+    "forward_backward_b128_bf16": (128, True, True),  # ... and under bfloat16 autocast (train.precision)
+}
+
+
 def polyphase_costs(rounds: int, calls: int) -> dict[str, float]:
     """``fsae.layers.ConvTranspose2d`` as PyTorch's transposed convolution ('torch') and as a convolution and a pixel
-    shuffle ('polyphase'), on the digit tasks' last layer (32 -> 1, kernel 4, stride 2; 13 x 13 input; the fast
-    config's before 3120cb9) and DigitSum's (13 x 27): the forward pass at batch 1000 without gradients, forward +
-    backward at batch 128."""
+    shuffle ('polyphase', zero taps where the kernel needs them, whatever the layer's own rule would pick), stride 2,
+    on each layer of ``POLYPHASE_LAYERS`` in each mode of ``POLYPHASE_MODES`` (channels-last input, as the networks
+    run). Keys ``<layer>/<mode>/<torch|polyphase>``."""
     from fsae import layers
 
     out: dict[str, float] = {}
-    for h, w in ((13, 13), (13, 27)):
-        layer = layers.ConvTranspose2d(32, 1, 4, 2)
-        for batch, grad in ((1000, False), (128, True)):
-            x = torch.randn(batch, 32, h, w).to(memory_format=torch.channels_last).requires_grad_(grad)
+    for name, (c_in, c_out, k, (h, w)) in POLYPHASE_LAYERS.items():
+        layer = layers.ConvTranspose2d(c_in, c_out, k, 2)
+        for mode, (batch, grad, bf16) in POLYPHASE_MODES.items():
+            x = torch.randn(batch, c_in, h, w).to(memory_format=torch.channels_last).requires_grad_(grad)
 
-            def run(polyphase: bool, x: torch.Tensor = x, grad: bool = grad, layer=layer) -> None:
-                layers.POLYPHASE_ON_CPU = polyphase
-                with torch.set_grad_enabled(grad):
+            def run(polyphase: bool, x=x, grad=grad, bf16=bf16, layer=layer) -> None:
+                layer.runs_polyphase = lambda _: polyphase  # an instance attribute: this layer's rule, overridden
+                with torch.set_grad_enabled(grad), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
                     y = layer(x)
-                    if grad:
-                        y.pow(2).mean().backward()
+                if grad:
+                    y.float().pow(2).mean().backward()
 
             cands = {"torch": lambda run=run: run(False), "polyphase": lambda run=run: run(True)}
-            try:
-                for f in cands.values():
-                    f()
-                costs = measure(cands, rounds, calls, batch)
-            finally:
-                layers.POLYPHASE_ON_CPU = True
-            name = f"{h}x{w}/{'forward_backward_b128' if grad else 'forward_b1000'}"
-            out |= {f"{name}/{k}": v for k, v in costs.items()}
+            for f in cands.values():
+                f()
+            costs = measure(cands, rounds, calls, batch)
+            out |= {f"{name}/{mode}/{c}": v for c, v in costs.items()}
     return out
 
 

@@ -17,10 +17,11 @@ from torch import nn
 
 from fsae.config import check
 
-# Run ConvTranspose2d as a convolution and a pixel shuffle where it can (``ConvTranspose2d.polyphase``). On the
-# project's CPU, for the digit tasks' last layer (32 -> 1 channels, kernel 4, stride 2), 2.5x faster forward at batch
-# 1000 and 1.4x forward + backward at batch 128 than PyTorch's transposed convolution; for DigitSum's (13 x 27 input)
-# 2.2x and 1.3x (``benchmarks/step_costs.py``, docs/PERFORMANCE.md). Off, every layer is PyTorch's own.
+# Run ConvTranspose2d as a convolution and a pixel shuffle where it is faster (``ConvTranspose2d.runs_polyphase``). On
+# the project's CPU, for the digit tasks' last layer (32 -> 1 channels, kernel 4, stride 2), 2.5x faster forward at
+# batch 1000 and 1.4x forward + backward at batch 128 than PyTorch's transposed convolution; for DigitSum's (13 x 27
+# input) 2.2x and 1.3x; for the kernel-3 layers under bfloat16 autocast about 1.7-2x forward + backward
+# (``benchmarks/step_costs.py``, docs/PERFORMANCE.md). Off, every layer is PyTorch's own.
 POLYPHASE_ON_CPU = True
 
 
@@ -109,34 +110,54 @@ class Identity(nn.Module):
 
 
 class ConvTranspose2d(nn.ConvTranspose2d):
-    """``nn.ConvTranspose2d`` that, on a CPU, runs as one convolution and a pixel shuffle where it is strided and its
-    kernel size is a multiple of its stride in both directions (``polyphase``); elsewhere, PyTorch's transposed
-    convolution. Same
-    parameters and state dict; the same function, summed in another order (equal to float precision, tested).
+    """``nn.ConvTranspose2d`` that, on a CPU, runs as one convolution and a pixel shuffle where that is faster
+    (``runs_polyphase``); elsewhere, PyTorch's transposed convolution. Same parameters and state dict; the same
+    function, summed in another order (equal to float precision, tested).
 
     A transposed convolution with stride s writes output pixel (s i + p, s j + q) from the kernel taps
     (p + s m, q + s n) alone: each of the s^2 output phases is an ordinary convolution of the input with a sub-kernel
     of (k / s)^2 taps, flipped. Stacked as s^2 C_out output channels of one convolution (input padded by k / s - 1),
-    ``pixel_shuffle`` interleaves the phases; the output padding rows take only the bias. PyTorch's CPU kernel for
-    transposed convolutions is much slower than oneDNN's convolution for few output channels (the last layer of an
-    image decoder); when k is not a multiple of s the sub-kernels would need zero taps, so the layer stays as it is.
+    ``pixel_shuffle`` interleaves the phases; the output padding rows take only the bias. A kernel that is not a
+    multiple of the stride (3 with stride 2, the networks' second layer) is first padded with zero taps up to one
+    (4): the same outputs, and one more row and column at the end, cut off.
+
+    Where it is faster (``benchmarks/step_costs.py``, docs/PERFORMANCE.md): a kernel that is a multiple of the
+    stride always (PyTorch's CPU kernel is much slower than oneDNN's convolution for few output channels, the last
+    layer of an image decoder); one that needs zero taps only under bfloat16 (pretraining's autocast), where
+    PyTorch's kernel is slow for every layer; in float32 the zero taps cost more than they save, most at an agent's
+    batch of 8.
     """
 
     @property
     def polyphase(self) -> bool:
-        k, s = self.kernel_size, self.stride
+        """Whether the layer can run polyphase: strided, no padding, dilation or groups (and ``POLYPHASE_ON_CPU``)."""
         plain = self.padding == (0, 0) and self.dilation == (1, 1) and self.groups == 1
-        strided = max(s) > 1  # with stride 1 PyTorch's kernel was the faster one (a quick test)
-        return POLYPHASE_ON_CPU and plain and strided and all(k[d] % s[d] == 0 for d in range(2))
+        strided = max(self.stride) > 1  # with stride 1 PyTorch's kernel was the faster one (a quick test)
+        return POLYPHASE_ON_CPU and plain and strided
+
+    @property
+    def needs_zero_taps(self) -> bool:
+        return any(k % s for k, s in zip(self.kernel_size, self.stride))
+
+    def runs_polyphase(self, x: torch.Tensor) -> bool:
+        """Whether ``forward(x)`` runs polyphase: on a CPU, for a 4-D input, where it is faster (see the class)."""
+        if x.device.type != "cpu" or x.dim() != 4 or not self.polyphase:
+            return False
+        bf16 = x.dtype == torch.bfloat16 or (
+            torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        )
+        return bf16 or not self.needs_zero_taps
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if output_size is not None or x.device.type != "cpu" or x.dim() != 4 or not self.polyphase:
+        if output_size is not None or not self.runs_polyphase(x):
             return super().forward(x, output_size)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        mh, mw = kh // sh, kw // sw
-        c_in, c_out = self.weight.shape[:2]
+        zh, zw = -kh % sh, -kw % sw  # zero taps that make the kernel a multiple of the stride
+        weight = F.pad(self.weight, (0, zw, 0, zh)) if zh or zw else self.weight
+        mh, mw = (kh + zh) // sh, (kw + zw) // sw
+        c_in, c_out = weight.shape[:2]
         # weight (C_in, C_out, kh, kw), tap (p + s m, q + s n) -> conv weight (C_out * sh * sw, C_in, mh, mw), flipped
-        w = self.weight.view(c_in, c_out, mh, sh, mw, sw).flip(2, 4)
+        w = weight.view(c_in, c_out, mh, sh, mw, sw).flip(2, 4)
         w = w.permute(1, 3, 5, 0, 2, 4).reshape(c_out * sh * sw, c_in, mh, mw)
         y = F.conv2d(x, w, padding=(mh - 1, mw - 1))  # (B, C_out * sh * sw, H + mh - 1, W + mw - 1)
         y = _shuffle(y, c_out, sh, sw)
