@@ -113,15 +113,16 @@ def _num(x: float, digits: int) -> str:
     return f"{x:.0f}" if abs(x) >= 10**digits else f"{round(x, digits):.{digits}g}"
 
 
-def markdown(rows: Sequence[RunRow], labels: dict[str, str] | None = None) -> str:
+def markdown(rows: Sequence[RunRow], labels: dict[str, str] | None = None, every: int = 0) -> str:
     """One table per environment: condition, seed, each evaluation step's mean reward (a column per step any of the
-    environment's runs evaluated at; blank where a run did not), the evaluation after training (4 significant digits)
-    and the seconds. ``labels`` renames conditions (default: raw (`none`), the others in backticks)."""
+    environment's runs evaluated at, only the multiples of ``every`` where it is > 0; blank where a run did not), the
+    evaluation after training (4 significant digits) and the seconds. ``labels`` renames conditions (default: raw
+    (`none`), the others in backticks)."""
     labels = {"none": "raw (`none`)"} | (labels or {})
     out = []
     for env in dict.fromkeys(r.env for r in rows):
         env_rows = [r for r in rows if r.env == env]
-        steps = sorted({s for r in env_rows for s in r.eval_steps})
+        steps = sorted({s for r in env_rows for s in r.eval_steps if every <= 0 or s % every == 0})
         heads = [f"{s // 1000}k" if s % 1000 == 0 else str(s) for s in steps]
         lines = [
             f"{env}:",

@@ -3,6 +3,7 @@
 python scripts/run_table.py results/verdict_minigrid/runs                      # every finished run
 python scripts/run_table.py results/verdict_minigrid/runs --seeds 4 5          # the rows of seeds 4 and 5
 python scripts/run_table.py runs/sweeps/tiny --conditions none fsae-round --envs DigitBandit-v0
+python scripts/run_table.py runs/minigrid_noise_plateau_600k --every 50000    # one column per 50k steps
 
 LOGDIR holds run folders <env>/<condition>/seed<N> (as scripts/train_agent.py and scripts/sweep.py write them, or
 scripts/archive_runs.py keeps them). A row: the mean reward of each periodic evaluation (eval/evaluations.npz), the
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds")
     p.add_argument("--conditions", nargs="+", default=None, help="only these condition folders (e.g. none fsae-round)")
     p.add_argument("--envs", nargs="+", default=None, metavar="ENV", help="only these environments (e.g. DigitSum-v0)")
+    p.add_argument("--every", type=int, default=0, metavar="N", help="only the evaluations at multiples of N steps")
     args = p.parse_args(argv)
     try:
         rows, unfinished = run_rows(args.logdir, args.seeds, args.conditions, args.envs)
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not finished (left out): {rel}", file=sys.stderr)
     if not rows:
         return error(f"{args.logdir}: no finished run matches", 1)
-    print(markdown(rows), end="")
+    print(markdown(rows, every=args.every), end="")
     return 0
 
 

@@ -60,6 +60,19 @@ def test_markdown_cells(logdir):
     assert len(lines) == 13
 
 
+def test_every_keeps_the_columns_of_its_multiples(logdir, capsys):
+    lines = markdown(run_rows(logdir, envs=["Grid-v0"])[0], every=50_000).splitlines()
+    assert lines[2] == "| condition | seed | 50k | after training | seconds |"
+    assert lines[4:7] == [
+        "| raw (`none`) | 0 | 0.2 | 0.95 | 1,234 |",
+        "| raw (`none`) | 1 | 1 | 0.9123 | 9 |",
+        "| `fsae-round` | 1 | 0.5 | 0.95 | 1,234 |",
+    ]
+    assert markdown(run_rows(logdir)[0], every=0) == markdown(run_rows(logdir)[0])  # 0: every column
+    assert main([str(logdir), "--envs", "Grid-v0", "--every", "50000"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == lines[2]
+
+
 def test_filters(logdir):
     rows, _ = run_rows(logdir, seeds=[1])
     assert [(r.condition, r.seed) for r in rows] == [("none", 1), ("fsae-round", 1)]
