@@ -14,7 +14,7 @@ import torch
 from fsae import pretrain as P
 from fsae.checkpoint import load_fsae, sha256_file
 from fsae.config import ConfigError, from_dict, load_config
-from fsae.evaluate import evaluate_variant, image_metrics, predict
+from fsae.evaluate import evaluate_abstract, evaluate_variant, image_metrics, predict
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from fsae.pretrain import (
     DataConfig,
@@ -243,6 +243,19 @@ def test_targets_that_do_not_fit_the_head_are_refused_in_one_line(model, y, expe
     for fits, y_ok in [(_softmax(), torch.tensor([0, 9])), (_softmax(1, "linear"), torch.rand(4)),
                        (_softmax(3, "sigmoid"), torch.tensor([[0.0, 1.0, 0.5]]))]:  # fmt: skip
         check_targets(y_ok, fits)
+
+
+def test_sigmoid_accuracy_reads_soft_attributes_as_the_prediction_does():
+    """check_targets lets soft attributes train (0.9, 0.2): accuracy counts one as present above 0.5, as the sigmoid
+    head predicts, not by truncating it to an integer."""
+    model = FSAE(FSAEConfig((1, 4, 4), [LayerSpec("linear", 2)], head="sigmoid"))
+    with torch.no_grad():
+        model.abstract.layers[0].weight.zero_()
+        model.abstract.layers[0].bias.copy_(torch.tensor([5.0, -5.0]))  # predicts attribute 0 present, 1 absent
+    x = torch.rand(3, 1, 4, 4)
+    m = evaluate_abstract(model, x, torch.tensor([[0.9, 0.2], [0.99, 0.7], [0.4, 0.0]]))
+    assert m["test_accuracy_attr0"] == pytest.approx(2 / 3) and m["test_accuracy_attr1"] == pytest.approx(2 / 3)
+    assert m["test_accuracy"] == pytest.approx(4 / 6) and m["test_exact_match"] == pytest.approx(1 / 3)
 
 
 def test_int32_task_labels_and_a_test_set_with_some_classes(tmp_path, monkeypatch):
