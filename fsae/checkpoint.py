@@ -133,7 +133,7 @@ def _fresh(obj: Any) -> Any:
 def save_fsae(path: str | Path, model: FSAE, **meta: Any) -> Path:
     """Write ``model`` (weights + full config + plain ``meta`` values) atomically to ``path``. The same weights,
     config and meta give the same bytes, however the model was made (trained, or loaded from a checkpoint)."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # the same bytes, any layout
     return atomic_save(
         {
             "format": FSAE_FORMAT,
@@ -174,6 +174,9 @@ def load_fsae(path: str | Path, map_location: str | torch.device = "cpu") -> FSA
         raise CheckpointError(
             f"checkpoint {path} has format version {ckpt.get('format_version')}, this code reads {FORMAT_VERSION}"
         )
+    for key, kind in (("config", dict), ("state_dict", dict), ("meta", dict)):
+        if not isinstance(ckpt.get(key, {}), kind) or (key != "meta" and key not in ckpt):
+            raise CheckpointError(f"checkpoint {path} has no '{key}' mapping; it is damaged or not from pretrain.py")
     try:
         config = from_dict(FSAEConfig, ckpt["config"])
     except ConfigError as e:

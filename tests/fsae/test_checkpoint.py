@@ -101,6 +101,26 @@ def test_saving_again_gives_the_same_bytes_hash_only_for_same_weights(tmp_path):
     assert sha256_file(c) != sha256_file(a)
 
 
+def test_a_channels_last_model_saves_the_bytes_its_reload_saves(tmp_path):
+    """Pretraining saves networks placed channels-last (``fsae.runtime.place``); a loaded model is contiguous. Both
+    give the same file."""
+    model = FSAE(FSAEConfig((2, 12, 12), [LayerSpec("conv", 4, 4, 2), LayerSpec("linear", 3)]))
+    model = model.to(memory_format=torch.channels_last)  # 2 input channels: a layout of its own (1 would not be)
+    assert not model.abstract.layers[0].weight.is_contiguous()
+    a = save_fsae(tmp_path / "a.pt", model)
+    b = save_fsae(tmp_path / "b.pt", load_fsae(a))
+    assert b.read_bytes() == a.read_bytes()
+
+
+@pytest.mark.parametrize("drop", ["config", "state_dict"])
+def test_a_checkpoint_without_its_config_or_weights_is_one_line(tmp_path, drop):
+    ckpt = {"format": FSAE_FORMAT, "format_version": FORMAT_VERSION, "config": {}, "state_dict": {}}
+    del ckpt[drop]
+    path = atomic_save(ckpt, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match=f"has no '{drop}' mapping; it is damaged or not from pretrain.py"):
+        load_fsae(path)
+
+
 # --- bad files --------------------------------------------------------------------------------------------------------
 
 
