@@ -134,11 +134,14 @@ def from_dict(cls: type[T], d: dict[str, Any], where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {d!r}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
+    prefix = f"{where}." if where else ""
+    for key in d:  # YAML reads `1:` as a number and `on:` / `yes:` as true: never a field's name
+        if not isinstance(key, str):
+            raise ConfigError(f"{cls.__name__} key {prefix}{key!r} is a {type(key).__name__}, not a name; quote it")
     unknown = sorted(set(d) - set(fields))
     if unknown:
         valid = sorted(fields)
         key = unknown[0]
-        prefix = f"{where}." if where else ""
         raise ConfigError(f"unknown {cls.__name__} key '{prefix}{key}'{_suggest(key, valid)}; valid keys: {valid}")
     kwargs = {}
     for name, value in d.items():

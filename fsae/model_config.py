@@ -93,6 +93,14 @@ class FSAEConfig:
         check(0.0 < self.leaky_slope < 1.0, f"leaky_slope must be in (0, 1), got {self.leaky_slope}")
         check(0.0 < self.eps < 0.5, f"eps must be in (0, 0.5), got {self.eps}")
         check(self.round_grid >= 0.0, f"round_grid must be >= 0, got {self.round_grid}")
+        # Settings of another head would be silently ignored:
+        check(
+            self.head == "groups" or not self.groups, f"groups {self.groups} apply to head 'groups', not '{self.head}'"
+        )
+        check(
+            self.head == "linear" or self.round_grid == 0.0,
+            f"round_grid applies to head 'linear' (head '{self.head}' rounds to its classes); remove it",
+        )
         check(self.feedback_steps >= 0, f"feedback_steps must be >= 0, got {self.feedback_steps}")
         check(self.feedback_gain > 0.0, f"feedback_gain must be > 0, got {self.feedback_gain}")
         self.jump_layers()  # validates

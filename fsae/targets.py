@@ -56,6 +56,10 @@ class DataConfig:
         check(self.train_size >= 0 and self.test_size >= 0, "train_size and test_size must be >= 0")
         check(self.target in TARGETS, f"target must be one of {TARGETS}, got '{self.target}'")
         check(self.target_scale in SCALES, f"target_scale must be one of {SCALES}, got '{self.target_scale}'")
+        if self.source == "mnist":  # settings of the other source would be silently ignored
+            check(not self.test_source, f"data.test_source '{self.test_source}' applies to task data, not MNIST")
+        else:
+            check(self.target == "class", f"data.target '{self.target}' is MNIST's; task data brings its own labels")
 
 
 _LOOP_DIGITS = (0, 6, 8, 9)

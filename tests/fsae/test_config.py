@@ -129,6 +129,9 @@ def test_nested_layer_dicts_are_built():
         ({"layers": []}, "needs at least one layer"),
         ({"layers": [{"type": "pool", "out": 4}]}, "layer type must be 'conv' or 'linear'"),
         ({"layers": [{"type": "linear", "out": 0}]}, "layer sizes must be positive"),
+        # settings of another head, which would be silently ignored
+        ({"groups": [5, 5]}, "groups [5, 5] apply to head 'groups', not 'softmax'"),
+        ({"head": "sigmoid", "round_grid": 0.5}, "round_grid applies to head 'linear' (head 'sigmoid' rounds to its"),
     ],
 )
 def test_invalid_values_raise_config_error(d, expected):
@@ -149,6 +152,34 @@ def test_invalid_train_values_raise_config_error(d, expected):
     with pytest.raises(ConfigError) as err:
         from_dict(PretrainConfig, {"train": d})
     assert _one_line(err) == f"train: {expected}"  # the section named
+
+
+@pytest.mark.parametrize(
+    ("d", "expected"),
+    [
+        ({"data": {"source": "mnist", "test_source": "t.npz"}}, "data: data.test_source 't.npz' applies to task data"),
+        ({"data": {"source": "d.npz", "target": "attributes"}}, "data: data.target 'attributes' is MNIST's; task"),
+        (
+            {"model": {"head": "linear"}, "variants": [{"name": "plain"}, {"name": "r", "round": True}]},
+            "variant 'r' rounds a linear code, which needs model.round_grid > 0 (without a grid it is the plain",
+        ),
+    ],
+)
+def test_settings_that_would_be_ignored_are_refused(d, expected):
+    with pytest.raises(ConfigError) as err:
+        from_dict(PretrainConfig, d)
+    assert expected in _one_line(err)
+
+
+@pytest.mark.parametrize(("key", "kind"), [(1, "int"), (True, "bool"), (None, "NoneType")])
+def test_a_key_that_is_not_text_is_one_line(key, kind):
+    """YAML reads `1:` as a number and `on:` or `yes:` as true: one line asking to quote it, not a TypeError."""
+    with pytest.raises(ConfigError) as err:
+        from_dict(PretrainConfig, {"seed": 1, key: 2})
+    assert _one_line(err) == f"PretrainConfig key {key!r} is a {kind}, not a name; quote it"
+    with pytest.raises(ConfigError) as err:
+        from_dict(PretrainConfig, {"train": {key: 2}})
+    assert _one_line(err) == f"TrainConfig key train.{key!r} is a {kind}, not a name; quote it"
 
 
 def test_config_checks_survive_python_O():
@@ -197,11 +228,11 @@ def test_valid_groups_and_jumps():
             leaky_slope=0.1,
             eps=1e-4,
             round=True,
-            round_grid=0.5,
             jumps="all",
             feedback_steps=3,
             feedback_gain=0.5,
         ),
+        FSAEConfig(layers=[LayerSpec("linear", 2)], head="linear", round=True, round_grid=0.5),
     ],
 )
 def test_to_dict_from_dict_round_trip(config):
