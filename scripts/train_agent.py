@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = build_config(args)
         if args.fsae and cfg.condition in ("none", "copy"):
             hint = "add --augment (alone: fsae) or drop --fsae"
-            return error(f"--fsae is used only by --augment fsae or autoencoder, not '{cfg.condition}'; {hint}", 2)
+            takes = "--augment fsae, autoencoder, code or features"
+            return error(f"--fsae is used only by {takes}, not '{cfg.condition}'; {hint}", 2)
         metrics = train_agent(cfg, command=command, resume=args.resume)
     except (ConfigError, CheckpointError) as e:
         return error(e, 2)

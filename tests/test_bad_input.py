@@ -184,7 +184,7 @@ CASES = [
     Case("pretrain-model-variant-key", pretrain("model.feedback_gain=0.5"), 2, "are set per variant; use variants[]"),
     Case("pretrain-eval-batch-size", pretrain("train.eval_batch_size=0"), 2, "eval_batch_size must be > 0, got 0"),
     Case("agent-fsae-without-augment", agent(flags=("--fsae", "{tmp}/fsae.pt")), 2,
-         "--fsae is used only by --augment fsae or autoencoder, not 'none'", files=("fsae.pt",)),
+         "--fsae is used only by --augment fsae, autoencoder, code or features, not 'none'", files=("fsae.pt",)),
     Case("compare-no-folder", ["scripts/compare.py", "{tmp}/nothing"], 2, "nothing is not a folder"),
     # Environments from outside: env_packages and env_wrappers (envs.spec), checked when the config is loaded
     Case("agent-wrapper-unknown-path", agent("env_wrappers=[gymnasium.wrappers.AtariPreprocesing]"), 2,
