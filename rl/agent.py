@@ -182,12 +182,12 @@ def train_agent(
             verbose=0,
         )
         callbacks: list[Any] = [evaluation]
+        checkpoints = None
         if cfg.checkpoint_freq:
-            every = per_env(cfg.checkpoint_freq)
-            callbacks.append(AtomicCheckpointCallback(every, str(run_dir / "checkpoints"), "agent"))
+            checkpoints = AtomicCheckpointCallback(per_env(cfg.checkpoint_freq), str(run_dir / "checkpoints"), "agent")
+            callbacks.append(checkpoints)
         if on_progress is not None:
-            every = per_env(cfg.checkpoint_freq) if cfg.checkpoint_freq else 0
-            callbacks.append(ProgressCallback(evaluation, every, on_progress))
+            callbacks.append(ProgressCallback(evaluation, checkpoints, on_progress))
         if resume:
             start, logger = resume_lib.resume(model, run_dir, cfg, callbacks, command, device)
         else:

@@ -61,46 +61,87 @@ class SplitEvalCallback(EvalCallback):
 
 
 class AtomicCheckpointCallback(CheckpointCallback):
-    """SB3's ``CheckpointCallback`` (agent only: no replay buffer or VecNormalize here), but each
-    ``agent_<step>_steps.zip`` is written through a temporary file and renamed: a kill mid-save leaves the older
-    checkpoints and no partial zip for ``--resume`` to trip over."""
+    """SB3's ``CheckpointCallback`` (agent only: no replay buffer or VecNormalize here), with two changes.
+
+    Each ``agent_<step>_steps.zip`` is written through a temporary file and renamed: a kill mid-save leaves the older
+    checkpoints and no partial zip for ``--resume`` to trip over. And it is written after the update that follows
+    its step, not at the step: SB3 calls ``on_step`` while it collects a rollout, before it trains on it, so a zip
+    saved there counts the rollout's steps in ``num_timesteps`` with weights that have not learned from them, and a
+    run resumed from it would never train on them. Here the step only marks a save as due; it happens at the start of
+    the next rollout (after ``train()``) or at the end of training, named by the steps the weights have learned.
+    ``saves`` counts the zips written (``ProgressCallback`` reports each)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._due = False
+        self.saves = 0
 
     def _on_step(self) -> bool:
         if self.n_calls % self.save_freq == 0:
-            atomic_write(self._checkpoint_path(extension="zip"), self.model.save)
+            self._due = True
         return True
+
+    def _on_rollout_start(self) -> None:  # the previous rollout has been trained on
+        self._save_if_due()
+
+    def _on_training_end(self) -> None:
+        self._save_if_due()
+
+    def _save_if_due(self) -> None:
+        if self._due:
+            self.num_timesteps = self.model.num_timesteps
+            atomic_write(self._checkpoint_path(extension="zip"), self.model.save)
+            self._due = False
+            self.saves += 1
 
 
 class ProgressCallback(BaseCallback):
-    """After each periodic evaluation of ``evaluation`` and each checkpoint (every ``checkpoint_every`` vector steps,
-    0: none), calls ``on_progress`` with ``{"timesteps", "eval_mean_reward", "best_eval_mean_reward", "checkpoint"}``
-    (the latest evaluation's mean reward, the best so far, None before the first; ``checkpoint``: one was written at
-    this step). Placed after the evaluation and checkpoint callbacks, it sees what they did at the same step."""
+    """After each periodic evaluation of ``evaluation`` and each checkpoint of ``checkpoints`` (None: none), calls
+    ``on_progress`` with ``{"timesteps", "eval_mean_reward", "best_eval_mean_reward", "checkpoint"}`` (the latest
+    evaluation's mean reward, the best so far, None before the first; ``checkpoint``: a zip was written since the last
+    call). It reports where checkpoints are written, after each update (the start of the next rollout, the end of
+    training), so that a checkpoint reported is on disk; placed after both callbacks, it sees what they did there."""
 
-    def __init__(self, evaluation: SplitEvalCallback, checkpoint_every: int, on_progress: Callable[[dict], None]):
+    def __init__(
+        self,
+        evaluation: SplitEvalCallback,
+        checkpoints: AtomicCheckpointCallback | None,
+        on_progress: Callable[[dict], None],
+    ):
         super().__init__()
         self.evaluation = evaluation
-        self.checkpoint_every = checkpoint_every
+        self.checkpoints = checkpoints
         self.on_progress = on_progress
         self._evals_seen = 0
+        self._saves_seen = 0
 
     def _on_training_start(self) -> None:
         self._evals_seen = len(self.evaluation._history["timesteps"])  # a resumed run's earlier ones are not new
+        self._saves_seen = self.checkpoints.saves if self.checkpoints else 0
 
     def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_start(self) -> None:
+        self._report()
+
+    def _on_training_end(self) -> None:
+        self._report()
+
+    def _report(self) -> None:
         history = self.evaluation._history
         new_eval = len(history["timesteps"]) > self._evals_seen
-        checkpoint = bool(self.checkpoint_every) and self.n_calls % self.checkpoint_every == 0
+        saves = self.checkpoints.saves if self.checkpoints else 0
+        checkpoint = saves > self._saves_seen
         if new_eval or checkpoint:
-            self._evals_seen = len(history["timesteps"])
+            self._evals_seen, self._saves_seen = len(history["timesteps"]), saves
             latest = float(np.mean(history["results"][-1])) if history["results"] else None
             best = self.evaluation.best_mean_reward
             self.on_progress(
                 {
-                    "timesteps": int(self.num_timesteps),
+                    "timesteps": int(self.model.num_timesteps),
                     "eval_mean_reward": latest,
                     "best_eval_mean_reward": float(best) if np.isfinite(best) else None,
                     "checkpoint": checkpoint,
                 }
             )
-        return True

@@ -21,6 +21,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import rl.agent
 import rl.env_factory
 from fsae.checkpoint import safe_load, save_fsae, sha256_file
 from fsae.config import ConfigError, apply_overrides, from_dict, load_config
@@ -161,6 +162,44 @@ def test_training_flushes_subnormals(tmp_path):
     assert bool((tiny * 1.5 != 0).all())
     train_agent(tiny_config(tmp_path, condition="none"))
     assert bool((tiny * 1.5 == 0).all())  # the conftest fixture turns it off again after the test
+
+
+def test_overwrite_clears_what_the_run_before_left(tmp_path):
+    """A run started again with overwrite (here without checkpoints or evaluations) leaves none of the earlier run's
+    records, checkpoints, curves or marker to be read as its own; a file of another kind (a sweep's train.log) stays."""
+    run = Path(train_agent(tiny_config(tmp_path))["run_dir"])
+    (run / "done.json").write_text("{}")
+    (run / "train.log").write_text("the sweep's log\n")
+    assert (run / "checkpoints").is_dir() and (run / "eval").is_dir()
+    cfg = tiny_config(tmp_path, overwrite=True, checkpoint_freq=0, eval_freq=0)
+    again = {p.name for p in run.iterdir()}
+    cfg.hyperparams = {**cfg.hyperparams, "learning_rate": 1e-4}
+    with pytest.MonkeyPatch.context() as mp:  # the new run is killed once it has started, before it trains
+        mp.setattr(rl.agent, "open_logger", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            train_agent(cfg)
+    left = {p.name for p in run.iterdir()}
+    assert yaml.safe_load((run / "config.yaml").read_text())["hyperparams"]["learning_rate"] == 1e-4  # the new run's
+    assert "train.log" in left and not left & {"metrics.json", "done.json", "checkpoints", "eval", "final_model.zip"}
+    assert not any(n.startswith("events.out.tfevents.") for n in left), left
+    assert "metrics.json" in again  # (the first run had finished)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_a_checkpoint_has_learned_every_step_it_counts(tmp_path, algo):
+    """Checkpoints every 128 steps, rollouts of 128: each zip is written after the update on its rollout, so its
+    weights have learned the steps in its name (a resumed run skips none), and the last one is the final agent."""
+    hp = {"ppo": {}, "a2c": {"n_steps": 64}}[algo]  # A2C: one update per rollout of 2 x 64 steps
+    cfg = tiny_config(tmp_path, algo=algo)
+    cfg.hyperparams = {**(cfg.hyperparams if algo == "ppo" else {}), **hp}
+    run = Path(train_agent(cfg)["run_dir"])
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["agent_128_steps.zip", "agent_256_steps.zip"]
+    paths = [run / "checkpoints" / "agent_128_steps.zip", run / "checkpoints" / "agent_256_steps.zip"]
+    first, last, final = (rl.config.ALGOS[algo].load(p, device="cpu") for p in [*paths, run / "final_model.zip"])
+    assert (first.num_timesteps, first._n_updates) == (128, 1) and (last.num_timesteps, last._n_updates) == (256, 2)
+    assert final._n_updates == 2
+    for a, b in zip(last.policy.state_dict().values(), final.policy.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("algo, condition", [("a2c", "autoencoder"), ("dqn", "copy")])
