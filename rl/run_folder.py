@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -33,6 +34,10 @@ from rl.config import AgentConfig
 from rl.perception import Encoder
 
 DONE_MARKER = "done.json"
+_RUN_FILES = {  # what a run writes into its folder (and a sweep's marker of it), beside its event files
+    "config.yaml", "command.txt", "fsae.json", "run_info.json", "progress.csv", "metrics.json", "best_model.zip",
+    "final_model.zip", "eval", "checkpoints", DONE_MARKER,
+}  # fmt: skip
 """Written by a sweep beside ``metrics.json`` when a run ends; either one marks the run finished."""
 
 
@@ -65,8 +70,13 @@ def run_dir_for(cfg: AgentConfig) -> Path:
 def start_run(
     run_dir: Path, cfg: AgentConfig, regen: Regenerator | Encoder | None, checkpoint: str | None, command: str | None
 ) -> None:
-    """Create ``run_dir`` and write what a new run records before it trains."""
+    """Create ``run_dir`` and write what a new run records before it trains. What an earlier run left there (a run
+    started again with ``overwrite``) is removed first, so that no old record, checkpoint or curve is read as the new
+    run's; other files (a sweep's ``train.log``) stay."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    for path in run_dir.iterdir():
+        if path.name in _RUN_FILES or path.name.startswith("events.out.tfevents."):
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     (run_dir / "command.txt").write_text((command or "(called from Python)") + "\n")
     regen_info = regen.describe() if regen else {"condition": "none", "checkpoint": None, "sha256": None}
