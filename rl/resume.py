@@ -58,7 +58,9 @@ from rl.config import AgentConfig, PolicyConfig
 from rl.run_folder import open_logger, recorded_sha256
 
 _CHECKPOINT = re.compile(r"agent_(\d+)_steps\.zip")
-_MAY_DIFFER = {"overwrite", "progress_bar", "verbose", "cuda_graph"}  # settings that do not change what is trained
+# Settings that do not change what is trained: where the files are (the folder is found from the others), how fast
+# it runs, what it prints.
+_MAY_DIFFER = {"overwrite", "progress_bar", "verbose", "cuda_graph", "logdir", "device", "torch_threads", "vec_env"}
 _CHECKPOINTS = ("fsae_checkpoint", "autoencoder_checkpoint")  # compared by their bytes where moved (``_moved``)
 
 
@@ -230,15 +232,21 @@ def read_progress(run_dir: Path) -> list[dict[str, str]]:
 def restore_evaluations(callback: Any, npz_path: Path, step: int) -> None:
     """Load the evaluations up to ``step`` into ``callback`` (a ``SplitEvalCallback``): its history (so that
     ``evaluations.npz`` keeps them) and its best mean reward (so that ``best_model.zip`` is only replaced by a better
-    model)."""
+    model). A ``best_model.zip`` beside ``npz_path``'s folder that an evaluation after ``step`` wrote (one better than
+    every evaluation kept) is removed: it is an agent of the steps the resumed run trains again, and would otherwise be
+    taken for the agent of the best evaluation it reports."""
     if not npz_path.is_file():
         return
     with np.load(npz_path) as data:
         keep = data["timesteps"] <= step
         for key in callback._history:
             callback._history[key] = list(data[key][keep]) if key in data else []
-        if keep.any():
-            callback.best_mean_reward = float(np.max(np.mean(data["results"][keep], axis=1)))
+        means = np.mean(data["results"], axis=1) if len(data["results"]) else np.zeros(0)
+    best_kept = float(np.max(means[keep])) if keep.any() else -np.inf
+    if keep.any():
+        callback.best_mean_reward = best_kept
+    if (~keep).any() and np.max(means[~keep]) > best_kept:
+        (npz_path.parent.parent / "best_model.zip").unlink(missing_ok=True)
 
 
 def resume(

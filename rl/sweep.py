@@ -72,7 +72,8 @@ class RayConfig:
     """The ``ray`` backend (``rl.sweep_ray``); the command line's ``--cpus-per-run`` etc. override these."""
 
     cpus_per_run: float = 1
-    """CPUs Ray reserves for each run (its trial); also its torch threads (rounded down, at least 1)."""
+    """CPUs Ray reserves for each run (its trial). Its torch threads are the run's ``torch_threads`` (0: one, the
+    agents' rule of ``fsae.threads``: more threads slow an agent's small networks down)."""
     gpus_per_run: float = 0
     """GPUs Ray reserves for each run; a fraction (e.g. 0.25) lets runs share a GPU."""
     max_failures: int = 3
@@ -287,9 +288,10 @@ def is_finished(run: Run) -> bool:
     return run_finished(run.run_dir)
 
 
-_WHERE = {"logdir", "device", "torch_threads", "vec_env", "fsae_checkpoint", "autoencoder_checkpoint"}
+_WHERE = {"logdir", "run_name", "device", "torch_threads", "vec_env", "fsae_checkpoint", "autoencoder_checkpoint"}
 """Settings that say where a run's files are and how fast it runs, not what it trains; a checkpoint is compared by
-its SHA-256 instead of its path (a moved repository or logdir changes every path, not the runs)."""
+its SHA-256 instead of its path (a moved repository or logdir changes every path, not the runs). ``run_name`` names
+the folder, which the run was found in: a ``train_agent.py`` run (no name) in the folder the sweep plans is its run."""
 
 
 @functools.lru_cache(maxsize=64)

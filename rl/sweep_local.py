@@ -107,8 +107,10 @@ def report(result: RunResult, i: int, n: int, log: Callable[[str], None]) -> Non
 def run_local(runs: list[Run], workers: int = 1, log: Callable[[str], None] = print) -> list[RunResult]:
     """The unfinished ``runs`` as up to ``workers`` parallel subprocesses; a failed run is reported, not fatal.
 
-    Each run gets ``cpu_count // workers`` threads (``OMP_NUM_THREADS``, unless already set). When the sweep itself is
-    interrupted (Ctrl-C, SIGTERM through the CLI), its running children are stopped and their folders stay unfinished.
+    Each run's ``OMP_NUM_THREADS`` is ``cpu_count // workers`` (unless already set), for the libraries that read it;
+    torch's threads are the run's ``torch_threads`` (0: one, ``fsae.threads``' rule for agents). When the sweep itself
+    is interrupted (Ctrl-C, SIGTERM through the CLI), its running children are stopped and their folders stay
+    unfinished.
     """
     check(workers >= 1, f"workers must be >= 1, got {workers}")
     threads = max(1, (os.cpu_count() or 1) // workers)

@@ -159,7 +159,6 @@ def _fit(
     spec = {
         "runs": {r.name: {"agent": to_dict(r.agent), "command": shlex.join(r.command)} for r in runs},
         "storage": storage,
-        "cpus": cfg.cpus_per_run,
     }
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec=spec), {"cpu": cfg.cpus_per_run, "gpu": cfg.gpus_per_run}

@@ -86,8 +86,7 @@ def finished_at(storage: str, agent: AgentConfig) -> bool:
 
 def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     """Tune's trainable for the run named ``config["run"]``; ``spec`` (shipped with ``tune.with_parameters``) holds
-    ``runs`` (name -> resolved agent config and command line), ``storage`` and ``cpus`` (per run)."""
-    import torch
+    ``runs`` (name -> resolved agent config and command line) and ``storage``."""
     from ray import tune
     from ray.runtime_context import get_runtime_context
 
@@ -120,8 +119,6 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     if not resume:  # never started, or cut short before its first checkpoint: from scratch
         shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not agent.torch_threads:
-        torch.set_num_threads(max(1, int(spec["cpus"])))
     node = get_runtime_context().get_node_id()
     where = f"node {node} ({socket.gethostname()}, pid {os.getpid()})"
     command = entry["command"] + f"   # Ray Tune trial on {where}"

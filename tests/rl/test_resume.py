@@ -33,7 +33,14 @@ from fsae.model import FSAE, FSAEConfig, LayerSpec
 from rl.agent import build_model
 from rl.config import AgentConfig
 from rl.env_factory import make_vec_env_for
-from rl.resume import check_resumable, checkpoints, load_latest, restore_evaluations, restore_progress
+from rl.resume import (
+    check_resumable,
+    checkpoints,
+    config_differences,
+    load_latest,
+    restore_evaluations,
+    restore_progress,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_agent.py"
@@ -162,6 +169,16 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path, capsys, load_script):
     venv.close()
 
 
+def test_where_and_how_fast_may_differ_on_resume():
+    """The folder is found from the settings that decide what is trained; its path spelled otherwise, another device,
+    thread count or vector env type change where and how fast the run goes on, not what it learns."""
+    cfg = load_config(AgentConfig, ROOT / "configs" / "agent" / "digit_bandit.yaml")
+    saved = yaml.safe_load(yaml.safe_dump(to_dict(cfg)))
+    elsewhere = {**saved, "logdir": saved["logdir"] + "/", "device": "cuda", "torch_threads": 4, "vec_env": "subproc"}
+    assert config_differences(saved, elsewhere) == ""
+    assert config_differences(saved, {**saved, "seed": 1}) == "seed: 0 -> 1"
+
+
 def test_resume_does_not_unpickle_the_checkpoint(tmp_path):
     """SB3's ``load`` runs whatever a checkpoint's pickled ``data`` entries say; ``load_latest`` reads none of them."""
     cfg, venv, trained, path = _saved_checkpoint(tmp_path, ["hyperparams.n_steps=32", "hyperparams.batch_size=64"], 128)
@@ -225,6 +242,15 @@ def test_restore_drops_what_was_logged_after_the_checkpoint(tmp_path):
     callback = SimpleNamespace(_history={"timesteps": [], "results": [], "ep_lengths": [], "success_rate": []})
     restore_evaluations(callback, tmp_path / "evaluations.npz", 256)
     assert callback._history["timesteps"] == [128, 256] and callback.best_mean_reward == 5.0
+    # best_model.zip written by the evaluation at 384 (9.0, better than any kept) is not the agent of the best kept
+    # one (5.0 at 256): removed. Written by a kept evaluation (the one at 384 no better): kept.
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+    for later, removed in ((9.0, True), (4.0, False)):
+        np.savez(run / "eval" / "evaluations.npz", timesteps=[128, 256, 384], results=[[1.0], [5.0], [later]])
+        (run / "best_model.zip").write_bytes(b"an agent")
+        restore_evaluations(callback, run / "eval" / "evaluations.npz", 256)
+        assert (run / "best_model.zip").exists() is not removed and callback.best_mean_reward == 5.0
 
 
 def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):

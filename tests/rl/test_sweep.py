@@ -242,7 +242,9 @@ def test_finished_runs_are_compared_by_settings_and_checkpoint_not_by_paths(tmp_
     (run.run_dir / "metrics.json").write_text("{}")
     # Made elsewhere (another logdir and checkpoint path, another device, thread count and CUDA-graph setting, which
     # change where and how fast it ran, not what it learnt): the same run.
+    # A run that train_agent.py made in the folder the sweep plans has no run_name: the same run too.
     moved = {**run.config, "logdir": "/elsewhere", "fsae_checkpoint": "/elsewhere/fsae_round.pt", "device": "cuda"}
+    moved |= {"run_name": "", "vec_env": "subproc"}
     (run.run_dir / "config.yaml").write_text(yaml.safe_dump({**moved, "torch_threads": 8, "cuda_graph": False}))
     assert settings_changed(run) == "" and run_local([run], log=lambda m: None)[0].status == "skipped"
     # The checkpoint retrained since: refused, its result would be reported as the new checkpoint's.
