@@ -124,8 +124,8 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path, capsys, load_script):
     assert steps == list(range(128, TOTAL + 1, 128))
     # Curves: the first run's rows up to the checkpoint, exactly as the kill left them, then the resumed run's, none
     # twice. progress.csv has a row per rollout (128 steps) and one more per evaluation (every 256). The checkpoint is
-    # saved during the rollout's last step (after that step's evaluation row) and the rollout's row is written after
-    # the rollout, so the kill may have come before the checkpoint step's rollout row: what was on disk is kept.
+    # written after the update on its rollout, which SB3 starts after writing the rollout's row: the rows up to the
+    # checkpoint's step were on disk at the kill, and what came after it is dropped.
     logged = _logged_steps(run)
     rollouts = list(range(newest + 128, TOTAL + 1, 128))
     resumed = [step for step in rollouts for _ in range(1 + (step % 256 == 0))]
