@@ -131,6 +131,7 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path, capsys, load_script):
     resumed = [step for step in rollouts for _ in range(1 + (step % 256 == 0))]
     assert logged[-len(resumed) :] == resumed and logged == sorted(logged), logged
     assert logged[: -len(resumed)] == [step for step in at_kill if step <= newest], (at_kill, logged)
+    assert newest in at_kill, at_kill  # the checkpoint's rollout row was written before it
     assert set(range(128, newest, 128)) <= set(at_kill), at_kill
     assert max(Counter(logged).values()) == 2
     curve = EventAccumulator(str(run)).Reload().Scalars("rollout/ep_rew_mean")  # TensorBoard drops points after the
