@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from env_steps import measure_env_steps  # noqa: E402
 from fsae_speed import measure_concrete_phase, measure_inference, measure_pretrain, peak_memory_mb  # noqa: E402
 
+from fsae.atomic import atomic_write  # noqa: E402
 from fsae.config import ConfigError, load_config  # noqa: E402
 from fsae.data import DatasetError  # noqa: E402
 from fsae.memory import retain_freed_memory
@@ -123,6 +124,7 @@ def run(quick: bool, device: torch.device, sections: list[str], smoke: bool = Fa
             ppo_repeats = 1 if smoke else 7 if quick else 9
             results["ppo"] = wrapper_bench.measure_ppo(steps, ppo_repeats, n_envs=n_envs[0], device=device.type)
             results["ppo"]["peak_memory_mb"] = peak_memory_mb(device)
+            results["ppo"]["n_envs"] = n_envs[0]
     if "threads" in sections and not gpu:
         from threads import measure_threads  # benchmarks/threads.py
 
@@ -176,7 +178,8 @@ def print_table(r: dict) -> None:
     if "ppo" in r:
         q = r["ppo"]
         print(
-            f"ppo        DigitBandit {q.get('regen_dtype', '')} 8 envs  raw {q['ppo/raw_steps_per_s']:,.0f} steps/s  "
+            f"ppo        DigitBandit {q.get('regen_dtype', '')} {q.get('n_envs', 8)} envs  "
+            f"raw {q['ppo/raw_steps_per_s']:,.0f} steps/s  "
             f"augmented ({q.get('variant', '')}) {q['ppo/augmented_steps_per_s']:,.0f} steps/s  "
             f"ratio {q['ppo/augmented_over_raw']:.2f}x"
             + (
@@ -230,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print_table(results)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=2, default=float) + "\n")
+        text = json.dumps(results, indent=2, default=float) + "\n"
+        atomic_write(args.out, lambda f: f.write(text.encode()))  # a kill mid-write leaves the old file
     return 0
 
 

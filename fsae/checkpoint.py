@@ -2,10 +2,8 @@
 
 Contents:
     CheckpointError -- one-line error for a missing, truncated, foreign or unsafe file.
-    atomic_write    -- write a file through a temporary one in the same folder, fsync, then ``os.replace``; the file
-                       gets the mode a plain write would (0o666 less the umask), not the temporary file's 0o600.
+    atomic_write, atomic_write_json -- files written through a temporary one and renamed (from ``fsae.atomic``).
     atomic_save     -- ``torch.save`` that way.
-    atomic_write_json -- a JSON file that way (``metrics.json``, a sweep's ``done.json``).
     safe_load       -- ``torch.load(weights_only=True)`` with clear errors.
     sha256_file     -- a file's SHA-256, recorded by runs that depend on a checkpoint (from ``fsae.provenance``).
     save_fsae, load_fsae -- an FSAE as {format, config, state_dict, meta}; loading rebuilds it from the config alone,
@@ -18,18 +16,15 @@ refused before any of its code runs.
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 import struct
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
+from fsae.atomic import atomic_write, atomic_write_json
 from fsae.config import ConfigError, from_dict, to_dict
 from fsae.model import FSAE, FSAEConfig
 from fsae.provenance import check_file, sha256_file
@@ -47,43 +42,15 @@ __all__ = [
 
 FSAE_FORMAT = "fsae-rl/fsae"
 FORMAT_VERSION = 1
-# The process's umask, read once at import (os.umask can only be read by setting it): ``atomic_write`` gives its files
-# the mode a plain ``open(path, "w")`` would (0o644 under the usual umask 0o022), not mkstemp's 0o600.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be used; the message says which file, why, and what to do."""
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
-    """Call ``write(f)`` on a temporary file beside ``path``, sync it and rename it onto ``path``: a reader (or a
-    run killed mid-write) sees the old file or the complete new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save(obj)`` to ``path``, atomically (see ``atomic_write``)."""
     return atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def atomic_write_json(path: str | Path, data: dict[str, Any]) -> Path:
-    """``data`` as indented JSON in ``path``, atomically (see ``atomic_write``)."""
-    return atomic_write(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
 
 
 def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -31,6 +31,8 @@ from typing import Any
 import numpy
 import torch
 
+from fsae.atomic import atomic_write_json
+
 RUN_INFO = "run_info.json"
 PACKAGE = "fsae-rl"
 _REPO = Path(__file__).resolve().parent.parent
@@ -98,16 +100,21 @@ def write_run_info(
         name: {"path": str(Path(p).resolve().relative_to(run_dir.resolve())), "sha256": sha256_file(p)}
         for name, p in (produced or {}).items()
     }
-    path = run_dir / RUN_INFO
-    path.write_text(json.dumps(info, indent=2) + "\n")
-    return path
+    return atomic_write_json(run_dir / RUN_INFO, info)
 
 
 def _entries(run_dir: Path) -> list[tuple[Path, str]]:
     """(absolute path, recorded SHA-256) of every file ``run_dir/run_info.json`` records; [] without one."""
     try:
         info = json.loads((run_dir / RUN_INFO).read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as e:  # a record that is there but does not read: say so, not silently pass
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        message = f"{run_dir / RUN_INFO} is unreadable ({reason}); the files it records are not checked"
+        warnings.warn(message, ProvenanceWarning, stacklevel=3)
+        return []
+    if not isinstance(info, dict):
         return []
     out = []
     for section in ("depends_on", "produced"):

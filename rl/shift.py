@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
 
+from fsae.atomic import atomic_write
 from fsae.checkpoint import CheckpointError
 from fsae.config import ConfigError, load_config
 from fsae.provenance import ProvenanceWarning, check_dependencies
@@ -215,10 +217,10 @@ def markdown_table(rows: list[dict[str, Any]], baseline: str = "none", episodes:
 def save(rows: list[dict[str, Any]], out: str | Path, baseline: str = "none", episodes: int = 50) -> Path:
     """Write ``results.md`` (``markdown_table``) and ``results.csv`` (``COLUMNS``) into ``out``; return results.md."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "results.md").write_text(markdown_table(rows, baseline, episodes))
-    return out / "results.md"
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(out / "results.csv", lambda f: f.write(table.getvalue().encode()))  # no half-written table
+    text = markdown_table(rows, baseline, episodes)
+    return atomic_write(out / "results.md", lambda f: f.write(text.encode()))

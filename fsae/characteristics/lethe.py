@@ -4,7 +4,6 @@ data); the old classes' regeneration MSE is measured as a curve over the second 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 
+from fsae.atomic import atomic_write_json
 from fsae.characteristics.common import (
     Log,
     check_variant_names,
@@ -172,7 +172,7 @@ def run_lethe(
         before = metrics[f"lethe/{name}/old_mse_before"]
         rise = {cond: metrics[f"lethe/{name}/{cond}/old_mse_after"] - before for cond in phase_b}
         metrics[f"lethe/{name}/replay_rise_ratio"] = rise["replay"] / rise["no_replay"] if rise["no_replay"] else None
-    (run_dir / "lethe_curves.json").write_text(json.dumps(curves) + "\n")
+    atomic_write_json(run_dir / "lethe_curves.json", curves)
     _plot_lethe(run_dir / "lethe.png", curves, opts)
     return finish_run(run_dir, metrics, writer, t_start)
 

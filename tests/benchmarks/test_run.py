@@ -329,5 +329,6 @@ def test_run_smoke_writes_every_section(tmp_path, capsys):
     assert len(r["ppo"]["ppo/augmented_over_raw_per_repeat"]) == 1  # one repeat in the smoke case
     assert 0 < r["ppo"]["ppo/augmented_wrapper_share"] < 1 and 0 < r["ppo"]["ppo/augmented_task_net_wrapper_share"] < 1
     table = capsys.readouterr().out.splitlines()
+    assert r["ppo"]["n_envs"] == 2 and any(line.startswith("ppo ") and " 2 envs " in line for line in table)
     sections = [line.split()[0] for line in table[1:]]  # after the header line
     assert [k for k, _ in itertools.groupby(sections)] == ["pretrain", "inference", "env", "wrapper", "ppo", "threads"]

@@ -73,11 +73,14 @@ def test_load_fsae_warns_only_for_a_modified_checkpoint(tmp_path):
     )
 
 
-def test_load_fsae_without_a_record_is_silent(tmp_path):
+def test_load_fsae_without_a_record_is_silent_and_an_unreadable_one_is_said(tmp_path):
     path = save_fsae(tmp_path / "fsae_plain.pt", _model(0))
-    (tmp_path / "run_info.json").write_text("not json")  # unreadable records are ignored, not fatal
+    expected = _model(0).state_dict()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a warning fails the test
+        model = load_fsae(path)  # no run_info.json: nothing to check
+    assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
+    (tmp_path / "run_info.json").write_text("not json")  # unreadable: one warning, not fatal, not silent
+    with pytest.warns(ProvenanceWarning, match=r"run_info.json is unreadable \(Expecting value.*not checked$"):
         model = load_fsae(path)
-    expected = _model(0).state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
