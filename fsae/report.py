@@ -9,6 +9,7 @@ Contents:
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def _fmt(v: float) -> str:
     return f"{v:.5g}"
 
 
+_FEEDBACK = re.compile(r"feedback/[^/]+/T(\d+)/test_mse")
+
+
 def _index(key: str) -> int:
     """The number at the end of a per-group or per-target key: 'abstract/test_r2_3' -> 3."""
     return int("".join(c for c in key.rsplit("_", 1)[1] if c.isdigit()))
@@ -34,7 +38,7 @@ def pretrain_table(runs: dict[str, dict]) -> str:
     """Markdown: metrics as rows, runs as columns. Variants and feedback steps are those found in the first run."""
     first = next(iter(runs.values()))
     variants = list(dict.fromkeys(k.split("/")[1] for k in first if k.startswith("concrete/")))  # in run order
-    steps = sorted({int(k.split("/")[2][1:]) for k in first if k.startswith("feedback/")})
+    steps = sorted({int(m.group(1)) for k in first if (m := _FEEDBACK.fullmatch(k))})  # not feedback/test_images
     rows = list(ROWS)
     per_group = sorted({k for m in runs.values() for k in m if k.startswith("abstract/test_accuracy_")}, key=_index)
     kinds = {"group": "group", "attr": "attribute"}

@@ -26,3 +26,17 @@ def test_table_rows_per_group_and_per_target():
         "| round: MSE (`concrete/round/test_mse`) | 0.001 |  |",
         "| wall time of the run (s) (`time/total_seconds`) | 10 |  |",
     ]
+
+
+def test_feedback_rows_from_a_real_runs_keys():
+    """Pretraining also writes ``feedback/test_images`` (how many images the curve used): not a step of the curve."""
+    m = {
+        "concrete/round/test_mse": 0.001,
+        "feedback/test_images": 2000,
+        "feedback/round/T0/test_mse": 0.004,
+        "feedback/round/T2/test_mse": 0.003,
+    }
+    assert pretrain_table({"A": m}).splitlines()[2:] == [
+        "| round: MSE (`concrete/round/test_mse`) | 0.001 |",
+        "| round: MSE with feedback T=2 (`feedback/round/T2/test_mse`) | 0.003 |",
+    ]
