@@ -20,6 +20,7 @@ from fsae.checkpoint import CheckpointError
 from fsae.config import ConfigError, apply_overrides
 from fsae.console import error
 from fsae.data import DatasetError
+from fsae.run_folder import check_no_file_in_way
 from rl.shift import evaluate_shifts, save
 
 
@@ -46,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.episodes < 1 or args.n_resamples < 1:
         return error("--episodes and --n-resamples must be >= 1", 2)
+    out = Path(args.out) if args.out else Path(args.logdir) / "shift"
     try:
+        check_no_file_in_way(out)  # before the evaluations, not after them
         shifts = {s: apply_overrides({}, s.split()) for s in args.shift}
         rows = evaluate_shifts(
             args.logdir, shifts, args.episodes, args.baseline, args.envs, args.conditions, args.n_resamples,
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return error(e, 2)
     except DatasetError as e:
         return error(e, 1)
-    path = save(rows, args.out or Path(args.logdir) / "shift", args.baseline, args.episodes)
+    path = save(rows, out, args.baseline, args.episodes)
     print(path.read_text(), end="")
     print(f"wrote {path}, {path.with_suffix('.csv')}")
     return 0

@@ -72,6 +72,11 @@ class ConceptOptions:
     """Groups head of two groups: (left, right) digit pairs shown, each with the pair swapped and their 50/50 mixture
     (a head of other groups draws its combinations only)."""
 
+    def __post_init__(self):
+        check(self.steps >= 2, f"--steps {self.steps}: an interpolation needs at least its two ends (alpha 0 and 1)")
+        bad = [p for p in self.pairs if len(p) != 2]
+        check(not bad, f"--pairs {bad}: each pair is two digits, left and right, such as 3,8")
+
 
 @torch.no_grad()
 def _softmax_concepts(model: FSAE, name: str, run_dir: Path, opts: ConceptOptions) -> dict[str, float]:
