@@ -303,7 +303,8 @@ class DigitLock(DigitEnv):
     (measured over 20,000 episodes).
 
     ``info``: ``labels`` ((2,) int64: target, dial, matching left and right), ``target``, ``dial`` (ints),
-    ``image_index`` ((2,) int64), and on termination ``is_success`` (bool, read by SB3's logger and evaluation).
+    ``image_index`` ((2,) int64), and at the episode's end ``is_success`` (bool, read by SB3's logger and evaluation;
+    False for an episode truncated without a submit).
 
     Args:
         max_steps: steps before truncation (>= 1; below 6 some episodes cannot be solved).
@@ -366,6 +367,7 @@ class DigitLock(DigitEnv):
         self._t += 1
         obs = self._observe((self.target, self.dial))
         info = self._info()
-        if terminated:
-            info["is_success"] = reward > 0.0
-        return obs, reward, terminated, not terminated and self._t >= self.max_steps, info
+        truncated = not terminated and self._t >= self.max_steps
+        if terminated or truncated:  # an episode that ran out of steps failed too (SB3's success rate counts both)
+            info["is_success"] = terminated and reward > 0.0
+        return obs, reward, terminated, truncated, info

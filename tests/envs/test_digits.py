@@ -302,6 +302,8 @@ def test_lock_truncates_after_max_steps():
     assert [r[3] for r in results] == [False] * 6 + [True]
     assert not any(r[2] for r in results)
     assert sum(r[1] for r in results) == pytest.approx(-0.07)
+    # A failed episode for SB3's success rate, as a wrong submit is; no verdict before the episode ends.
+    assert [r[4].get("is_success") for r in results] == [None] * 6 + [False]
 
 
 # ------------------------------------------------------------------------------------------------------------------
