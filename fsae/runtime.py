@@ -6,12 +6,14 @@ Contents:
     resolve_device           -- 'auto' | 'cpu' | 'cuda' -> torch.device.
     flush_denormals          -- CPU arithmetic treats subnormal floats as zero (agents: Adam's moments of dead units).
     place                    -- a model on its device, channels-last on a CPU: how pretraining trains and evaluates.
+    frozen_on                -- a model frozen on a device in a dtype, copied rather than moved (the RL wrappers').
 
 (The process's CPU settings are ``fsae.threads`` and ``fsae.memory``.)
 """
 
 from __future__ import annotations
 
+import copy
 import random
 from typing import Any, TypeVar
 
@@ -36,6 +38,21 @@ def place(model: ModuleT, device: str | torch.device) -> ModuleT:
     if device.type == "cpu" and CHANNELS_LAST_ON_CPU:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def frozen_on(model: ModuleT, device: torch.device, dtype: torch.dtype) -> ModuleT:
+    """``model`` frozen (eval mode, no gradients) on ``device`` in ``dtype``: the model itself where its weights already
+    are so, else a frozen copy there. A caller's model is frozen but never moved or cast, so that two holders of one
+    model (the RL wrappers' regenerators at two dtypes, a regenerator and an encoder) do not change it under each
+    other."""
+    model.eval().requires_grad_(False)
+    here = all(
+        t.device.type == device.type
+        and (device.index is None or t.device.index == device.index)
+        and (t.dtype == dtype or not t.is_floating_point())
+        for t in [*model.parameters(), *model.buffers()]
+    )
+    return model if here else copy.deepcopy(model).to(device=device, dtype=dtype)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:

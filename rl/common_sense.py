@@ -36,7 +36,6 @@ value in practice); the tests that compare the two wrappers use it.
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -52,25 +51,11 @@ from fsae.checkpoint import sha256_file
 from fsae.config import check
 from fsae.layout import ImageLayout
 from fsae.model import FSAE, FSAEConfig
+from fsae.runtime import frozen_on
 from rl import images
 
 UNIONS = ("stack", "max", "mean")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def frozen_on(model: FSAE, device: torch.device, dtype: torch.dtype) -> FSAE:
-    """``model`` frozen (eval mode, no gradients) on ``device`` in ``dtype``: the model itself where its weights already
-    are so, else a frozen copy there. A caller's model is frozen but never moved or cast, so that two holders of one
-    model (regenerators at two dtypes, a regenerator and an ``rl.perception.Encoder``) do not change it under each
-    other."""
-    model.eval().requires_grad_(False)
-    here = all(
-        t.device.type == device.type
-        and (device.index is None or t.device.index == device.index)
-        and (t.dtype == dtype or not t.is_floating_point())
-        for t in [*model.parameters(), *model.buffers()]
-    )
-    return model if here else copy.deepcopy(model).to(device=device, dtype=dtype)
 
 
 class Regenerator:

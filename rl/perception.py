@@ -37,8 +37,9 @@ from fsae.checkpoint import CheckpointError, load_fsae, sha256_file
 from fsae.config import check
 from fsae.layout import ImageLayout
 from fsae.model import FSAE
+from fsae.runtime import frozen_on
 from rl import images
-from rl.common_sense import frozen_on, step_batch
+from rl.common_sense import step_batch
 
 PERCEPTIONS = ("code", "features")
 
