@@ -16,6 +16,7 @@
 set -u
 OUT=${1:?usage: bash benchmarks/gpu_checks.sh OUT_DIR [SECONDS]}
 BUDGET=${2:-540}
+begin=$(date +%s)  # the setup below (wheels, torch's import) counts against the budget too
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 PY=${PYTHON:-python3}
@@ -26,7 +27,6 @@ fi
 [ -d .gpu/mnist ] && export FSAE_MNIST_DIR=$PWD/.gpu/mnist
 $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(), 'cpus', __import__('os').cpu_count())"
 date -u
-begin=$(date +%s)
 
 step() {  # step NAME CAP_SECONDS COMMAND...: run COMMAND under min(CAP, what is left of BUDGET)
     local name=$1 cap=$2; shift 2

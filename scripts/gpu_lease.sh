@@ -8,7 +8,8 @@
 #    must fit in one lease: 200k steps in the about 370 s left to the grid of a 540 s call, 540 steps/s, while
 #    WORKERS runs share the GPU. One PPO process ran 3,134 steps/s alone on an H200 (DigitBandit,
 #    docs/bench_gpu/h200_ppo.json); how that holds with 8 sharing is what OUT/grid.log's per-run seconds will say,
-#    and the next lease sets WORKERS by them (fewer runs at a time finish more when the GPU is the limit).
+#    and the next lease sets WORKERS by them (fewer runs at a time finish more when the GPU is the limit); the runs the
+#    time limit cut come back as OUT/unfinished_progress.tar.gz (their progress.csv: steps/s even when none finished).
 # 2. pytest -m gpu (the CUDA-graph path), in what is left, at most 120 s -> OUT/pytest_gpu.log.
 # Prepare here with scripts/gpu_pack.sh and carry .gpu and .whl; give SECONDS at least 30 s under the call's limit.
 #
@@ -16,7 +17,7 @@
 #   # a rehearsal on a CPU, in a scratch clone with .gpu and .whl copied in (it writes runs/ there):
 #   DEVICE=cpu WORKERS=2 GRID_SET="total_steps=1024 seeds=[0]" bash scripts/gpu_lease.sh /tmp/lease 240
 set -u
-OUT=$(realpath -m -- "${1:?usage: bash scripts/gpu_lease.sh OUT [SECONDS]}")
+OUT=$(realpath -m -- "${1:?usage: bash scripts/gpu_lease.sh OUT [SECONDS]}") || exit 2
 cd "$(dirname "$0")/.."
 BUDGET=${2:-540}
 WORKERS=${WORKERS:-8}
@@ -29,6 +30,10 @@ pack() {  # the finished runs (done.json) of runs/sweeps/verdict_200k -> OUT/ver
         tar czf "$OUT/verdict_200k.tar.gz.part" --exclude='*.zip' -T "$OUT/finished.txt" &&
         mv "$OUT/verdict_200k.tar.gz.part" "$OUT/verdict_200k.tar.gz")
     echo "finished runs: $(wc -l < "$OUT/finished.txt") of 120" | tee -a "$OUT/grid.log"
+    # The runs the time limit cut: their progress.csv (time/fps, total_timesteps) says how fast runs went when shared,
+    # even when none finished (the next lease sets WORKERS by it).
+    (cd runs/sweeps && find verdict_200k -name progress.csv -printf '%h\n' | while read -r d; do
+        [ -f "$d/done.json" ] || echo "$d/progress.csv"; done | tar czf "$OUT/unfinished_progress.tar.gz" -T -)
 }
 mkdir -p "$OUT" runs/sweeps/verdict_200k
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}

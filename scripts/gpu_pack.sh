@@ -5,7 +5,8 @@
 #   .gpu/pretrain/digit_{sum,lock}/  fsae_round.pt and fsae_plain.pt (the grid's checkpoints, 5.3 MB each)
 #   .gpu/verdict_200k.tar.gz         the grid's runs finished in earlier leases, without agent zips (they are skipped)
 #   .whl/                            gymnasium, farama-notifications and stable-baselines3 wheels for Python 3.12
-# About 40 MB with the checkout's 7 MB, under the tool's 64 MiB.
+# About 33 MB, with the checkout's 27 MB about 60 MB of the tool's 64 MiB (printed at the end); at about 60 KB a
+# carried run, a later lease that carries some 80 runs or more must leave the plain grid's runs behind.
 #
 #   bash scripts/gpu_pack.sh                 # then: device run, carry [".gpu", ".whl"], bash scripts/gpu_lease.sh "$OUT"
 #   tar xzf <files_at>/verdict_200k.tar.gz -C runs/sweeps   # after the lease: its finished runs, for the next pack
@@ -29,7 +30,15 @@ if [ -d runs/sweeps/verdict_200k ]; then
         tar czf ../../.gpu/verdict_200k.tar.gz --exclude='*.zip' -T /tmp/fsae_gpu_done.txt)
     echo "carried: $(wc -l < /tmp/fsae_gpu_done.txt) finished run(s) of runs/sweeps/verdict_200k"
 fi
+for config in verdict_digit_200k verdict_digit_200k_plain; do  # a carried run of other settings would stop the grid
+    plan=$(python3 scripts/sweep.py --config "configs/sweeps/$config.yaml" --dry-run --set device=cuda)
+    if grep '^CHANGED' <<< "$plan"; then
+        echo "error: runs/sweeps/verdict_200k holds runs of other settings than $config (above); remove them" >&2
+        exit 2
+    fi
+done
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any -d .whl \
     gymnasium==1.4.0 farama-notifications==0.0.6 stable-baselines3==2.9.2
 du -sh .gpu .whl
+echo "to carry: $(( ($(git ls-files -z | du -cb --files0-from=- | tail -1 | cut -f1) + $(du -sb .gpu .whl | awk '{s+=$1} END {print s}')) >> 20 )) MiB of the 64 MiB"
