@@ -141,8 +141,8 @@ def load_fsae(path: str | Path, map_location: str | torch.device = "cpu") -> FSA
         raise CheckpointError(
             f"checkpoint {path} has format version {ckpt.get('format_version')}, this code reads {FORMAT_VERSION}"
         )
-    for key, kind in (("config", dict), ("state_dict", dict), ("meta", dict)):
-        if not isinstance(ckpt.get(key, {}), kind) or (key != "meta" and key not in ckpt):
+    for key in ("config", "state_dict", "meta"):  # meta may be left out
+        if not isinstance(ckpt.get(key, {} if key == "meta" else None), dict):
             raise CheckpointError(f"checkpoint {path} has no '{key}' mapping; it is damaged or not from pretrain.py")
     try:
         config = from_dict(FSAEConfig, ckpt["config"])

@@ -101,6 +101,10 @@ class FSAEConfig:
             self.head == "linear" or self.round_grid == 0.0,
             f"round_grid applies to head 'linear' (head '{self.head}' rounds to its classes); remove it",
         )
+        check(
+            not (self.round and self.head == "linear" and self.round_grid == 0.0),
+            "round on head 'linear' needs round_grid > 0 (without a grid the round network is the plain one)",
+        )
         check(self.feedback_steps >= 0, f"feedback_steps must be >= 0, got {self.feedback_steps}")
         check(self.feedback_gain > 0.0, f"feedback_gain must be > 0, got {self.feedback_gain}")
         self.jump_layers()  # validates

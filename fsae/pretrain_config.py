@@ -91,12 +91,6 @@ class PretrainConfig:
             "model.round, model.jumps, model.feedback_steps and model.feedback_gain are set per variant; use "
             "variants[].round / variants[].jumps, and the top-level feedback_steps / feedback_gain",
         )
-        rounds = [v.name for v in self.variants if v.round]
-        check(
-            not rounds or m.head != "linear" or m.round_grid > 0,
-            f"variant '{rounds[0] if rounds else ''}' rounds a linear code, which needs model.round_grid > 0 (without "
-            "a grid it is the plain network)",
-        )
         for v in self.variants:  # a bad variant (e.g. jumps: foo) fails here, not after the abstract phase
             try:
                 variant_config(self.model, v, self.feedback_gain)

@@ -117,7 +117,7 @@ class ProgressCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         self._evals_seen = len(self.evaluation._history["timesteps"])  # a resumed run's earlier ones are not new
-        self._saves_seen = self.checkpoints.saves if self.checkpoints else 0
+        self._saves_seen = self._saves()
 
     def _on_step(self) -> bool:
         return True
@@ -128,10 +128,13 @@ class ProgressCallback(BaseCallback):
     def _on_training_end(self) -> None:
         self._report()
 
+    def _saves(self) -> int:
+        return self.checkpoints.saves if self.checkpoints else 0
+
     def _report(self) -> None:
         history = self.evaluation._history
         new_eval = len(history["timesteps"]) > self._evals_seen
-        saves = self.checkpoints.saves if self.checkpoints else 0
+        saves = self._saves()
         checkpoint = saves > self._saves_seen
         if new_eval or checkpoint:
             self._evals_seen, self._saves_seen = len(history["timesteps"]), saves

@@ -79,7 +79,7 @@ def frames_of(model_shape: tuple[int, ...], layout: ImageLayout, who: str, env_n
             f"{head}: {c} channels are not a whole number of the model's {mc}-channel frames; {fix} "
             f"(model.input_shape: [{frame_c}, {h}, {w}])"
         )
-    if mc == 1 and frame_c == 3 and len(layout.shape) > 2 and c != mc:
+    if mc == 1 and frame_c == 3 and len(layout.shape) > 2:
         raise CheckpointError(
             f"{head}: a 1-channel model does not read a 3-channel (RGB) image as three grey frames; {fix} "
             f"(model.input_shape: [3, {h}, {w}]) or make the frames grey (gymnasium.wrappers.GrayscaleObservation)"

@@ -34,11 +34,11 @@ from rl.config import AgentConfig
 from rl.perception import Encoder
 
 DONE_MARKER = "done.json"
+"""Written by a sweep beside ``metrics.json`` when a run ends; either one marks the run finished."""
 _RUN_FILES = {  # what a run writes into its folder (and a sweep's marker of it), beside its event files
     "config.yaml", "command.txt", "fsae.json", "run_info.json", "progress.csv", "metrics.json", "best_model.zip",
     "final_model.zip", "eval", "checkpoints", DONE_MARKER,
 }  # fmt: skip
-"""Written by a sweep beside ``metrics.json`` when a run ends; either one marks the run finished."""
 
 
 def condition_label(cfg: AgentConfig) -> str:
@@ -75,8 +75,12 @@ def start_run(
     run's; other files (a sweep's ``train.log``) stay."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for path in run_dir.iterdir():
-        if path.name in _RUN_FILES or path.name.startswith("events.out.tfevents."):
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        if path.name not in _RUN_FILES and not path.name.startswith("events.out.tfevents."):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     (run_dir / "command.txt").write_text((command or "(called from Python)") + "\n")
     regen_info = regen.describe() if regen else {"condition": "none", "checkpoint": None, "sha256": None}

@@ -3,7 +3,7 @@
 python scripts/run_table.py results/verdict_minigrid/runs                      # every finished run
 python scripts/run_table.py results/verdict_minigrid/runs --seeds 4 5          # the rows of seeds 4 and 5
 python scripts/run_table.py runs/sweeps/tiny --conditions none fsae-round --envs DigitBandit-v0
-python scripts/run_table.py runs/minigrid_noise_plateau_600k --every 50000    # one column per 50k steps
+python scripts/run_table.py results/verdict_minigrid_noise/plateau_600k --every 50000   # a column per 50k steps
 
 LOGDIR holds run folders <env>/<condition>/seed<N> (as scripts/train_agent.py and scripts/sweep.py write them, or
 scripts/archive_runs.py keeps them). A row: the mean reward of each periodic evaluation (eval/evaluations.npz), the

@@ -161,7 +161,7 @@ def test_invalid_train_values_raise_config_error(d, expected):
         ({"data": {"source": "d.npz", "target": "attributes"}}, "data: data.target 'attributes' is MNIST's; task"),
         (
             {"model": {"head": "linear"}, "variants": [{"name": "plain"}, {"name": "r", "round": True}]},
-            "variant 'r' rounds a linear code, which needs model.round_grid > 0 (without a grid it is the plain",
+            "variant 'r': round on head 'linear' needs round_grid > 0 (without a grid the round network is the plain",
         ),
     ],
 )
