@@ -7,7 +7,7 @@ each variant and ``train_autoencoder``, one after another on the same generator:
 network's test MSE is measured. The methods are statistically equal when, for every network, the difference between
 them on one seed is within the difference that another seed makes (the noise between two seeds).
 
-    python benchmarks/one_pass.py --seeds 0 1 --out docs/bench_cpu_one_pass.json      # the fast config, on a CPU
+    python benchmarks/one_pass.py --seeds 0 1 --out /tmp/one_pass.json              # the fast config, on a CPU
 
 Output: per seed and method the test MSE of each network (``concrete/<variant>``, ``baseline_ae``), and per network
 the largest difference between the methods over the seeds and the difference between the seeds within each method.
