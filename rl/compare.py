@@ -243,13 +243,14 @@ def compare(
             evals = [r.eval_curve() for r in group]
             missing = [r.path for r, (_, v) in zip(group, evals) if len(v) == 0]
             for path in missing:
-                warn(f"{path}: no {EVAL_TAG} or {FINAL_TAG}; left out of the final reward")
+                warn(f"{path}: no {EVAL_TAG} or {FINAL_TAG}; left out of the final reward and P(improve)")
             finals[condition] = np.array([v[-1] if score == "final" else v.max() for _, v in evals if len(v)])
         for condition, group in groups.items():
             final = finals[condition]
             curves = [r.curve(curve) for r in group]
             aucs = np.array([auc(s, v) for s, v in curves if len(s)])
             row: dict[str, Any] = {"env": env, "condition": condition, "seeds": len(group), "score": score}
+            row["evaluated"] = len(final)  # seeds with an evaluation (results.md shows it where fewer than seeds)
             row["final_iqm"], row["final_ci_low"], row["final_ci_high"] = iqm_ci(final, n_resamples, seed)
             row["auc_iqm"], row["auc_ci_low"], row["auc_ci_high"] = iqm_ci(aucs, n_resamples, seed)
             row["threshold"] = thr
@@ -301,8 +302,11 @@ def markdown_table(
             steps = "never" if median == math.inf else _fmt(median, 6)
             steps = f"{steps} ({r['reached']}/{r['seeds']} reached {r['threshold']:g})"
         p = "—" if r["condition"] == baseline else fmt_ci(r["p_improve"], r["p_improve_ci_low"], r["p_improve_ci_high"])
+        seeds = (
+            r["seeds"] if r.get("evaluated", r["seeds"]) == r["seeds"] else f"{r['seeds']} ({r['evaluated']} evaluated)"
+        )
         lines.append(
-            f"| {r['env']} | {r['condition']} | {r['seeds']} "
+            f"| {r['env']} | {r['condition']} | {seeds} "
             f"| {fmt_ci(r['final_iqm'], r['final_ci_low'], r['final_ci_high'])} "
             f"| {fmt_ci(r['auc_iqm'], r['auc_ci_low'], r['auc_ci_high'])} | {steps} | {p} |"
         )

@@ -84,10 +84,12 @@ def steps_to_threshold(steps: Any, values: Any, threshold: float) -> float:
 
 def probability_of_improvement(x: Any, y: Any, axis: int = -1) -> Any:
     """P(X > Y) + 0.5 P(X = Y) over all pairs of a seed of X and a seed of Y: the Mann-Whitney U statistic of X over
-    Y divided by n m (Agarwal et al. 2021, with one task). Vectorised over the other axes (for ``bootstrap_ci``)."""
+    Y divided by n m (Agarwal et al. 2021, with one task). Vectorised over the other axes (for ``bootstrap_ci``).
+    A nan among either's seeds gives nan, as ``iqm`` does (a comparison with nan is neither a win nor a tie)."""
     x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)[..., :, None]  # (..., n, 1)
     y = np.moveaxis(np.asarray(y, dtype=np.float64), axis, -1)[..., None, :]  # (..., 1, m)
-    return np.mean((x > y) + 0.5 * (x == y), axis=(-2, -1))
+    p = np.mean((x > y) + 0.5 * (x == y), axis=(-2, -1))
+    return np.where(np.isnan(x).any(axis=(-2, -1)) | np.isnan(y).any(axis=(-2, -1)), np.nan, p)[()]
 
 
 def iqm_ci(x: Any, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:

@@ -10,11 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 from torch.utils.tensorboard import SummaryWriter
 
 from rl.compare import compare, load_runs
 from rl.run_folder import check_event_files
-from rl.stats import auc, bootstrap_ci, iqm, mean_curve, probability_of_improvement, steps_to_threshold
+from rl.stats import (
+    _RNG_KW,
+    auc,
+    bootstrap_ci,
+    improvement_ci,
+    iqm,
+    iqm_ci,
+    mean_curve,
+    probability_of_improvement,
+    steps_to_threshold,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = list(range(0, 1001, 100))  # the training curve is logged every 100 steps
@@ -137,6 +148,27 @@ def test_probability_of_improvement_by_hand():
     assert probability_of_improvement([0, 2, 2], [1, 2, 3]) == pytest.approx(3 / 9)  # P(X>Y) + P(Y>X) + P(=) = 1
     assert probability_of_improvement([5, 6], [1, 2, 3]) == 1.0
     assert probability_of_improvement([2, 2], [2]) == 0.5
+    # A nan seed is neither a win nor a tie: the probability is nan, as the IQM of a nan is (it counted as a loss).
+    assert math.isnan(probability_of_improvement([np.nan, 5], [1, 2]))
+    assert math.isnan(probability_of_improvement([1, 2], [np.nan, 5]))
+    assert all(math.isnan(v) for v in improvement_ci([np.nan, 5, 6], [1, 2]))
+    assert np.array_equal(probability_of_improvement([[1, np.nan], [3, 4]], [[2, 2], [2, 2]]), [np.nan, 1.0], True)
+
+
+def test_intervals_are_95_percent_of_2000_resamples():
+    """iqm_ci and improvement_ci: the 2.5th and 97.5th percentiles of 2,000 bootstrap resamples drawn with seed 0
+    (the level and count results.md states), not only some interval around the estimate."""
+    x, y = np.array(FINAL_FSAE), np.array([1.0, 2.0, 4.0, 4.0, 6.0, 9.0])
+    for samples, stat, got in (
+        ((x,), iqm, iqm_ci(x)),
+        ((x, y), probability_of_improvement, improvement_ci(x, y)),
+    ):
+        dist = stats.bootstrap(
+            samples, stat, n_resamples=2000, method="percentile", **{_RNG_KW: np.random.default_rng(0)}
+        ).bootstrap_distribution
+        assert dist.shape == (2000,)
+        assert got[1:] == pytest.approx(tuple(np.percentile(dist, [2.5, 97.5])), rel=1e-12)
+        assert got[0] == pytest.approx(stat(*samples))
 
 
 def test_mean_curve_band():
@@ -209,6 +241,22 @@ def test_missing_baseline_is_named(logdir, tmp_path):
     assert all(math.isnan(r["p_improve"]) for r in rows)
     message = "EnvA: no runs of the baseline 'none-lin' (there are ['fsae-round', 'none']); P(improve) is left out"
     assert message in warnings and not any("EnvB" in w and "baseline" in w for w in warnings)
+
+
+def test_a_seed_without_evaluation_is_named_and_counted_apart(tmp_path):
+    root = tmp_path / "runs"
+    for s, final in ((0, 2.0), (1, 4.0)):
+        _write(
+            root / "EnvC" / "none" / f"seed{s}",
+            {"rollout/ep_rew_mean": _train(0.0), "eval/mean_reward": [(1000, final)]},
+        )
+    _write(root / "EnvC" / "none" / "seed2", {"rollout/ep_rew_mean": _train(0.0)})  # trained, never evaluated
+    warnings: list[str] = []
+    (row,) = compare(root, tmp_path / "out", n_resamples=99, warn=warnings.append)
+    why = "no eval/mean_reward or eval/final_mean_reward; left out of the final reward and P(improve)"
+    assert warnings == [f"{root / 'EnvC' / 'none' / 'seed2'}: {why}"]
+    assert (row["seeds"], row["evaluated"], row["final_iqm"]) == (3, 2, 3.0)  # the AUC still counts all three
+    assert "| EnvC | none | 3 (2 evaluated) |" in (tmp_path / "out" / "results.md").read_text()
 
 
 def test_report_files(report):
