@@ -3,6 +3,7 @@
 Contents:
     label_grid   -- every label of a class head (softmax: 0..K-1; groups: all combinations), or None.
     fig2_columns -- which test images to show: the first of each class present (softmax), else the first ten.
+    viewable     -- images of any number of channels as grey or RGB ones (TensorBoard and the figure take 1 or 3).
     save_fig2    -- the grid as one PNG, the columns titled with the classifier's prediction for each input.
 """
 
@@ -49,6 +50,16 @@ def prediction_titles(pred: torch.Tensor) -> list[str]:
     return titles
 
 
+def viewable(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) images as TensorBoard and ``save_fig2`` can draw them: grey (C = 1) and RGB (C = 3) as they are,
+    any other C (a frame stack, RGBA, feature planes) as one grey image of its channels side by side, (B, 1, H, C W):
+    nothing dropped and nothing read as colour that is not."""
+    b, c, h, w = x.shape
+    if c in (1, 3):
+        return x
+    return x.permute(0, 2, 1, 3).reshape(b, 1, h, c * w)
+
+
 def save_fig2(path: Path, rows: dict[str, torch.Tensor], titles: list[str]) -> None:
     """The paper's Fig. 2 as one PNG: a row per variant (inputs first), a column per test image, titled with the
     abstract network's prediction for that input (``prediction_titles``), which the figure's heading says.
@@ -61,6 +72,7 @@ def save_fig2(path: Path, rows: dict[str, torch.Tensor], titles: list[str]) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = {k: viewable(v) for k, v in rows.items()}
     n_rows, n_cols = len(rows), len(titles)
     first = rows[next(iter(rows))]
     channels, h, w = first.shape[-3:]
@@ -68,7 +80,7 @@ def save_fig2(path: Path, rows: dict[str, torch.Tensor], titles: list[str]) -> N
     mosaic = np.ones((n_rows * (h + gap) - gap, n_cols * (w + gap) - gap, 3), dtype=np.float32)  # white gaps
     for r, imgs in enumerate(rows.values()):
         block = imgs[:n_cols].detach().float().cpu().clamp(0, 1).numpy()  # (n, C, h, w)
-        block = np.repeat(block, 3, axis=1) if channels == 1 else block[:, :3]
+        block = np.repeat(block, 3, axis=1) if channels == 1 else block
         for c, img in enumerate(block):
             top, left = r * (h + gap), c * (w + gap)
             mosaic[top : top + h, left : left + w] = img.transpose(1, 2, 0)

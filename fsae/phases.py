@@ -27,7 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from fsae import train as T
 from fsae.evaluate import evaluate_abstract, evaluate_regeneration, evaluate_variant
-from fsae.figures import label_grid
+from fsae.figures import label_grid, viewable
 from fsae.model import FSAE
 from fsae.pretrain_config import PretrainConfig, baseline_config, variant_config
 from fsae.resume import TrainingState
@@ -162,6 +162,6 @@ def prototype_metrics(run: Run, base: FSAE, models: dict[str, FSAE]) -> tuple[di
     name = next((v.name for v in run.cfg.variants if v.round), run.cfg.variants[0].name)
     protos = models[name].eval().generate_labels(labels.to(run.device))
     again = models[name].classify(protos).view(len(labels), -1).cpu()
-    run.writer.add_images("images/prototypes", protos[:100], 0)
+    run.writer.add_images("images/prototypes", viewable(protos[:100]), 0)
     cycle = (again == labels.view(len(labels), -1)).all(1).float().mean().item()
     return {"prototype/cycle_accuracy": cycle, "prototype/generator": name}, protos

@@ -32,7 +32,7 @@ import torch
 from fsae.checkpoint import atomic_write_json, save_fsae
 from fsae.config import ConfigError, to_dict
 from fsae.evaluate import class_mean_reference, predict
-from fsae.figures import fig2_columns, prediction_titles, save_fig2
+from fsae.figures import fig2_columns, prediction_titles, save_fig2, viewable
 from fsae.phases import (
     Run,
     abstract_phase,
@@ -136,30 +136,37 @@ def _phases(run: Run, run_dir: Path) -> dict[str, Any]:
         metrics["reference/class_mean_mse"] = class_mean_reference(cells[0], run.x_train, cells[1], x_test)
     show, classes = fig2_columns(run.y_test, cfg.model.head, cfg.model.code_size)
     fig_rows = {"input": x_test[show]}
-    run.writer.add_images("images/input", x_test[show], 0)
+    run.writer.add_images("images/input", viewable(x_test[show]), 0)
     steps = max(cfg.feedback_steps, default=0)
     if models:
         metrics["feedback/test_images"] = min(cfg.feedback_test_images or len(x_test), len(x_test))
     for name, model in models.items():
         metrics |= variant_metrics(run, name, model)
+        save_fsae(
+            run_dir / f"fsae_{name}.pt",
+            model.cpu(),
+            variant=name,
+            name=cfg.name,
+            seed=cfg.seed,
+            test_mse=metrics[f"concrete/{name}/test_mse"],
+        )  # fmt: skip  (before any figure: nothing lost)
+        models[name] = model = run.place(model)
         with torch.no_grad():
             fig_rows[name] = model(x_test[show])
             if steps:
                 fig_rows[f"{name}+fb{steps}"] = model.regenerate(x_test[show], steps=steps)
-        run.writer.add_images(f"images/{name}", fig_rows[name], 0)
-        save_fsae(run_dir / f"fsae_{name}.pt", model.cpu(), variant=name, name=cfg.name, seed=cfg.seed,
-                  test_mse=metrics[f"concrete/{name}/test_mse"])  # fmt: skip
-        models[name] = run.place(model)
+        run.writer.add_images(f"images/{name}", viewable(fig_rows[name]), 0)
     protos_metrics, protos = prototype_metrics(run, base, models)
     metrics |= protos_metrics
     if protos is not None and cfg.model.head == "softmax":  # label_grid is 0..K-1: protos[c] is class c's prototype
         fig_rows["prototype"] = protos[torch.tensor(classes, device=protos.device)]
     if ae is not None:
         metrics |= autoencoder_metrics(run, ae)
-        with torch.no_grad():
-            fig_rows["autoencoder"] = ae(x_test[show])
         save_fsae(run_dir / "autoencoder.pt", ae.cpu(), variant="autoencoder", name=cfg.name, seed=cfg.seed,
                   test_mse=metrics["baseline_ae/test_mse"])  # fmt: skip
+        ae = run.place(ae)
+        with torch.no_grad():
+            fig_rows["autoencoder"] = ae(x_test[show])
     with torch.no_grad():
         titles = prediction_titles(base.eval().classify(x_test[show]))
     save_fig2(run_dir / "fig2.png", {k: v[: len(show)] for k, v in fig_rows.items()}, titles)

@@ -15,6 +15,7 @@ from fsae import pretrain as P
 from fsae.checkpoint import load_fsae, sha256_file
 from fsae.config import ConfigError, from_dict, load_config
 from fsae.evaluate import evaluate_abstract, evaluate_variant, image_metrics, predict
+from fsae.figures import viewable
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from fsae.pretrain import (
     DataConfig,
@@ -278,6 +279,25 @@ def test_int32_task_labels_and_a_test_set_with_some_classes(tmp_path, monkeypatc
     with torch.no_grad():
         expected = load_fsae(tmp_path / "run" / "fsae_plain.pt").generate_labels(torch.tensor([3, 7]))
     torch.testing.assert_close(rows["prototype"], expected)
+
+
+def test_task_data_of_four_channels_pretrains_to_the_end(tmp_path):
+    """Images of a channel count TensorBoard cannot draw (RGBA, a frame stack, feature planes) train, save every
+    checkpoint and draw the figure: each image's channels side by side as one grey image (``viewable``), exactly."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "rgba.npz", obs=rng.integers(0, 256, (60, 4, 12, 12), dtype=np.uint8), labels=np.arange(60) % 3)
+    model = {"input_shape": [4, 12, 12], "layers": [{"type": "conv", "out": 6, "kernel": 4, "stride": 2},
+                                                    {"type": "linear", "out": 3}]}  # fmt: skip
+    cfg = _tiny_cfg(model=model, data={"source": str(tmp_path / "rgba.npz"), "test_fraction": 0.25}, baseline_ae=True)
+    pretrain(cfg, tmp_path / "run")
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"fsae_plain.pt", "fsae_jump_all.pt", "autoencoder.pt", "fig2.png", "metrics.json"} <= names
+    x = torch.arange(2 * 4 * 2 * 3.0).view(2, 4, 2, 3)
+    side = viewable(x)
+    assert side.shape == (2, 1, 2, 12) and torch.equal(side[1, 0, :, 6:9], x[1, 2])  # channel 2 in columns 6-8
+    assert torch.equal(viewable(x[:, :3]), x[:, :3]) and torch.equal(
+        viewable(x[:, :1]), x[:, :1]
+    )  # RGB, grey as they are
 
 
 def test_the_head_decides_how_task_labels_are_read(tmp_path):
