@@ -36,6 +36,7 @@ import envs  # noqa: F401  (registers the fsae/ ids)
 from envs import spec
 from envs.labels import LabelConfig, make_labeler
 from fsae.config import ConfigError, check
+from fsae.data import DatasetError
 from fsae.layout import LAYOUTS, ImageLayout, detect_layout
 
 __all__ = ["CollectConfig", "TaskData", "collect", "image_layout", "label_ceiling", "parse_env_kwargs"]
@@ -103,8 +104,10 @@ def image_layout(space: gym.Space, layout: str = "auto", env_id: str = "the env"
     """
     shape = getattr(space, "shape", None)
     ok = isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and shape is not None and len(shape) in (2, 3, 4)
+    ok = ok and bool(np.all(space.low == 0) and np.all(space.high == 255))  # as an agent's image (rl.images)
     fix = "add a wrapper that gives one (e.g. minigrid.wrappers.ImgObsWrapper, gymnasium.wrappers.AtariPreprocessing)"
-    check(ok, f"{env_id} observes {space}; task data needs uint8 images (C, H, W), (H, W, C) or grey (H, W): {fix}")
+    check(ok, f"{env_id} observes {space}; task data needs uint8 images in [0, 255], (C, H, W), (H, W, C) or grey "
+          f"(H, W): {fix}")  # fmt: skip
     try:
         found = detect_layout(tuple(shape), layout)  # type: ignore[arg-type]
     except ValueError as e:
@@ -184,7 +187,14 @@ def collect(
             return found.to_chw(np.asarray(ob)[None])[0]
 
         env.action_space.seed(seed)
-        ob, info = env.reset(seed=seed)
+        try:
+            ob, info = env.reset(seed=seed)
+        except (ConfigError, DatasetError):
+            raise  # the project's own one-line errors (a missing MNIST) as they are
+        except Exception as e:  # the env's or a wrapper's refusal on its first frame: one line, not a traceback
+            reason = (str(e).strip().splitlines() or [""])[0]
+            raise ConfigError(f"{env_id}: the first reset failed: {type(e).__name__}: {reason}") from None
+        spec.check_observation(ob, env.observation_space, env_id)
         first = labeler(env, info)
         if first.dtype == np.float32 and first.ndim == 0:
             first = first.reshape(1)  # fsae.data reads (N,) only as classes: a float target is (N, 1)

@@ -164,7 +164,18 @@ def make_labeler(cfg: LabelConfig) -> Labeler:
         return _ram_reader(cfg.ram_addresses())
     if cfg.source == "function":
         fn = resolve_function(cfg.function)
-        return lambda env, info: _as_label(fn(env, info), cfg.function)
+
+        def call(env: gym.Env, info: Mapping[str, Any]) -> np.ndarray:
+            try:
+                value = fn(env, info)
+            except ConfigError:
+                raise
+            except Exception as e:  # the user's function: one line naming it and what it raised
+                reason = (str(e).strip().splitlines() or [""])[0]
+                raise ConfigError(f"labels.function '{cfg.function}' raised {type(e).__name__}: {reason}") from None
+            return _as_label(value, cfg.function)
+
+        return call
     keys = list(cfg.info)
     return lambda env, info: _as_label(labels_from_info(info, keys), "info")
 

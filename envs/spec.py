@@ -8,15 +8,22 @@ Contents:
                        subclass or a function ``env -> env``, and the kwargs fit its signature ("did you mean").
     make            -- ``gym.make`` with the packages imported and the wrappers applied in order (a module-level
                        function, so ``SubprocVecEnv`` workers do the same).
+    check_observation -- an observation that is not what the env's ``observation_space`` declares (its shape or
+                       dtype) is refused in one line: the space is what every layout decision reads.
 
 The wrapper list follows rl-baselines3-zoo's YAML convention (``env_wrapper`` in its ``hyperparams/*.yml``, resolved with
 ``importlib`` in ``rl_zoo3.utils.get_wrapper_class``); nothing is evaluated as code. Every error is a ``ConfigError``
-of one line naming the entry, raised when the config is loaded, before any environment is made:
+of one line naming the entry, raised when the config is loaded, before any environment is made (a value the wrapper
+itself refuses: when ``make`` builds it). YAML lists reach a wrapper as tuples (``shape: [64, 64]`` below):
 
     env_packages: [ale_py]
     env_wrappers:
       - gymnasium.wrappers.AtariPreprocessing: {frame_skip: 4, screen_size: 84}
       - gymnasium.wrappers.FrameStackObservation: {stack_size: 4}
+
+    env_wrappers:                              # any env with RGB frames, to 64 x 64 grey
+      - gymnasium.wrappers.ResizeObservation: {shape: [64, 64]}
+      - gymnasium.wrappers.GrayscaleObservation
 
 Example:
     >>> [(path, kwargs) for path, _, kwargs in resolve_wrappers(
@@ -37,6 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Union
 
 import gymnasium as gym
+import numpy as np
 
 from fsae.config import ConfigError
 
@@ -87,7 +95,13 @@ def _entry(i: int, entry: Any) -> tuple[str, dict[str, Any]]:
         )
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise ConfigError(f"env_wrappers[{i}] {path}: the kwargs must be a mapping of names to values, got {kwargs!r}")
-    return path, dict(kwargs)
+    return path, {k: _tuples(v) for k, v in kwargs.items()}
+
+
+def _tuples(value: Any) -> Any:
+    """YAML's lists as tuples, which YAML cannot write: gymnasium's wrappers take shapes as tuples
+    (``ResizeObservation(shape=(64, 64))`` refuses a list), and every sequence parameter takes one."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _resolve(where: str, path: str) -> Any:
@@ -160,9 +174,35 @@ def make(
     env_id: str, env_packages: Sequence[str] = (), env_wrappers: Sequence[WrapperEntry] = (), **kwargs: Any
 ) -> gym.Env:
     """``gym.make(env_id, **kwargs)`` after importing ``env_packages``, then each of ``env_wrappers`` applied in order
-    (the first entry wraps the environment itself). The ``fsae/`` ids are registered by ``import envs``."""
+    (the first entry wraps the environment itself). The ``fsae/`` ids are registered by ``import envs``. A wrapper
+    that raises, or returns something other than an environment, is a ``ConfigError`` of one line naming its entry."""
     import_packages(env_packages)
     env = gym.make(env_id, **kwargs)
-    for _, wrapper, wrapper_kwargs in resolve_wrappers(env_wrappers):
-        env = wrapper(env, **wrapper_kwargs)
+    for i, (path, wrapper, wrapper_kwargs) in enumerate(resolve_wrappers(env_wrappers)):
+        try:
+            wrapped = wrapper(env, **wrapper_kwargs)
+        except ConfigError:
+            env.close()
+            raise
+        except Exception as e:  # a value the wrapper refuses, or an env it cannot wrap: one line naming the entry
+            env.close()
+            reason = (str(e).strip().splitlines() or [""])[0]
+            raise ConfigError(f"env_wrappers[{i}] {path} on {env_id}: {type(e).__name__}: {reason}") from None
+        if not isinstance(wrapped, gym.Env):
+            env.close()
+            raise ConfigError(f"env_wrappers[{i}] {path} returned a {type(wrapped).__name__}, not an environment")
+        env = wrapped
     return env
+
+
+def check_observation(obs: Any, space: gym.Space, env_id: str) -> None:
+    """Refuse (``ConfigError``, one line) an observation whose shape or dtype is not the one its ``Box`` space
+    declares: images are laid out from the space, so a space that misstates them would be misread silently."""
+    if not isinstance(space, gym.spaces.Box):
+        return
+    arr = np.asarray(obs)
+    if arr.shape != space.shape or arr.dtype != space.dtype:
+        raise ConfigError(
+            f"{env_id} gives observations of shape {arr.shape} {arr.dtype}, but its observation_space declares "
+            f"{space}; the env or one of its wrappers misstates its space"
+        )

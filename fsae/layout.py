@@ -18,8 +18,9 @@ The shapes an image environment gives, and how they are read (``chw`` is what th
                                                                             i*C .. (i+1)*C - 1
 
 'auto' reads a 3-D shape (or a stack's 3-D frame) as SB3's ``is_image_space_channels_first`` does: channels-first when
-the first axis is the smallest, channels-last when the last is; a shape whose middle axis is the smallest is refused
-rather than guessed (state ``image_layout``). A stated layout is taken as it is.
+the first axis is the smallest, channels-last when the last is; a shape whose middle axis is the smallest, or whose
+smallest size two axes share ((10, 10, 10), (12, 12, 16): SB3 would take the first), is refused rather than guessed
+(state ``image_layout``). A stated layout is taken as it is.
 
 Example:
     >>> layout = detect_layout((28, 28, 3))
@@ -85,8 +86,8 @@ class ImageLayout:
 
 def detect_layout(shape: tuple[int, ...], layout: str = "auto") -> ImageLayout:
     """The ``ImageLayout`` of an observation of ``shape``: ``layout`` when stated, else SB3's rule (the channel axis
-    is the smallest of the three; the middle one smallest is refused). ``ValueError`` of one line when the shape is
-    not an image of 2, 3 or 4 axes."""
+    is the smallest of the three; the middle one smallest, or a tie for the smallest, is refused). ``ValueError`` of
+    one line when the shape is not an image of 2, 3 or 4 axes."""
     shape = tuple(int(n) for n in shape)
     if layout not in LAYOUTS:
         raise ValueError(f"image_layout must be one of {list(LAYOUTS)}, got '{layout}'")
@@ -99,10 +100,12 @@ def detect_layout(shape: tuple[int, ...], layout: str = "auto") -> ImageLayout:
     if layout != "auto":
         return ImageLayout(shape, layout == "channels_last")
     frame = shape[-3:]
-    smallest = int(np.argmin(frame))
-    if smallest == 1:
+    smallest = [i for i, n in enumerate(frame) if n == min(frame)]
+    if smallest == [1] or len(smallest) > 1:
+        tie = ", ".join(str(i) for i in smallest)
+        why = f"the middle one of {frame} is the smallest" if len(smallest) == 1 else f"axes {tie} of {frame} tie"
         raise ValueError(
-            f"cannot tell which axis of {shape} holds the channels (the middle one of {frame} is the smallest); "
+            f"cannot tell which axis of {shape} holds the channels ({why}); "
             "set image_layout to channels_first or channels_last"
         )
-    return ImageLayout(shape, smallest == 2)
+    return ImageLayout(shape, smallest == [2])

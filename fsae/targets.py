@@ -114,6 +114,8 @@ def load_dataset(
                 )
             t = t.long()
         t = t if t.is_floating_point() else t.long()  # task data may hold int32 or uint8 classes
+        if model is not None and model.head == "softmax" and t.dim() == 2 and t.shape[1] == 1:
+            t = t[:, 0]  # one column of classes (collect's labels.info with one key) is the softmax head's (N,)
         if model is not None:
             check_targets(t, model, split)
         return t
@@ -144,7 +146,7 @@ def scale_targets(
 
 _HEADS_TAKE = (
     "set model.head to fit them (softmax: classes (N,); groups: a class per group (N, G); sigmoid: 0/1 attributes "
-    "(N, K); linear: values (N, K)), or data.source / data.target to fit the model"
+    "(N, K); linear: values (N, K)), or collect labels that fit the model (data.source; data.target for MNIST)"
 )
 
 

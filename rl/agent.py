@@ -55,6 +55,7 @@ from rl.callbacks import AtomicCheckpointCallback, ProgressCallback, SplitEvalCa
 from rl.config import ALGOS, AgentConfig, algo_kwargs, check_hyperparams
 from rl.env_factory import make_observer, make_vec_env_for, probe_env
 from rl.extractor import ImageVectorExtractor, SmallCNN, extractor_class
+from rl.images import image_layout
 from rl.perception import PERCEPTIONS
 from rl.run_folder import open_logger, run_dir_for, start_run, write_hparams
 
@@ -158,6 +159,9 @@ def train_agent(
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     obs_space = probe_env(cfg)  # the id, both kwargs and (below) the checkpoint's fit are checked before writing
+    layout = image_layout(obs_space, cfg.image_layout, cfg.env_id)
+    observation = f"{layout.describe()}, read as (C, H, W) = {layout.chw}"
+    print(f"{cfg.env_id}: observations {observation}", flush=True)  # the layout, before any step is taken on it
     checkpoint = resolve_checkpoint(cfg)
     regen = make_observer(cfg, checkpoint, device, obs_space)
     run_dir = run_dir_for(cfg)
@@ -192,7 +196,7 @@ def train_agent(
             start, logger = resume_lib.resume(model, run_dir, cfg, callbacks, command, device)
         else:
             start = 0
-            start_run(run_dir, cfg, regen, checkpoint, command)
+            start_run(run_dir, cfg, regen, checkpoint, command, observation)
             logger = open_logger(run_dir, cfg.verbose)
             model.set_logger(logger)
             write_hparams(logger, cfg)

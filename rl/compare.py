@@ -28,7 +28,7 @@ import numpy as np
 
 from fsae.run_folder import check_no_file_in_way
 from rl import CONDITIONS
-from rl.run_folder import check_event_files, run_finished
+from rl.run_folder import check_event_files, env_folder, run_finished
 from rl.stats import auc, improvement_ci, iqm_ci, mean_curve, steps_to_threshold
 
 EVAL_TAG = "eval/mean_reward"
@@ -208,7 +208,10 @@ def compare(
     if not logdir.is_dir():
         raise FileNotFoundError(f"{logdir} is not a folder")
     runs = load_runs(logdir, warn)
+    if isinstance(threshold, dict):  # an env's full id names its folder too (ALE/Breakout-v5: Breakout-v5)
+        threshold = {env_folder(k): v for k, v in threshold.items()}
     if envs is not None:
+        envs = [env_folder(e) for e in envs]
         unknown = sorted(set(envs) - {r.env for r in runs})
         if unknown:
             found = sorted({r.env for r in runs})

@@ -27,6 +27,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from envs import spec
 from fsae.checkpoint import CheckpointError, load_fsae
 from fsae.config import ConfigError, check
+from fsae.data import DatasetError
 from rl import CONDITIONS
 from rl.common_sense import Regenerator, VecCommonSense, union_space
 from rl.config import AgentConfig
@@ -54,18 +55,28 @@ def probe_env(cfg: AgentConfig) -> gym.Space:
     it was trained on), an observation space that is not an image (with the wrappers that would make one), or a
     condition's observation that SB3 would read in the wrong layout."""
     spaces, actions = [], []
-    for kwargs in (cfg.env_kwargs, {**cfg.env_kwargs, **cfg.eval_env_kwargs}):
+    wrapped = f" and env_wrappers {[next(iter(w)) if isinstance(w, dict) else w for w in cfg.env_wrappers]}"
+    for i, kwargs in enumerate((cfg.env_kwargs, {**cfg.env_kwargs, **cfg.eval_env_kwargs})):
+        probe = None
         try:
             probe = make_env(**_env_fn_kwargs(cfg, kwargs))
-        except (gym.error.Error, TypeError, ValueError, AssertionError) as e:
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            wrapped = f" and env_wrappers {[next(iter(w)) if isinstance(w, dict) else w for w in cfg.env_wrappers]}"
+            first = probe.reset(seed=cfg.seed)[0] if i == 0 else None  # a wrapper may fail only on its first frame
+        except (ConfigError, DatasetError, CheckpointError):
+            raise  # the project's own one-line errors (a missing MNIST, a bad wrapper entry) as they are
+        except Exception as e:  # the env's or a wrapper's own refusal, at make or at reset: one line naming both
+            reason = (str(e).strip().splitlines() or [""])[0]
+            if not (reason and isinstance(e, (gym.error.Error, TypeError, ValueError, AssertionError))):
+                reason = f"{type(e).__name__}: {reason}"  # a refused value reads as it is; anything else with its kind
             raise ConfigError(
                 f"cannot make environment '{cfg.env_id}' with {kwargs}{wrapped if cfg.env_wrappers else ''}: {reason}"
             ) from None
+        finally:
+            if probe is not None:
+                probe.close()
+        if first is not None:
+            spec.check_observation(first, probe.observation_space, cfg.env_id)
         spaces.append(probe.observation_space)
         actions.append(probe.action_space)
-        probe.close()
     for what, (train, evaluation) in (("observation", spaces), ("action", actions)):
         if train != evaluation:
             raise ConfigError(

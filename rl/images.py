@@ -31,8 +31,9 @@ def _not_an_image_hint(space: gym.Space) -> str:
     """Which wrappers turn ``space`` into an image, for the common cases."""
     if isinstance(space, spaces.Dict) and "image" in space.spaces:
         return (
-            "a Dict with an 'image' key (MiniGrid's): add env_wrappers "
-            "[{minigrid.wrappers.RGBImgPartialObsWrapper: {tile_size: 4}}, minigrid.wrappers.ImgObsWrapper]"
+            "a Dict with an 'image' key: add env_wrappers [minigrid.wrappers.ImgObsWrapper], which keeps that image "
+            "(any env's), or a wrapper of your own by its dotted path; for MiniGrid, whose 'image' holds object "
+            "indices, not pixels, put {minigrid.wrappers.RGBImgPartialObsWrapper: {tile_size: 4}} before it"
         )
     if isinstance(space, spaces.Box) and space.dtype != np.uint8:
         return f"a {space.dtype} Box, not uint8 in [0, 255] (e.g. AtariPreprocessing's scale_obs: false)"

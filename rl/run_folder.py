@@ -2,6 +2,7 @@
 
 Contents:
     condition_label -- the condition's folder name ('none', 'copy', 'fsae-round', 'fsae-round-max-fb2-lin', ...).
+    env_folder      -- an env id's folder name, its id without namespace.
     run_dir_for     -- ``logdir/<env>/<condition label>/seed<N>``.
     start_run       -- a new run's files: ``config.yaml`` (resolved), ``command.txt``, ``fsae.json`` (which frozen
                        model), ``run_info.json`` (code version, machine, the checkpoint's SHA-256).
@@ -62,17 +63,29 @@ def condition_label(cfg: AgentConfig) -> str:
     return label
 
 
+def env_folder(env_id: str) -> str:
+    """The folder of an env's runs: its id without namespace (``ALE/Breakout-v5`` -> ``Breakout-v5``), the name
+    ``compare.py`` lists and takes (the full id too, through this)."""
+    return env_id.split("/")[-1]
+
+
 def run_dir_for(cfg: AgentConfig) -> Path:
     """``logdir/<env>/<condition label>/seed<N>``, with <env> the id without namespace, e.g. DigitBandit-v0."""
-    return Path(cfg.logdir) / cfg.env_id.split("/")[-1] / condition_label(cfg) / f"seed{cfg.seed}"
+    return Path(cfg.logdir) / env_folder(cfg.env_id) / condition_label(cfg) / f"seed{cfg.seed}"
 
 
 def start_run(
-    run_dir: Path, cfg: AgentConfig, regen: Regenerator | Encoder | None, checkpoint: str | None, command: str | None
+    run_dir: Path,
+    cfg: AgentConfig,
+    regen: Regenerator | Encoder | None,
+    checkpoint: str | None,
+    command: str | None,
+    observation: str | None = None,
 ) -> None:
     """Create ``run_dir`` and write what a new run records before it trains. What an earlier run left there (a run
     started again with ``overwrite``) is removed first, so that no old record, checkpoint or curve is read as the new
-    run's; other files (a sweep's ``train.log``) stay."""
+    run's; other files (a sweep's ``train.log``) stay. ``observation``: how the env's observations were read (their
+    layout), recorded in ``fsae.json``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for path in run_dir.iterdir():
         if path.name not in _RUN_FILES and not path.name.startswith("events.out.tfevents."):
@@ -85,6 +98,7 @@ def start_run(
     (run_dir / "command.txt").write_text((command or "(called from Python)") + "\n")
     regen_info = regen.describe() if regen else {"condition": "none", "checkpoint": None, "sha256": None}
     regen_info["union"] = cfg.union if isinstance(regen, Regenerator) else None
+    regen_info["observation"] = observation
     (run_dir / "fsae.json").write_text(json.dumps(regen_info, indent=2) + "\n")
     write_run_info(run_dir, depends_on={cfg.condition: checkpoint} if checkpoint else {})
 

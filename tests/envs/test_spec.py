@@ -88,6 +88,45 @@ def test_bad_entries_are_one_line(entry, message):
     assert str(e.value) == message
 
 
+def test_yaml_lists_reach_wrappers_as_tuples():
+    """gymnasium's ResizeObservation refuses a list for its shape, and YAML writes no tuples: lists become tuples."""
+    entries = yaml.safe_load("""
+        - gymnasium.wrappers.ReshapeObservation: {shape: [28, 28, 1]}  # (1, 28, 28) as (H, W, C), which Resize takes
+        - gymnasium.wrappers.ResizeObservation: {shape: [14, 20]}
+    """)
+    assert [kw for _, _, kw in resolve_wrappers(entries)] == [{"shape": (28, 28, 1)}, {"shape": (14, 20)}]
+    env = make("fsae/DigitBandit-v0", (), entries, episode_length=5)
+    assert env.observation_space.shape == (14, 20, 1) and env.reset(seed=0)[0].shape == (14, 20, 1)
+
+
+def _returns_a_number(env):
+    return 3
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (  # a value only the wrapper itself can check
+            {"gymnasium.wrappers.FrameStackObservation": {"stack_size": 0}},
+            "env_wrappers[0] gymnasium.wrappers.FrameStackObservation on fsae/DigitBandit-v0: ValueError: "
+            "The stack_size needs to be greater than zero, actual value: 0",
+        ),
+        (  # a function that is not a wrapper, though it takes one argument
+            "numpy.zeros",
+            "env_wrappers[0] numpy.zeros on fsae/DigitBandit-v0: TypeError: ",
+        ),
+        (
+            f"{__name__}._returns_a_number",
+            f"env_wrappers[0] {__name__}._returns_a_number returned a int, not an environment",
+        ),
+    ],
+)
+def test_a_wrapper_that_fails_when_built_is_one_line_naming_it(entry, message):
+    with pytest.raises(ConfigError) as e:
+        make("fsae/DigitBandit-v0", (), [entry], episode_length=5)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
 def test_package_not_installed_names_its_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ale_py", None)  # as if ale-py were not installed: import raises
     with pytest.raises(ConfigError) as e:

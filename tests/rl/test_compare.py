@@ -338,6 +338,9 @@ def test_seeds_filter_equals_a_grid_of_those_seeds_alone(logdir, tmp_path):
     filtered = compare(logdir, tmp_path / "a", envs=["EnvA"], seeds=[1, 4, 6], **kw)
     alone = compare(some, tmp_path / "b", **kw)
     assert filtered == alone and {r["seeds"] for r in filtered} == {3}
+    # An env's full id names its folder too (runs of ALE/Breakout-v5 lie in Breakout-v5/), in envs and thresholds.
+    full = compare(logdir, tmp_path / "c", envs=["ns/EnvA"], seeds=[1, 4, 6], **{**kw, "threshold": {"ns/EnvA": 5.0}})
+    assert full == filtered
 
 
 def test_an_event_file_cut_short_is_one_error_naming_it(tmp_path, capsys, load_script):

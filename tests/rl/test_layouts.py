@@ -289,9 +289,9 @@ def test_a_stack_of_the_models_frames_or_of_its_channels_is_read():
 
 
 def test_a_union_sb3_would_misread_is_refused():
-    """(4, 3, 3, 3) stacks to 12 channels of 3x3, which SB3 would take for channels-last."""
-    space = spaces.Box(0, 255, (4, 3, 3, 3), np.uint8)
-    with pytest.raises(ConfigError, match=r"would be \(C, H, W\) = \(24, 3, 3\), which SB3 reads as channels-last"):
+    """(4, 3, 3, 2) stacks to 8 channels of 3x3, which SB3 would take for channels-last."""
+    space = spaces.Box(0, 255, (4, 3, 3, 2), np.uint8)
+    with pytest.raises(ConfigError, match=r"would be \(C, H, W\) = \(16, 3, 3\), which SB3 reads as channels-last"):
         union_space(space, "stack")
 
 
@@ -300,7 +300,18 @@ def test_layouts_detected_as_sb3_detects_them_or_stated():
     assert detect_layout((12, 16, 3), "channels_first").chw == (12, 16, 3)  # stated wins
     with pytest.raises(ValueError, match=r"cannot tell which axis of \(12, 3, 16\) holds the channels"):
         detect_layout((12, 3, 16))
-    with pytest.raises(ConfigError, match=r"not an image .* add env_wrappers \[\{minigrid.wrappers.RGBImgPartialObs"):
+    # A tie for the smallest axis is refused too: MinAtar's (10, 10, 10) channels-last, or (12, 12, 16), which SB3's
+    # rule (and 'auto' before) read channels-first, the rows taken for channels, without a word.
+    for shape, tie in (((10, 10, 10), "0, 1, 2"), ((12, 12, 16), "0, 1"), ((2, 12, 12, 16), "0, 1")):
+        with pytest.raises(ValueError, match=rf"holds the channels \(axes {tie} of .* tie\); set image_layout"):
+            detect_layout(shape)
+    assert detect_layout((10, 10, 10), "channels_last").chw == (10, 10, 10)
+    assert detect_layout((12, 12, 16), "channels_last").chw == (16, 12, 12)
+    with pytest.raises(
+        ConfigError,
+        match=r"not an image .* add env_wrappers \[minigrid.wrappers.ImgObsWrapper\].*"
+        r"for MiniGrid.* put \{minigrid.wrappers.RGBImgPartialObsWrapper: \{tile_size: 4\}\} before it",
+    ):
         image_layout(spaces.Dict({"image": spaces.Box(0, 255, (7, 7, 3), np.uint8), "direction": spaces.Discrete(4)}))
 
 

@@ -1,0 +1,132 @@
+"""An environment a user brings (a tiny one defined here, registered under its own namespace): every way it can be
+wrong is refused in one line before anything is written, by collect and by train_agent alike, and what works is
+recorded (the layout an agent's observations were read in)."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from envs.collect import collect
+from envs.labels import LabelConfig
+from fsae.config import ConfigError, from_dict
+from fsae.model import FSAEConfig
+from fsae.pretrain import DataConfig, load_dataset
+from rl.agent import train_agent
+from rl.config import AgentConfig
+from rl.env_factory import probe_env
+
+
+class Bars(gym.Env):
+    """A (12, 16, 3) RGB image with a bright row at the label, 0..2 (``info['label']``); ``misstate`` declares the
+    space (3, 12, 16), ``high`` sets its upper bound."""
+
+    def __init__(self, misstate: bool = False, high: int = 255):
+        self.observation_space = spaces.Box(0, high, (3, 12, 16) if misstate else (12, 16, 3), np.uint8)
+        self.action_space = spaces.Discrete(2)
+        self._label = 0
+
+    def _obs(self) -> np.ndarray:
+        img = np.zeros((12, 16, 3), np.uint8)
+        img[4 * self._label] = 200
+        return img
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._label = int(self.np_random.integers(3))
+        return self._obs(), {"label": self._label}
+
+    def step(self, action):
+        self._label = int(self.np_random.integers(3))
+        return self._obs(), float(action == 0), False, False, {"label": self._label}
+
+
+gym.register("own/Bars-v0", entry_point=Bars, max_episode_steps=8)
+
+
+class FailsOnFirstFrame(gym.ObservationWrapper):
+    """Builds, then fails on the first observation (as MiniGrid's RGB wrapper does on an env that is not MiniGrid)."""
+
+    def observation(self, observation):
+        raise AttributeError("'Bars' object has no attribute 'get_frame'")
+
+
+def broken_labels(env, info):
+    return info["missing"]
+
+
+def _agent(tmp_path, **over) -> AgentConfig:
+    d = {"env_id": "own/Bars-v0", "condition": "none", "total_steps": 64, "n_envs": 2, "eval_freq": 0,
+         "eval_episodes": 1, "logdir": str(tmp_path / "runs"), "hyperparams": {"n_steps": 32, "batch_size": 32},
+         "device": "cpu", "progress_bar": False}  # fmt: skip
+    return from_dict(AgentConfig, d | over)
+
+
+def test_a_wrapper_failing_on_the_first_frame_is_one_line_before_any_file(tmp_path):
+    cfg = _agent(tmp_path, env_wrappers=[f"{__name__}.FailsOnFirstFrame"])
+    with pytest.raises(ConfigError) as e:
+        probe_env(cfg)
+    assert str(e.value) == (
+        f"cannot make environment 'own/Bars-v0' with {{}} and env_wrappers ['{__name__}.FailsOnFirstFrame']: "
+        "AttributeError: 'Bars' object has no attribute 'get_frame'"
+    )
+    with pytest.raises(ConfigError, match=r"^own/Bars-v0: the first reset failed: AttributeError: 'Bars' object"):
+        collect("own/Bars-v0", 5, make_env=lambda env_id: FailsOnFirstFrame(gym.make(env_id)), progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_space_that_misstates_the_observations_is_refused(tmp_path):
+    """(3, 12, 16) declared, (12, 16, 3) given: read from the space, the rows would be taken for channels."""
+    message = (
+        "own/Bars-v0 gives observations of shape (12, 16, 3) uint8, but its observation_space declares "
+        "Box(0, 255, (3, 12, 16), uint8); the env or one of its wrappers misstates its space"
+    )
+    with pytest.raises(ConfigError) as e:
+        probe_env(_agent(tmp_path, env_kwargs={"misstate": True}))
+    assert str(e.value) == message
+    with pytest.raises(ConfigError) as e:
+        collect("own/Bars-v0", 5, env_kwargs={"misstate": True}, progress=False)
+    assert str(e.value) == message
+
+
+def test_collect_refuses_what_an_agent_would_refuse(tmp_path):
+    """uint8 in [0, 1] is not an image to an agent, so not to collect either (it stored near-black images)."""
+    with pytest.raises(
+        ConfigError, match=r"observes Box\(0, 1, \(12, 16, 3\), uint8\); task data needs uint8 images in"
+    ):
+        collect("own/Bars-v0", 5, env_kwargs={"high": 1}, progress=False)
+    with pytest.raises(ConfigError, match=r"observes Box\(0, 1, \(12, 16, 3\), uint8\), not an image"):
+        probe_env(_agent(tmp_path, env_kwargs={"high": 1}))
+
+
+def test_a_label_function_that_raises_is_named():
+    labels = from_dict(LabelConfig, {"function": f"{__name__}:broken_labels"})
+    with pytest.raises(ConfigError) as e:
+        collect("own/Bars-v0", 5, labels=labels, progress=False)
+    assert str(e.value) == f"labels.function '{__name__}:broken_labels' raised KeyError: 'missing'"
+
+
+def test_one_info_key_of_classes_trains_a_softmax_head(tmp_path):
+    """labels.info with one key gives (N, 1) labels, one column of classes: a softmax head's (N,), not a refusal."""
+    data = collect("own/Bars-v0", 30, labels=from_dict(LabelConfig, {"info": ["label"]}), progress=False)
+    assert data.labels.shape == (30, 1) and set(data.labels[:, 0].tolist()) == {0, 1, 2}
+    np.testing.assert_array_equal(data.obs[:, 0, :, 0].argmax(1) // 4, data.labels[:, 0])  # the row shows the label
+    np.savez(tmp_path / "bars.npz", obs=data.obs, labels=data.labels)
+    model = from_dict(FSAEConfig, {"input_shape": [3, 12, 16], "layers": [{"type": "linear", "out": 3}]})
+    source = from_dict(DataConfig, {"source": str(tmp_path / "bars.npz"), "test_fraction": 0.2})
+    _, y_train, _, y_test = load_dataset(source, 0, model)
+    assert y_train.shape == (24,) and y_test.shape == (6,)
+    assert sorted(torch.cat([y_train, y_test]).tolist()) == sorted(data.labels[:, 0].tolist())
+
+
+def test_the_layout_is_printed_and_recorded(tmp_path, capsys):
+    train_agent(_agent(tmp_path))
+    line = "own/Bars-v0: observations (12, 16, 3) channels-last (H, W, C), read as (C, H, W) = (3, 12, 16)"
+    assert line in capsys.readouterr().out.splitlines()
+    record = json.loads((tmp_path / "runs" / "Bars-v0" / "none" / "seed0" / "fsae.json").read_text())
+    assert record["observation"] == line.split("observations ", 1)[1]
