@@ -47,6 +47,7 @@ from fsae.provenance import write_run_info
 from fsae.resume import TrainingState
 from fsae.run_folder import check_folder, removed_on_failure, start_run
 from fsae.targets import DataConfig, check_targets, load_dataset, mnist_targets, scale_targets
+from fsae.task_data import task_data_origin
 
 __all__ = [
     "DataConfig",
@@ -140,16 +141,12 @@ def _phases(run: Run, run_dir: Path) -> dict[str, Any]:
     steps = max(cfg.feedback_steps, default=0)
     if models:
         metrics["feedback/test_images"] = min(cfg.feedback_test_images or len(x_test), len(x_test))
+    data = {"source": cfg.data.source, **(task_data_origin(cfg.data.source) if cfg.data.source != "mnist" else {})}
     for name, model in models.items():
         metrics |= variant_metrics(run, name, model)
-        save_fsae(
-            run_dir / f"fsae_{name}.pt",
-            model.cpu(),
-            variant=name,
-            name=cfg.name,
-            seed=cfg.seed,
-            test_mse=metrics[f"concrete/{name}/test_mse"],
-        )  # fmt: skip  (before any figure: nothing lost)
+        # Saved before any figure is drawn: a figure that fails loses nothing.
+        save_fsae(run_dir / f"fsae_{name}.pt", model.cpu(), variant=name, name=cfg.name, seed=cfg.seed, data=data,
+                  test_mse=metrics[f"concrete/{name}/test_mse"])  # fmt: skip
         models[name] = model = run.place(model)
         with torch.no_grad():
             fig_rows[name] = model(x_test[show])
@@ -163,7 +160,7 @@ def _phases(run: Run, run_dir: Path) -> dict[str, Any]:
     if ae is not None:
         metrics |= autoencoder_metrics(run, ae)
         save_fsae(run_dir / "autoencoder.pt", ae.cpu(), variant="autoencoder", name=cfg.name, seed=cfg.seed,
-                  test_mse=metrics["baseline_ae/test_mse"])  # fmt: skip
+                  data=data, test_mse=metrics["baseline_ae/test_mse"])  # fmt: skip
         ae = run.place(ae)
         with torch.no_grad():
             fig_rows["autoencoder"] = ae(x_test[show])

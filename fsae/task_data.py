@@ -3,6 +3,7 @@
 Contents:
     load_task_data -- ``obs`` (N, C, H, W) uint8 and ``labels`` (N,) or (N, K) from an ``.npz`` file, validated.
     save_task_data -- the inverse: validate and write an ``.npz`` atomically (temp file + ``os.replace``).
+    task_data_origin -- where ``scripts/collect.py`` took the data: env id, wrappers, layout (for checkpoints' meta).
 
 Every failure is a one-line ``fsae.data.DatasetError`` saying what is wrong and what to do.
 """
@@ -26,7 +27,7 @@ class LabelCountError(DatasetError, ConfigError):
     ``ConfigError``), while staying a ``DatasetError`` for code that catches data problems."""
 
 
-__all__ = ["load_task_data", "save_task_data"]
+__all__ = ["load_task_data", "save_task_data", "task_data_origin"]
 
 
 def _validate_task_arrays(obs: object, labels: object, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +119,24 @@ def load_task_data(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                 raise DatasetError(f"task data file {path}: array '{key}' is corrupt ({one_line(e)}); {fix}") from None
     obs, labels = arrays["obs"], arrays["labels"]
     return _validate_task_arrays(obs, labels, str(path))
+
+
+def task_data_origin(path: str | Path) -> dict[str, object]:
+    """What ``scripts/collect.py`` recorded beside the arrays: ``env_id``, ``env_wrappers`` (the config's list) and
+    ``layout`` (how each observation was made (C, H, W)); {} for a file without them (written by hand) or unreadable
+    (``load_task_data`` says why). Pretraining copies it into each checkpoint's meta, so that an agent can see what
+    the model read."""
+    import json
+
+    try:
+        with np.load(Path(path).expanduser(), allow_pickle=False) as archive:
+            found = {k: archive[k].item() for k in ("env_id", "layout", "config") if k in archive.files}
+        config = json.loads(str(found.pop("config", "{}")))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, AttributeError):
+        return {}
+    if not found:
+        return {}
+    return {**{k: str(v) for k, v in found.items()}, "env_wrappers": config.get("env_wrappers", [])}
 
 
 def save_task_data(

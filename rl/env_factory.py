@@ -15,6 +15,7 @@ Contents:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from envs import spec
 from fsae.checkpoint import CheckpointError, load_fsae
 from fsae.config import ConfigError, check
 from fsae.data import DatasetError
+from fsae.layout import ImageLayout
 from rl import CONDITIONS
 from rl.common_sense import Regenerator, VecCommonSense, union_space
 from rl.config import AgentConfig
@@ -143,22 +145,55 @@ def make_observer(
     cfg: AgentConfig, checkpoint: str | None, device: Any, observation_space: gym.Space | None = None
 ) -> Regenerator | Encoder | None:
     """The condition's frozen model, loaded on ``device`` and checked against ``observation_space`` when given
-    (``CheckpointError`` naming both shapes)."""
+    (``CheckpointError`` naming both shapes; a warning where its task data came through other wrappers,
+    ``origin_warning``)."""
     if cfg.condition in PERCEPTIONS:
         assert checkpoint is not None, f"condition '{cfg.condition}' needs a checkpoint"
-        return make_encoder(
+        observer = make_encoder(
             cfg.condition, checkpoint, device, observation_space, cfg.code_round, cfg.env_id, cfg.image_layout
         )
-    return make_regenerator(
-        cfg.condition,
-        checkpoint,
-        device,
-        observation_space,
-        cfg.feedback_steps,
-        cfg.regen_dtype,
-        cfg.env_id,
-        cfg.cuda_graph,
-        image_layout=cfg.image_layout,
+    else:
+        observer = make_regenerator(
+            cfg.condition,
+            checkpoint,
+            device,
+            observation_space,
+            cfg.feedback_steps,
+            cfg.regen_dtype,
+            cfg.env_id,
+            cfg.cuda_graph,
+            image_layout=cfg.image_layout,
+        )
+    if observer is not None and observer.model is not None and observation_space is not None:
+        line = origin_warning(cfg, checkpoint, observer.model, image_layout(observation_space, cfg.image_layout))
+        if line:
+            warnings.warn(line, OriginWarning, stacklevel=2)
+    return observer
+
+
+class OriginWarning(UserWarning):
+    """A frozen model pretrained on this environment's images read in another layout (``origin_warning``)."""
+
+
+def origin_warning(cfg: AgentConfig, checkpoint: str | None, model: Any, layout: ImageLayout) -> str | None:
+    """A line when ``model``'s task data (its checkpoint's ``meta['data']``, as pretraining records it from
+    ``scripts/collect.py``'s file) came from this run's env id with its channels on the other axis than this run's
+    observations (``layout``), for a model of more than one channel: the shapes fit (``frames_of``), but the channels
+    may not mean the same, e.g. a model of RGB frames on a stack of three grey ones. None otherwise (a 1-channel model
+    on a frame stack is how the pipelines use one; data from MNIST, another env or a file written by hand is not
+    compared)."""
+    data = (getattr(model, "checkpoint_meta", {}) or {}).get("data") or {}
+    note = str(data.get("layout", ""))
+    if data.get("env_id") != cfg.env_id or not note or model.config.input_shape[0] == 1:
+        return None
+    data_last = "(H, W, C)" in note
+    if data_last == layout.channels_last:
+        return None
+    side = {True: "channels-last", False: "channels-first"}
+    return (
+        f"{checkpoint} was pretrained on {cfg.env_id} images read {side[data_last]} ({note}), this run's are "
+        f"{side[layout.channels_last]} ({layout.describe()}): the shapes fit, but check that the channels mean the "
+        "same (a model of RGB frames runs on a stack of grey ones without an error)"
     )
 
 

@@ -5,6 +5,7 @@ recorded (the layout an agent's observations were read in)."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -14,12 +15,14 @@ from gymnasium import spaces
 
 from envs.collect import collect
 from envs.labels import LabelConfig
+from fsae.checkpoint import load_fsae
 from fsae.config import ConfigError, from_dict
 from fsae.model import FSAEConfig
-from fsae.pretrain import DataConfig, load_dataset
+from fsae.pretrain import DataConfig, PretrainConfig, load_dataset, pretrain
+from fsae.task_data import save_task_data, task_data_origin
 from rl.agent import train_agent
 from rl.config import AgentConfig
-from rl.env_factory import probe_env
+from rl.env_factory import OriginWarning, make_observer, probe_env
 
 
 class Bars(gym.Env):
@@ -130,3 +133,58 @@ def test_the_layout_is_printed_and_recorded(tmp_path, capsys):
     assert line in capsys.readouterr().out.splitlines()
     record = json.loads((tmp_path / "runs" / "Bars-v0" / "none" / "seed0" / "fsae.json").read_text())
     assert record["observation"] == line.split("observations ", 1)[1]
+
+
+class ToCHW(gym.ObservationWrapper):
+    """Bars' (12, 16, 3) as (3, 12, 16): the same pixels, channels first."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.observation_space = spaces.Box(0, 255, (3, 12, 16), np.uint8)
+
+    def observation(self, observation):
+        return np.ascontiguousarray(observation.transpose(2, 0, 1))
+
+
+def test_a_model_of_the_same_env_read_in_another_layout_is_warned_about(tmp_path):
+    """scripts/collect.py's record of where the data came from reaches the checkpoint; an agent whose observations put
+    the channels on the other axis is warned (the shapes fit, the meaning of the channels is not checked), one whose
+    observations are read as the data was is not."""
+    data = collect("own/Bars-v0", 40, progress=False)
+    config = json.dumps({"env_id": "own/Bars-v0", "env_wrappers": []})
+    save_task_data(
+        tmp_path / "bars.npz", data.obs, data.labels, env_id="own/Bars-v0", layout=data.layout, config=config
+    )
+    assert task_data_origin(tmp_path / "bars.npz") == {
+        "env_id": "own/Bars-v0",
+        "layout": "channels-last (H, W, C) (12, 16, 3) -> (3, 12, 16)",
+        "env_wrappers": [],
+    }
+    model = {"input_shape": [3, 12, 16], "layers": [{"type": "conv", "out": 4, "kernel": 4, "stride": 2},
+                                                    {"type": "linear", "out": 3}]}  # fmt: skip
+    cfg = from_dict(PretrainConfig, {
+        "model": model, "data": {"source": str(tmp_path / "bars.npz"), "test_fraction": 0.25},
+        "train": {"abstract_epochs": 1, "concrete_epochs": 1, "batch_size": 16},
+        "variants": [{"name": "round", "round": True}], "feedback_steps": [0], "baseline_ae": False,
+        "device": "cpu"})  # fmt: skip
+    pretrain(cfg, tmp_path / "pre")
+    ckpt = str(tmp_path / "pre" / "fsae_round.pt")
+    assert load_fsae(ckpt).checkpoint_meta["data"] == {
+        "source": str(tmp_path / "bars.npz"),
+        **task_data_origin(tmp_path / "bars.npz"),
+    }
+
+    def warned(**over) -> list[str]:
+        agent = _agent(tmp_path, condition="fsae", fsae_checkpoint=ckpt, **over)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            make_observer(agent, ckpt, "cpu", probe_env(agent))
+        return [str(w.message) for w in caught if issubclass(w.category, OriginWarning)]
+
+    assert warned() == []  # read channels-last, as the data was
+    (line,) = warned(env_wrappers=[f"{__name__}.ToCHW"])
+    assert line == (
+        f"{ckpt} was pretrained on own/Bars-v0 images read channels-last (channels-last (H, W, C) (12, 16, 3) -> "
+        "(3, 12, 16)), this run's are channels-first ((3, 12, 16) channels-first (C, H, W)): the shapes fit, but check "
+        "that the channels mean the same (a model of RGB frames runs on a stack of grey ones without an error)"
+    )
