@@ -10,6 +10,10 @@ Contents:
                        function, so ``SubprocVecEnv`` workers do the same).
     check_observation -- an observation that is not what the env's ``observation_space`` declares (its shape or
                        dtype) is refused in one line: the space is what every layout decision reads.
+    first_reset     -- the first ``reset``, its observation checked; a failure is one line naming the layer (the env
+                       or which wrapper) that raised.
+    unknown_id_hint -- for gymnasium's unknown-namespace error: name the module that registers it in env_packages.
+    image_hint      -- which wrappers turn an observation space that is not an image into one.
 
 The wrapper list follows rl-baselines3-zoo's YAML convention (``env_wrapper`` in its ``hyperparams/*.yml``, resolved with
 ``importlib`` in ``rl_zoo3.utils.get_wrapper_class``); nothing is evaluated as code. Every error is a ``ConfigError``
@@ -101,6 +105,8 @@ def _entry(i: int, entry: Any) -> tuple[str, dict[str, Any]]:
 def _tuples(value: Any) -> Any:
     """YAML's lists as tuples, which YAML cannot write: gymnasium's wrappers take shapes as tuples
     (``ResizeObservation(shape=(64, 64))`` refuses a list), and every sequence parameter takes one."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
@@ -206,3 +212,80 @@ def check_observation(obs: Any, space: gym.Space, env_id: str) -> None:
             f"{env_id} gives observations of shape {arr.shape} {arr.dtype}, but its observation_space declares "
             f"{space}; the env or one of its wrappers misstates its space"
         )
+
+
+def first_reset(
+    env: gym.Env, seed: int | None, env_id: str, env_wrappers: Sequence[WrapperEntry] = ()
+) -> tuple[Any, dict[str, Any]]:
+    """``env.reset(seed=seed)`` with its observation checked (``check_observation``). A reset that raises is a
+    ``ConfigError`` of one line naming the layer that raised: the innermost one whose own reset fails (each layer is
+    reset once more, from the env outwards, to find it), as its ``env_wrappers`` entry where it is one. The project's
+    own one-line errors (a bad setting, a missing MNIST) pass as they are."""
+    from fsae.data import DatasetError
+
+    try:
+        obs, info = env.reset(seed=seed)
+    except (ConfigError, DatasetError):
+        raise
+    except Exception as e:
+        raise ConfigError(
+            f"{env_id}: the first reset failed{_failing_layer(env, seed, env_wrappers)}: {_why(e)}"
+        ) from None
+    check_observation(obs, env.observation_space, env_id)
+    return obs, info
+
+
+def _why(e: BaseException) -> str:
+    """An exception as 'Kind: its first line'."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+
+
+def _failing_layer(env: gym.Env, seed: int | None, env_wrappers: Sequence[WrapperEntry]) -> str:
+    """' in <where>': the innermost layer of ``env`` whose reset raises, by its ``env_wrappers`` entry or class."""
+    layers = [env]
+    while isinstance(layers[-1], gym.Wrapper):
+        layers.append(layers[-1].env)
+    entries = [(i, path, obj) for i, (path, obj, _) in enumerate(resolve_wrappers(env_wrappers))]
+    for layer in reversed(layers):  # the env itself first
+        try:
+            layer.reset(seed=seed)
+        except Exception:
+            if layer is layers[-1]:
+                return " in the environment itself"
+            named = [
+                f"env_wrappers[{i}] {path}" for i, path, obj in entries if inspect.isclass(obj) and type(layer) is obj
+            ]
+            return f" in {named[-1] if named else type(layer).__name__}"
+    return ""
+
+
+def unknown_id_hint(e: BaseException) -> str:
+    """'; ...' for gymnasium's error on an id whose namespace nothing registered (``mine/Task-v0`` before its module
+    is imported), '' for any other error."""
+    if isinstance(e, gym.error.NamespaceNotFound):
+        return "; an id of your own: name the module that registers it in env_packages (e.g. env_packages: [mymodule])"
+    return ""
+
+
+RENDER_HINT = (
+    "for the pixels of any env that renders: env_kwargs {render_mode: rgb_array} and env_wrappers "
+    "[{gymnasium.wrappers.AddRenderObservation: {render_only: true}}]"
+)
+
+
+def image_hint(space: gym.Space) -> str:
+    """Which wrappers turn ``space``, not a uint8 image, into one, for the common cases (collect and the agents give
+    the same hint)."""
+    if isinstance(space, gym.spaces.Dict) and "image" in space.spaces:
+        return (
+            "a Dict with an 'image' key: add env_wrappers [minigrid.wrappers.ImgObsWrapper], which keeps that image "
+            "(any env's), or a wrapper of your own by its dotted path; for MiniGrid, whose 'image' holds object "
+            "indices, not pixels, put {minigrid.wrappers.RGBImgPartialObsWrapper: {tile_size: 4}} before it"
+        )
+    if isinstance(space, gym.spaces.Dict) and "pixels" in space.spaces:
+        return "a Dict with 'pixels' (AddRenderObservation's): set its render_only: true for the pixels alone"
+    if isinstance(space, gym.spaces.Box) and len(space.shape) >= 2 and space.dtype != np.uint8:
+        return f"a {space.dtype} Box, not uint8 in [0, 255] (e.g. AtariPreprocessing's scale_obs: false)"
+    if isinstance(space, gym.spaces.Box) and len(space.shape) >= 2:
+        return "a uint8 Box whose bounds are not [0, 255]: scale it to pixels with a wrapper of your own"
+    return f"not pixels; {RENDER_HINT}"

@@ -62,21 +62,21 @@ def probe_env(cfg: AgentConfig) -> gym.Space:
         probe = None
         try:
             probe = make_env(**_env_fn_kwargs(cfg, kwargs))
-            first = probe.reset(seed=cfg.seed)[0] if i == 0 else None  # a wrapper may fail only on its first frame
+            if i == 0:  # a wrapper may fail only on its first frame; an env may misstate its space
+                spec.first_reset(probe, cfg.seed, cfg.env_id, cfg.env_wrappers)
         except (ConfigError, DatasetError, CheckpointError):
             raise  # the project's own one-line errors (a missing MNIST, a bad wrapper entry) as they are
-        except Exception as e:  # the env's or a wrapper's own refusal, at make or at reset: one line naming both
+        except Exception as e:  # the env's or a wrapper's own refusal when made: one line naming both
             reason = (str(e).strip().splitlines() or [""])[0]
             if not (reason and isinstance(e, (gym.error.Error, TypeError, ValueError, AssertionError))):
                 reason = f"{type(e).__name__}: {reason}"  # a refused value reads as it is; anything else with its kind
             raise ConfigError(
                 f"cannot make environment '{cfg.env_id}' with {kwargs}{wrapped if cfg.env_wrappers else ''}: {reason}"
+                + spec.unknown_id_hint(e)
             ) from None
         finally:
             if probe is not None:
                 probe.close()
-        if first is not None:
-            spec.check_observation(first, probe.observation_space, cfg.env_id)
         spaces.append(probe.observation_space)
         actions.append(probe.action_space)
     for what, (train, evaluation) in (("observation", spaces), ("action", actions)):

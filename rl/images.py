@@ -22,22 +22,10 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
+from envs.spec import image_hint
 from fsae.checkpoint import CheckpointError
 from fsae.config import ConfigError
 from fsae.layout import ImageLayout, detect_layout
-
-
-def _not_an_image_hint(space: gym.Space) -> str:
-    """Which wrappers turn ``space`` into an image, for the common cases."""
-    if isinstance(space, spaces.Dict) and "image" in space.spaces:
-        return (
-            "a Dict with an 'image' key: add env_wrappers [minigrid.wrappers.ImgObsWrapper], which keeps that image "
-            "(any env's), or a wrapper of your own by its dotted path; for MiniGrid, whose 'image' holds object "
-            "indices, not pixels, put {minigrid.wrappers.RGBImgPartialObsWrapper: {tile_size: 4}} before it"
-        )
-    if isinstance(space, spaces.Box) and space.dtype != np.uint8:
-        return f"a {space.dtype} Box, not uint8 in [0, 255] (e.g. AtariPreprocessing's scale_obs: false)"
-    return "use an environment, or env_wrappers, that give uint8 images in [0, 255]"
 
 
 def image_layout(space: gym.Space, layout: str = "auto", env_name: str = "the environment") -> ImageLayout:
@@ -53,7 +41,7 @@ def image_layout(space: gym.Space, layout: str = "auto", env_name: str = "the en
     if not ok:
         raise ConfigError(
             f"{env_name} observes {space}, not an image (a uint8 Box(0, 255) of shape (H, W), (C, H, W), (H, W, C) "
-            f"or a frame stack); {_not_an_image_hint(space)}"
+            f"or a frame stack); {image_hint(space)}"
         )
     try:
         return detect_layout(space.shape, layout)

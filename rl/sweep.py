@@ -332,7 +332,7 @@ def settings_changed(run: Run) -> str:
 def split_finished(runs: list[Run], log: Callable[[str], None]) -> tuple[list[RunResult], list[Run]]:
     """Finished runs (skipped) and the rest. A finished run made with other settings (an edited sweep config on the
     same logdir, or a checkpoint retrained since) is refused, not skipped: its results would be reported as this
-    sweep's."""
+    sweep's. Unfinished tries of other settings start over, which is said in one line."""
     finished, pending = [], []
     for r in runs:
         (finished if is_finished(r) else pending).append(r)
@@ -345,4 +345,9 @@ def split_finished(runs: list[Run], log: Callable[[str], None]) -> tuple[list[Ru
             "give the sweep another logdir, or remove those run folders to run them again"
         )
     log(f"sweep: {len(runs)} runs, {len(finished)} already finished (skipped), {len(pending)} to run")
+    over = [(r, d) for r in pending if (d := settings_changed(r))]
+    if over:  # an unfinished try of other settings cannot be resumed: its folder is cleared when the run starts
+        run, diff = over[0]
+        log(f"sweep: {len(over)} of them start over: an earlier unfinished try had other settings, e.g. {run.name} "
+            f"in {diff}")  # fmt: skip
     return [RunResult(r, "skipped") for r in finished], pending

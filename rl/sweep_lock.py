@@ -34,7 +34,10 @@ def sweep_lock(logdirs: set[Path]) -> Iterator[None]:
         for logdir in sorted(logdirs):
             check_no_file_in_way(logdir, "logdir")
             created = [d for d in (logdir, *logdir.parents) if not d.exists()]
-            logdir.mkdir(parents=True, exist_ok=True)
+            try:
+                logdir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # a read-only or virtual file system (/sys, /proc), no permission
+                raise ConfigError(f"logdir {logdir} cannot be created: {e.strerror or e}") from None
             f = _lock(logdir / LOCK_FILE)
             held.append((logdir, f, created))
             f.seek(0)

@@ -104,7 +104,8 @@ class _Progress(tune.Callback):
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         limit = "unlimited" if self.max_failures < 0 else self.max_failures
         _LIVE["log"](
-            f"ray: {trial.config['run']}: its worker or node was lost; restarting it from its newest agent checkpoint "
+            f"ray: {trial.config['run']}: its worker or node was lost; restarting it from its newest agent checkpoint, "
+            "if it wrote one "
             f"(failure {trial.num_failures} of {limit})"
         )
 

@@ -31,6 +31,7 @@ import numpy as np
 from gymnasium.error import Error as GymError
 
 from envs.collect import CollectConfig, collect, label_ceiling, parse_env_kwargs
+from envs.spec import unknown_id_hint
 from fsae.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from fsae.console import error
 from fsae.data import DatasetError
@@ -100,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = build_config(args)
         data = collect(cfg.env_id, cfg.steps, cfg.seed, cfg.env_kwargs, cfg.labels, cfg.image_layout, cfg.make_env,
-                       progress=not args.no_progress)  # fmt: skip
+                       progress=not args.no_progress, env_wrappers=cfg.env_wrappers)  # fmt: skip
     except DatasetError as e:  # MNIST missing or corrupt (the digit environments draw their digits from it)
         return error(e, 1)
     except (ValueError, TypeError, KeyError, GymError) as e:  # ConfigError, bad or unknown kwargs, unknown env id
-        return error(" ".join(str(e).split()) if not isinstance(e, KeyError) else e.args[0], 2)
+        return error((" ".join(str(e).split()) if not isinstance(e, KeyError) else e.args[0]) + unknown_id_hint(e), 2)
     meta = {
         "env_id": cfg.env_id,
         "seed": cfg.seed,
@@ -124,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     distinct, best, majority = label_ceiling(data.obs, data.labels)
     accuracies = f"; accuracy per label of the best function of the image {_round(best)}, of the most frequent label "
     print(f"distinct observations: {distinct} of {len(data.obs)}" + (f"{accuracies}{_round(majority)}" if best else ""))
+    if data.obs.max() < 16:  # no pixel above 15 of 255
+        print(f"warning: no value above {data.obs.max()} in any image: an index grid (MiniGrid's 'image' holds object "
+              "indices) rather than pixels? (minigrid.wrappers.RGBImgPartialObsWrapper gives pixels)")  # fmt: skip
     return 0
 
 

@@ -51,7 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dry-run",
         action="store_true",
         help="check the plan (it makes each environment and loads each checkpoint: MNIST is needed) and list the runs "
-        "(to run, finished, or CHANGED: finished with other settings), run nothing",
+        "(to run, finished, or CHANGED: finished with other settings; a run to run over an unfinished try of other "
+        "settings says so), run nothing",
     )
     return p.parse_args(argv)
 
@@ -65,6 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+        if args.storage_path == "":
+            raise ConfigError("--storage-path is empty (an unset variable?); give the folder every node sees")
+        given = [f for f in ("ray_address", "cpus_per_run", "gpus_per_run", "max_failures", "storage_path")
+                 if getattr(args, f) is not None]  # fmt: skip
+        if args.backend == "local" and given:
+            flags = ", ".join("--" + f.replace("_", "-") for f in given)
+            raise ConfigError(f"{flags}: for --backend ray only; add --backend ray, or drop them to run here")
+        if args.backend == "ray" and args.workers != 1:
+            raise ConfigError("--workers is the local backend's; on Ray, --cpus-per-run and --gpus-per-run set "
+                              "how many runs share a node")  # fmt: skip
         ray_flags = {
             "ray.cpus_per_run": args.cpus_per_run,
             "ray.gpus_per_run": args.gpus_per_run,
@@ -80,9 +91,11 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for run in runs:
                     done = is_finished(run)
-                    changed = done and settings_changed(run)
-                    state = "CHANGED " if changed else "finished" if done else "to run  "
-                    print(f"{state}  {run.name}  {run.run_dir}" + (f"  ({changed})" if changed else ""), flush=True)
+                    changed = settings_changed(run)
+                    state = ("CHANGED " if changed else "finished") if done else "to run  "
+                    note = f"  ({changed})" if done and changed else ""
+                    note = f"  (starts over: an unfinished try had {changed})" if changed and not done else note
+                    print(f"{state}  {run.name}  {run.run_dir}{note}", flush=True)
             except BrokenPipeError:  # piped into head: stop quietly (Python's documented recipe)
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0

@@ -13,7 +13,7 @@ import yaml
 from gymnasium.wrappers import FlattenObservation, TimeLimit
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
-from envs.spec import import_packages, make, resolve_wrappers
+from envs.spec import _tuples, import_packages, make, resolve_wrappers
 from fsae.config import ConfigError, from_dict, load_config
 from rl.config import AgentConfig
 from rl.env_factory import make_env
@@ -97,6 +97,7 @@ def test_yaml_lists_reach_wrappers_as_tuples():
     assert [kw for _, _, kw in resolve_wrappers(entries)] == [{"shape": (28, 28, 1)}, {"shape": (14, 20)}]
     env = make("fsae/DigitBandit-v0", (), entries, episode_length=5)
     assert env.observation_space.shape == (14, 20, 1) and env.reset(seed=0)[0].shape == (14, 20, 1)
+    assert _tuples({"a": [1, [2, 3]], "b": {"c": [4]}, "d": "e"}) == {"a": (1, (2, 3)), "b": {"c": (4,)}, "d": "e"}
 
 
 def _returns_a_number(env):

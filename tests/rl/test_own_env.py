@@ -14,6 +14,7 @@ import torch
 from gymnasium import spaces
 
 from envs.collect import collect
+from envs.collect import image_layout as collect_layout
 from envs.labels import LabelConfig
 from fsae.checkpoint import load_fsae
 from fsae.config import ConfigError, from_dict
@@ -29,14 +30,15 @@ class Bars(gym.Env):
     """A (12, 16, 3) RGB image with a bright row at the label, 0..2 (``info['label']``); ``misstate`` declares the
     space (3, 12, 16), ``high`` sets its upper bound."""
 
-    def __init__(self, misstate: bool = False, high: int = 255):
+    def __init__(self, misstate: bool = False, high: int = 255, value: int = 200):
         self.observation_space = spaces.Box(0, high, (3, 12, 16) if misstate else (12, 16, 3), np.uint8)
+        self.value = value
         self.action_space = spaces.Discrete(2)
         self._label = 0
 
     def _obs(self) -> np.ndarray:
         img = np.zeros((12, 16, 3), np.uint8)
-        img[4 * self._label] = 200
+        img[4 * self._label] = self.value
         return img
 
     def reset(self, *, seed=None, options=None):
@@ -75,11 +77,15 @@ def test_a_wrapper_failing_on_the_first_frame_is_one_line_before_any_file(tmp_pa
     with pytest.raises(ConfigError) as e:
         probe_env(cfg)
     assert str(e.value) == (
-        f"cannot make environment 'own/Bars-v0' with {{}} and env_wrappers ['{__name__}.FailsOnFirstFrame']: "
+        f"own/Bars-v0: the first reset failed in env_wrappers[0] {__name__}.FailsOnFirstFrame: "
         "AttributeError: 'Bars' object has no attribute 'get_frame'"
     )
-    with pytest.raises(ConfigError, match=r"^own/Bars-v0: the first reset failed: AttributeError: 'Bars' object"):
+    with pytest.raises(ConfigError) as e:  # the wrappers named: the entry; else the class
         collect("own/Bars-v0", 5, make_env=lambda env_id: FailsOnFirstFrame(gym.make(env_id)), progress=False)
+    assert str(e.value) == (
+        "own/Bars-v0: the first reset failed in FailsOnFirstFrame: AttributeError: 'Bars' object has no attribute "
+        "'get_frame'"
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -105,6 +111,13 @@ def test_collect_refuses_what_an_agent_would_refuse(tmp_path):
         collect("own/Bars-v0", 5, env_kwargs={"high": 1}, progress=False)
     with pytest.raises(ConfigError, match=r"observes Box\(0, 1, \(12, 16, 3\), uint8\), not an image"):
         probe_env(_agent(tmp_path, env_kwargs={"high": 1}))
+
+
+def test_a_stated_layout_of_a_cube_is_not_called_as_given():
+    """(10, 10, 10) read channels-last is transposed, though its shape reads the same both ways."""
+    cube = spaces.Box(0, 255, (10, 10, 10), np.uint8)
+    assert collect_layout(cube, "channels_last")[1] == "channels-last (H, W, C) (10, 10, 10) -> (10, 10, 10)"
+    assert collect_layout(cube, "channels_first")[1] == "channels-first (C, H, W) (10, 10, 10) as given"
 
 
 def test_a_label_function_that_raises_is_named():
@@ -188,3 +201,60 @@ def test_a_model_of_the_same_env_read_in_another_layout_is_warned_about(tmp_path
         "(3, 12, 16)), this run's are channels-first ((3, 12, 16) channels-first (C, H, W)): the shapes fit, but check "
         "that the channels mean the same (a model of RGB frames runs on a stack of grey ones without an error)"
     )
+
+
+class ShrinksLater(gym.ObservationWrapper):
+    """Declares Bars' space and keeps to it for three observations, then gives a row less."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.seen = 0
+
+    def observation(self, observation):
+        self.seen += 1
+        return observation if self.seen <= 3 else observation[1:]
+
+
+def test_collect_refuses_a_space_broken_after_the_first_reset():
+    with pytest.raises(ConfigError) as e:
+        collect("own/Bars-v0", 10, make_env=lambda env_id: ShrinksLater(gym.make(env_id)), progress=False)
+    assert str(e.value) == (
+        "own/Bars-v0 gave an observation of shape (11, 16, 3) at step 3, but its observation_space declares "
+        "(12, 16, 3); the env or one of its wrappers misstates its space"
+    )
+
+
+def test_hints_for_what_is_not_an_image(tmp_path):
+    """CartPole's state (a float vector) points at the pixels route, a Dict of pixels at render_only."""
+    with pytest.raises(
+        ConfigError,
+        match=r"not pixels; for the pixels of any env that renders: env_kwargs "
+        r"\{render_mode: rgb_array\} and env_wrappers \[\{gymnasium.wrappers.AddRenderObservation",
+    ):
+        collect("CartPole-v1", 5, progress=False)
+    pixels = [{"gymnasium.wrappers.AddRenderObservation": {"render_only": False}}]
+    cfg = _agent(tmp_path, env_id="CartPole-v1", env_kwargs={"render_mode": "rgb_array"}, env_wrappers=pixels)
+    with pytest.raises(
+        ConfigError, match=r"a Dict with 'pixels' \(AddRenderObservation's\): set its render_only: true"
+    ):
+        probe_env(cfg)
+
+
+def test_collect_script_on_an_id_of_ones_own_and_an_index_grid(tmp_path, capsys, load_script):
+    script = load_script("collect")
+    assert script.main(["--env", "mine/Nothing-v0", "--out", str(tmp_path / "x.npz")]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "; an id of your own: name the module that registers it in env_packages (e.g. env_packages: [mymodule])"
+        )
+    )
+    out = tmp_path / "dim.npz"
+    assert script.main(["--env", "own/Bars-v0", "--steps", "20", "--out", str(out), "--no-progress",
+                        "--set", "env_kwargs={value: 9}", f"env_packages=[{__name__}]"]) == 0  # fmt: skip
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "warning: no value above 9 in any image: an index grid (MiniGrid's 'image' holds object indices) rather than "
+        "pixels? (minigrid.wrappers.RGBImgPartialObsWrapper gives pixels)"
+    )
+    assert task_data_origin(out)["layout"] == "channels-last (H, W, C) (12, 16, 3) -> (3, 12, 16)"

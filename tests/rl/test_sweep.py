@@ -24,7 +24,7 @@ from fsae.config import ConfigError
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from rl import sweep, sweep_local, sweep_lock
 from rl.config import AgentConfig
-from rl.sweep import Run, SweepConfig, SweepEnv, is_finished, load_sweep, plan, settings_changed
+from rl.sweep import Run, SweepConfig, SweepEnv, is_finished, load_sweep, plan, settings_changed, split_finished
 from rl.sweep_local import run_local
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -379,6 +379,49 @@ def test_cli_errors_and_dry_run(tmp_path, capsys, load_script):
         "1 finished run(s)" in err
         and "other settings (or cannot be checked), e.g. DigitBandit/copy/seed0 in total_steps" in err
     ), err
+
+
+def test_flags_of_the_other_backend_and_unusable_folders_are_refused(tmp_path, capsys, load_script):
+    """Ray's flags without --backend ray (the sweep would run here, in the config's logdir), --workers with it, an
+    empty --storage-path and a logdir that cannot be created: one line each, exit 2, nothing written."""
+    script = load_script("sweep")
+    here = ["--config", str(TINY), "--set", f"logdir={tmp_path / 'logs'}"]
+    cases = [
+        (["--ray-address", "127.0.0.1:6379", "--storage-path", "/tmp/x"],
+         "error: --ray-address, --storage-path: for --backend ray only; add --backend ray, or drop them to run here"),
+        (["--backend", "ray", "--workers", "2"],
+         "error: --workers is the local backend's; on Ray, --cpus-per-run and --gpus-per-run set how many runs share "
+         "a node"),
+        (["--backend", "ray", "--storage-path", ""],
+         "error: --storage-path is empty (an unset variable?); give the folder every node sees"),
+    ]  # fmt: skip
+    for extra, message in cases:
+        assert script.main([*here, *extra]) == 2
+        assert capsys.readouterr().err.strip() == message
+    assert script.main(["--config", str(TINY), "--set", "logdir=/proc/no/such/logdir"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: logdir /proc/no/such/logdir cannot be created: ") and len(err) == 1
+    assert not (tmp_path / "logs").exists()
+
+
+def test_an_unfinished_try_of_other_settings_is_said_to_start_over(tmp_path, capsys, load_script):
+    """A run cut short, then the sweep edited: its folder cannot be resumed and is cleared when the run starts; the
+    plan and the sweep's first lines say so (it used to happen without a word)."""
+    none, copy = plan(load_sweep(TINY, [f"logdir={tmp_path}"]))
+    none.run_dir.mkdir(parents=True)
+    (none.run_dir / "config.yaml").write_text(yaml.safe_dump({**none.config, "total_steps": 999}))  # no metrics.json
+    lines: list[str] = []
+    _, pending = split_finished([none, copy], lines.append)
+    assert pending == [none, copy] and lines == [
+        "sweep: 2 runs, 0 already finished (skipped), 2 to run",
+        f"sweep: 1 of them start over: an earlier unfinished try had other settings, e.g. {none.name} in "
+        f"total_steps: 999 -> {none.config['total_steps']}",
+    ]
+    script = load_script("sweep")
+    assert script.main(["--config", str(TINY), "--set", f"logdir={tmp_path}", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith(f"(starts over: an unfinished try had total_steps: 999 -> {none.config['total_steps']})")
+    assert out[1].startswith("to run") and out[1].endswith(str(copy.run_dir))
 
 
 def test_ray_missing_is_a_clear_error(tmp_path, monkeypatch, capsys, load_script):
