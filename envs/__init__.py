@@ -7,7 +7,11 @@ Contents:
         ``fsae/DigitLock-v0`` (:class:`envs.digits.DigitLock`): dial a lock to a target digit, ``Discrete(3)``.
 
 Modules:
-    envs.digits  -- the environments and their shared base class (MNIST pool, corruption, rendering, seeding).
+    envs.digits  -- the environments and their shared base class (corruption, rendering, seeding).
+    envs.pool    -- the MNIST images the environments draw from, per split, shared between environments.
+    envs.noise   -- ``PixelNoise``, the digit tasks' Gaussian pixel noise as a wrapper for any image environment.
+    envs.spec    -- any registered environment from a config: ``env_packages``, ``env_wrappers``, the first reset.
+    envs.labels  -- the labels of task data: ``info`` keys, Atari RAM bytes, MiniGrid concepts, a function.
     envs.collect -- roll out a random policy and gather observations with their labels for pretraining.
 
 Registration uses string entry points, so ``import envs`` stays cheap (the environments, and with them MNIST and

@@ -79,7 +79,8 @@ def run_experiment(
         if (out / "metrics.json").is_file():  # a finished run is never overwritten
             raise CheckpointError(f"{out} already holds a finished run (metrics.json); choose another --out")
         with removed_on_failure(out):  # a run that fails leaves no folder behind (nor writes into an empty one)
-            metrics = run(cfg, out, opts, shlex.join([sys.executable, *sys.argv]))
+            command = shlex.join([sys.executable, *(sys.argv if argv is None else [sys.argv[0], *argv])])
+            metrics = run(cfg, out, opts, command)  # the command as given, also when main() is called with argv
     except UNUSABLE as e:
         return error(e, 2)
     except RUN_ERRORS as e:

@@ -8,7 +8,8 @@ Contents:
     apply_overrides -- apply ``a.b=value`` strings (values parsed as YAML) to a plain dict.
     load_config     -- YAML file + overrides -> dataclass, in one call.
 
-Every project config (``FSAEConfig``, ``PretrainConfig``, ``EnvConfig``, ``AgentConfig``) goes through
+Every project config (``FSAEConfig``, ``PretrainConfig``, ``CollectConfig``, ``LabelConfig``, ``AgentConfig``,
+``SweepConfig`` and its ``RayConfig``) goes through
 ``from_dict``, so a typo such as ``lerning_rate`` fails at once with the valid keys and a close match,
 instead of being silently ignored six hours into a run.
 """

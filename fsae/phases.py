@@ -75,9 +75,13 @@ class Run:
 
     @property
     def baseline_in_one_pass(self) -> bool:
-        """The autoencoder trains in the variants' pass when it trains for as many epochs (``baseline_epochs`` 0)."""
-        t = self.cfg.train
-        return self.cfg.baseline_ae and bool(self.cfg.variants) and t.baseline_epochs in (0, t.concrete_epochs)
+        return baseline_in_one_pass(self.cfg)
+
+
+def baseline_in_one_pass(cfg: PretrainConfig) -> bool:
+    """The autoencoder trains in the variants' pass when it trains for as many epochs (``baseline_epochs`` 0)."""
+    t = cfg.train
+    return cfg.baseline_ae and bool(cfg.variants) and t.baseline_epochs in (0, t.concrete_epochs)
 
 
 def abstract_phase(run: Run) -> tuple[FSAE, dict[str, float]]:

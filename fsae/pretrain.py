@@ -8,7 +8,7 @@ Contents:
 The pieces: the config (``fsae.pretrain_config``), the data and targets (``fsae.targets``), the run folder
 (``fsae.run_folder``), the phases (``fsae.phases``: abstract, then every variant and the conventional autoencoder in
 one pass over the batches), the measurements (``fsae.evaluate``) and the figure (``fsae.figures``). Their public names
-used by scripts are importable from here too (``__all__``).
+that the tests use are importable from here too (``__all__``).
 
 Metric keys (``metrics.json``): ``abstract/test_accuracy`` (and ``_group<i>`` per group) or ``abstract/test_r2`` (and
 ``_<i>`` per target), ``concrete/<variant>/test_mse`` (``_mae``, ``_cosine``, ``_psnr``),
@@ -37,6 +37,7 @@ from fsae.phases import (
     Run,
     abstract_phase,
     autoencoder_metrics,
+    baseline_in_one_pass,
     baseline_phase,
     concrete_phase,
     prototype_metrics,
@@ -178,7 +179,7 @@ def _estimate(cfg: PretrainConfig, device: torch.device, t_start: float):
     should take (from the epoch's time and ``CONCRETE_EPOCH_COST``), with the hint to use the fast config on a CPU."""
     t = cfg.train
     rounded = sum(1 for v in cfg.variants if v.round and v.jumps in ([], "none"))
-    in_pass = cfg.baseline_ae and bool(cfg.variants) and t.baseline_epochs in (0, t.concrete_epochs)
+    in_pass = baseline_in_one_pass(cfg)
     cost = CONCRETE_EPOCH_COST
     per_concrete = cost["shared"] * bool(cfg.variants) + cost["variant"] * (len(cfg.variants) - rounded)
     per_concrete += cost["rounded"] * rounded

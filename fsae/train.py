@@ -280,7 +280,8 @@ def train_concretes(
 
     Each network's gradient is that of its own loss (the losses are summed, their graphs are disjoint) and Adam works
     element by element (the autoencoder in its own param group, at ``baseline_lr``), so each gets the updates
-    ``train_concrete`` (``train_autoencoder``) would give it on the same batches, from the same initialisation batch;
+    ``train_concrete`` (``train_autoencoder`` for ``concrete_epochs``: a ``baseline_epochs`` of its own trains it
+    apart, ``fsae.phases.baseline_in_one_pass``) would give it on the same batches, from the same initialisation batch;
     bit for bit with ``dedupe=False`` (tested). What differs from
     training the variants one after another is only that they share the batch order instead of each drawing its own.
     With ``dedupe``, a network whose output depends on the rounded code alone (``FSAE.feedback_is_inert``) runs its

@@ -18,8 +18,8 @@ Modules:
     rl.callbacks    -- evaluation on the test split and atomic checkpoints (SB3 callbacks).
     rl.run_folder   -- ``logdir/<env>/<condition>/seed<N>``: what a new run writes first, its logger, finished or not.
     rl.resume       -- continue an interrupted run from its newest checkpoint, without unpickling.
-    rl.agent        -- ``train_agent``: PPO, A2C or DQN under the conditions none / fsae / copy / autoencoder, with
-                       test-split evaluation, checkpoints and TensorBoard runs.
+    rl.agent        -- ``train_agent``: PPO, A2C or DQN under the conditions none / fsae / copy / autoencoder / code /
+                       features, with test-split evaluation, checkpoints and TensorBoard runs.
     rl.sweep        -- many runs (environments x conditions x seeds): config, plan (one resolved ``AgentConfig`` per
                        run), finished runs.
     rl.sweep_lock   -- one sweep at a time per logdir (an ``flock``); a logdir no run used is left as it was found.
@@ -32,11 +32,13 @@ Modules:
                        a grid longer than one machine's life is carried on elsewhere (``scripts/archive_runs.py``).
     rl.stats        -- IQM, bootstrap CIs, AUC, steps to threshold, P(improve): the statistics over seeds.
     rl.shift        -- re-evaluate finished agents under stronger corruption.
+    rl.run_table    -- one table of finished runs' evaluations, step by step (``scripts/run_table.py``).
 
-Imports run one way: ``rl.config`` <- ``rl.env_factory``, ``rl.callbacks``, ``rl.run_folder`` <- ``rl.resume`` <-
-``rl.agent`` <- ``rl.sweep``, ``rl.shift``; ``rl.sweep``, ``rl.sweep_lock`` <- ``rl.sweep_local``, ``rl.archive``;
-``rl.sweep``, ``rl.sweep_lock``, ``rl.sweep_trial`` <- ``rl.ray_cluster`` <- ``rl.sweep_ray``; ``rl.compare`` depends on
-``rl.run_folder`` alone.
+Imports run one way, from the wrappers up: ``rl.common_sense``, ``rl.perception``, ``rl.images``, ``rl.extractor``
+<- ``rl.config`` <- ``rl.env_factory``, ``rl.run_folder`` <- ``rl.resume`` <- ``rl.agent`` <- ``rl.sweep``,
+``rl.shift``; ``rl.sweep``, ``rl.sweep_lock`` <- ``rl.sweep_local``; ``rl.sweep``, ``rl.sweep_lock``,
+``rl.sweep_trial`` <- ``rl.ray_cluster`` <- ``rl.sweep_ray``; ``rl.compare`` reads run folders (``rl.run_folder``) and
+computes with ``rl.stats``; ``rl.callbacks`` imports nothing of ``rl``.
 
 The CLI is ``scripts/train_agent.py``; the throughput benchmark is ``benchmarks/wrapper.py``.
 """

@@ -121,7 +121,8 @@ def policy_kwargs(cfg: AgentConfig, observation_space: gym.Space) -> dict[str, A
 
 
 def build_model(cfg: AgentConfig, venv: VecEnv, device: str | torch.device) -> BaseAlgorithm:
-    """A new SB3 model of ``cfg.algo`` with the small-image CNN policy on ``venv``; ``ConfigError`` if SB3 or torch
+    """A new SB3 model of ``cfg.algo`` on ``venv`` (``CnnPolicy``, ``MultiInputPolicy`` for 'code' and 'features', with
+    the extractor ``policy_kwargs`` picks); ``ConfigError`` if SB3 or torch
     refuse a hyperparameter's value (e.g. a negative learning rate)."""
     try:
         return ALGOS[cfg.algo](

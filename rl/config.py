@@ -75,7 +75,8 @@ class AgentConfig:
     algo: Literal["ppo", "a2c", "dqn"] = "ppo"
     """The SB3 algorithm."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    """Features extractor and heads (``CnnPolicy`` with ``SmallCNN``, ``normalize_images=True``)."""
+    """Features extractor and heads (``CnnPolicy``, or ``MultiInputPolicy`` for 'code' and 'features'; the extractor
+    by ``extractor``; ``normalize_images=True``)."""
     hyperparams: dict[str, bool | int | float | str] = field(default_factory=dict)
     """Passed to the algorithm's constructor (e.g. learning_rate, n_steps, gamma); checked against its signature."""
     lr_schedule: Literal["constant", "linear"] = "constant"

@@ -11,6 +11,8 @@ Contents:
                         (code, features) or None (none), checked against the observation space.
     make_vec_env_for -- the vector env of a split with the condition's wrapper stack (training and eval alike); every
                         condition hands the policy channels-first images (``rl.images``).
+    origin_warning, OriginWarning -- a warning when a multi-channel model's task data came from this env with its
+                        channels on the other axis (the shapes fit; what the channels mean is not checked).
 """
 
 from __future__ import annotations

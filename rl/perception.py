@@ -10,8 +10,8 @@ conditions do that, from the same checkpoint as 'fsae':
     'features' -- its last hidden layer h_{L-1} (the PVR way) beside the raw image.
 
 The agent sees a ``Dict`` observation ``{"image": raw uint8 image, "code": float32 vector}`` and uses SB3's
-``MultiInputPolicy`` with ``rl.extractor.ImageVectorExtractor``: the image through the same ``SmallCNN`` as every other
-condition, the vector concatenated after it.
+``MultiInputPolicy`` with ``rl.extractor.ImageVectorExtractor``: the image through the same extractor
+(``policy.extractor``) as every other condition, the vector concatenated after it.
 
 Contents:
     PERCEPTIONS  -- the two conditions.

@@ -201,7 +201,7 @@ def match_state_layout(optimizer: torch.optim.Optimizer) -> None:
                     state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
-def restore_progress(run_dir: Path, logger: Logger, step: int, old_rows: list[dict[str, str]]) -> None:
+def restore_progress(logger: Logger, step: int, old_rows: list[dict[str, str]]) -> None:
     """Rewrite ``old_rows`` logged at steps <= ``step`` into the (just truncated) ``progress.csv``, and write a
     TensorBoard ``SessionLog.START`` at ``step + 1``, which makes TensorBoard drop the older files' later points."""
     from tensorboard.compat.proto.event_pb2 import Event, SessionLog
@@ -269,7 +269,7 @@ def resume(
     check_dependencies(run_dir)  # warns if the FSAE checkpoint changed since the run started
     old_rows = read_progress(run_dir)  # before the logger truncates progress.csv
     logger = open_logger(run_dir, cfg.verbose)
-    restore_progress(run_dir, logger, step, old_rows)
+    restore_progress(logger, step, old_rows)
     model.set_logger(logger)
     assert isinstance(callbacks[0], SplitEvalCallback)
     restore_evaluations(callbacks[0], run_dir / "eval" / "evaluations.npz", step)

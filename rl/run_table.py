@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rl.compare import condition_key
-from rl.run_folder import DONE_MARKER, read_record, run_finished, run_folders, seed_of
+from rl.run_folder import DONE_MARKER, env_folder, read_record, run_finished, run_folders, seed_of
 
 
 @dataclass
@@ -94,6 +94,7 @@ def run_rows(
     root = Path(logdir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder of runs")
+    envs = envs and [env_folder(e) for e in envs]  # a full id (ALE/Pong-v5) names its folder too
     rows, unfinished = [], []
     for rel in run_folders(root):
         env, condition, seed = rel.parts[0], rel.parts[1], seed_of(rel.parts[2])

@@ -47,7 +47,7 @@ from rl.config import AgentConfig
 from rl.env_factory import make_observer, make_vec_env_for, probe_env
 from rl.perception import Encoder
 from rl.resume import UNREADABLE_ZIP, why_unreadable
-from rl.run_folder import run_finished, run_folders, seed_of
+from rl.run_folder import env_folder, run_finished, run_folders, seed_of
 from rl.stats import improvement_ci, iqm_ci
 
 AS_TRAINED = "as trained"
@@ -156,6 +156,7 @@ def evaluate_shifts(
     when ``logdir`` holds no finished run (of ``envs`` and ``conditions``, when given)."""
     if not Path(logdir).is_dir():
         raise FileNotFoundError(f"{logdir} is not a folder")
+    envs = None if envs is None else [env_folder(e) for e in envs]  # a full id (ALE/Pong-v5) names its folder too
     runs = [
         r
         for r in finished_runs(logdir)

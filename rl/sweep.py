@@ -44,8 +44,8 @@ from fsae.checkpoint import CheckpointError, sha256_file
 from fsae.config import ConfigError, apply_overrides, check, from_dict, load_config, load_yaml, to_dict
 from fsae.data import DatasetError
 from rl import CONDITIONS
-from rl.config import AgentConfig
-from rl.run_folder import recorded_sha256, run_dir_for, run_finished
+from rl.config import AgentConfig, check_hyperparams
+from rl.run_folder import condition_label, env_folder, recorded_sha256, run_dir_for, run_finished
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "scripts" / "train_agent.py"
@@ -229,8 +229,6 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
     Raises ``ConfigError``.
     """
     from rl.agent import resolve_checkpoint
-    from rl.config import check_hyperparams
-    from rl.run_folder import condition_label
 
     logdir = _abs(cfg.logdir)
     runs: list[Run] = []
@@ -261,7 +259,7 @@ def plan(cfg: SweepConfig, check_files: bool = True) -> list[Run]:
                 except ConfigError as e:
                     raise ConfigError(f"{where}: {e}") from None
                 agent = dataclasses.replace(agent, run_name=label, overwrite=True)
-                env_name = env.name or agent.env_id.split("/")[-1]
+                env_name = env.name or env_folder(agent.env_id)
                 runs.append(Run(env_name, agent, train_command(agent, agent_yaml), ckpt))  # type: ignore[arg-type]
     seen: dict[Path, Run] = {}
     for run in runs:

@@ -7,7 +7,7 @@ Contents:
     preflight     -- on one node: can it make each environment (MNIST, environment packages), read each checkpoint
                      (the same SHA-256 as the driver's), and reach the storage; returns its problems.
 
-The project's code reaches the nodes through the job's ``runtime_env`` (``rl.sweep_ray``), and so does this module.
+The project's code reaches the nodes through the job's ``runtime_env`` (``rl.ray_cluster``), and so does this module.
 
 Where a run's folder is. With a storage folder (one every node sees at the same path, e.g. NFS), it is the planned
 ``<storage>/<env>/<label>/seed<N>`` itself: the run writes there directly, and a restarted trial resumes from the

@@ -225,7 +225,7 @@ def test_restore_drops_what_was_logged_after_the_checkpoint(tmp_path):
     # resume would.
     time.sleep(1.01 - time.time() % 1)
     logger = configure(str(tmp_path), ["csv", "tensorboard"])  # resumed from the checkpoint at 256
-    restore_progress(tmp_path, logger, 256, old)
+    restore_progress(logger, 256, old)
     logger.record("rollout/ep_rew_mean", 9.0)
     logger.record("time/total_timesteps", 384, exclude="tensorboard")
     logger.dump(384)

@@ -78,6 +78,7 @@ def test_filters(logdir):
     assert [(r.condition, r.seed) for r in rows] == [("none", 1), ("fsae-round", 1)]
     rows, _ = run_rows(logdir, envs=["Pong-v5"])
     assert [(r.env, r.condition, r.seed) for r in rows] == [("Pong-v5", "none", 0)]
+    assert run_rows(logdir, envs=["ALE/Pong-v5"]) == (rows, [])  # the full id names the same folder
     rows, unfinished = run_rows(logdir, conditions=["fsae-round"])
     assert [(r.condition, r.seed) for r in rows] == [("fsae-round", 1)] and unfinished == []
     assert run_rows(logdir, envs=["Other-v0"]) == ([], [])
