@@ -12,6 +12,8 @@ Contents:
     label_ceiling     -- how many distinct images the data holds and, for class labels, the highest accuracy any
                          function of the image can reach on them (identical images with different labels), and that of
                          always answering the most frequent label.
+    save_collected    -- the data written with where it came from (``fsae.task_data.task_data_origin`` reads it).
+    index_grid_warning -- a line when no value in the images exceeds 15: an index grid rather than pixels?
 
 Images are stored channels first, uint8, whatever the environment gives: channels-last (H, W, C) frames (MiniGrid's
 ``RGBImgPartialObsWrapper``) are transposed, 2-D grey frames (``AtariPreprocessing``) get a channel axis, frame stacks
@@ -24,8 +26,10 @@ put their frames one after the other along C (``fsae.layout``), so pretraining r
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import gymnasium as gym
@@ -35,10 +39,20 @@ from tqdm import tqdm
 import envs  # noqa: F401  (registers the fsae/ ids)
 from envs import spec
 from envs.labels import LabelConfig, make_labeler
-from fsae.config import ConfigError, check
+from fsae.config import ConfigError, check, to_dict
 from fsae.layout import LAYOUTS, ImageLayout, detect_layout
+from fsae.task_data import save_task_data
 
-__all__ = ["CollectConfig", "TaskData", "collect", "image_layout", "label_ceiling", "parse_env_kwargs"]
+__all__ = [
+    "CollectConfig",
+    "TaskData",
+    "collect",
+    "image_layout",
+    "index_grid_warning",
+    "label_ceiling",
+    "parse_env_kwargs",
+    "save_collected",
+]
 
 
 @dataclass
@@ -241,3 +255,31 @@ def label_ceiling(obs: np.ndarray, labels: np.ndarray) -> tuple[int, list[float]
         best.append(float(counts.max(1).sum() / len(column)))
         majority.append(float(counts.sum(0).max() / len(column)))
     return int(image.max()) + 1, best, majority
+
+
+def save_collected(data: TaskData, cfg: CollectConfig, path: str | Path) -> Path:
+    """Write ``data`` to ``path`` (``fsae.task_data.save_task_data``, atomically) with where it came from beside the
+    arrays: env id, seed, env kwargs, the whole config (its wrappers), the layout line and the labels' names, which
+    pretraining copies into each checkpoint (``task_data_origin``). ``DatasetError`` when it cannot be written."""
+    meta = {
+        "env_id": cfg.env_id,
+        "seed": cfg.seed,
+        "env_kwargs": json.dumps(cfg.env_kwargs, default=repr),
+        "config": json.dumps(to_dict(cfg), default=repr),
+        "layout": data.layout,
+    }
+    if data.label_names:
+        meta["label_names"] = data.label_names
+    return save_task_data(path, data.obs, data.labels, **{k: np.array(v) for k, v in meta.items()})
+
+
+def index_grid_warning(obs: np.ndarray) -> str | None:
+    """A warning line when no value in ``obs`` exceeds 15 of 255: an index grid (MiniGrid's 'image' holds object
+    indices) rather than pixels, which pretraining would read as near-black images; None otherwise."""
+    top = int(obs.max()) if obs.size else 0
+    if top >= 16:
+        return None
+    return (
+        f"warning: no value above {top} in any image: an index grid (MiniGrid's 'image' holds object indices) rather "
+        "than pixels? (minigrid.wrappers.RGBImgPartialObsWrapper gives pixels)"
+    )

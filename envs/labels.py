@@ -37,6 +37,7 @@ import gymnasium as gym
 import numpy as np
 
 from fsae.config import ConfigError, check
+from fsae.console import kind_and_reason
 
 __all__ = [
     "ATARI_RAM",
@@ -171,8 +172,7 @@ def make_labeler(cfg: LabelConfig) -> Labeler:
             except ConfigError:
                 raise
             except Exception as e:  # the user's function: one line naming it and what it raised
-                reason = (str(e).strip().splitlines() or [""])[0]
-                raise ConfigError(f"labels.function '{cfg.function}' raised {type(e).__name__}: {reason}") from None
+                raise ConfigError(f"labels.function '{cfg.function}' raised {kind_and_reason(e)}") from None
             return _as_label(value, cfg.function)
 
         return call

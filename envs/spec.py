@@ -51,6 +51,7 @@ import gymnasium as gym
 import numpy as np
 
 from fsae.config import ConfigError
+from fsae.console import kind_and_reason
 
 EXTRAS = {"ale_py": "atari", "cv2": "atari", "minigrid": "minigrid", "ray": "ray"}
 """Top-level module -> the extra of pyproject.toml that installs it."""
@@ -192,8 +193,7 @@ def make(
             raise
         except Exception as e:  # a value the wrapper refuses, or an env it cannot wrap: one line naming the entry
             env.close()
-            reason = (str(e).strip().splitlines() or [""])[0]
-            raise ConfigError(f"env_wrappers[{i}] {path} on {env_id}: {type(e).__name__}: {reason}") from None
+            raise ConfigError(f"env_wrappers[{i}] {path} on {env_id}: {kind_and_reason(e)}") from None
         if not isinstance(wrapped, gym.Env):
             env.close()
             raise ConfigError(f"env_wrappers[{i}] {path} returned a {type(wrapped).__name__}, not an environment")
@@ -229,15 +229,10 @@ def first_reset(
         raise
     except Exception as e:
         raise ConfigError(
-            f"{env_id}: the first reset failed{_failing_layer(env, seed, env_wrappers)}: {_why(e)}"
+            f"{env_id}: the first reset failed{_failing_layer(env, seed, env_wrappers)}: {kind_and_reason(e)}"
         ) from None
     check_observation(obs, env.observation_space, env_id)
     return obs, info
-
-
-def _why(e: BaseException) -> str:
-    """An exception as 'Kind: its first line'."""
-    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
 
 
 def _failing_layer(env: gym.Env, seed: int | None, env_wrappers: Sequence[WrapperEntry]) -> str:

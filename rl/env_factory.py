@@ -30,6 +30,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from envs import spec
 from fsae.checkpoint import CheckpointError, load_fsae
 from fsae.config import ConfigError, check
+from fsae.console import first_line
 from fsae.data import DatasetError
 from fsae.layout import ImageLayout
 from rl import CONDITIONS
@@ -69,7 +70,7 @@ def probe_env(cfg: AgentConfig) -> gym.Space:
         except (ConfigError, DatasetError, CheckpointError):
             raise  # the project's own one-line errors (a missing MNIST, a bad wrapper entry) as they are
         except Exception as e:  # the env's or a wrapper's own refusal when made: one line naming both
-            reason = (str(e).strip().splitlines() or [""])[0]
+            reason = first_line(e)
             if not (reason and isinstance(e, (gym.error.Error, TypeError, ValueError, AssertionError))):
                 reason = f"{type(e).__name__}: {reason}"  # a refused value reads as it is; anything else with its kind
             raise ConfigError(

@@ -52,6 +52,7 @@ from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoard
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from fsae.config import ConfigError, load_yaml, to_dict
+from fsae.console import kind_and_reason
 from fsae.provenance import check_dependencies, sha256_file
 from rl.callbacks import SplitEvalCallback
 from rl.config import AgentConfig, PolicyConfig
@@ -160,9 +161,7 @@ def read_counters(path: Path) -> dict[str, int | float]:
 UNREADABLE_ZIP = (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError)
 
 
-def why_unreadable(e: BaseException) -> str:
-    """'Type: first line of the message', for one-line reports of an agent zip that did not load."""
-    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+why_unreadable = kind_and_reason  # 'Type: first line', for one-line reports of an agent zip that did not load
 
 
 def load_latest(model: BaseAlgorithm, run_dir: Path, device: Any) -> int:

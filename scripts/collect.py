@@ -22,20 +22,17 @@ missing or corrupt, or the data could not be written.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from gymnasium.error import Error as GymError
 
-from envs.collect import CollectConfig, collect, label_ceiling, parse_env_kwargs
+from envs.collect import CollectConfig, collect, index_grid_warning, label_ceiling, parse_env_kwargs, save_collected
 from envs.spec import unknown_id_hint
-from fsae.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from fsae.config import ConfigError, apply_overrides, from_dict, load_yaml
 from fsae.console import error
 from fsae.data import DatasetError
-from fsae.task_data import save_task_data
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -106,17 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return error(e, 1)
     except (ValueError, TypeError, KeyError, GymError) as e:  # ConfigError, bad or unknown kwargs, unknown env id
         return error((" ".join(str(e).split()) if not isinstance(e, KeyError) else e.args[0]) + unknown_id_hint(e), 2)
-    meta = {
-        "env_id": cfg.env_id,
-        "seed": cfg.seed,
-        "env_kwargs": json.dumps(cfg.env_kwargs, default=repr),
-        "config": json.dumps(to_dict(cfg), default=repr),
-        "layout": data.layout,
-    }
-    if data.label_names:
-        meta["label_names"] = data.label_names
     try:
-        path = save_task_data(args.out, data.obs, data.labels, **{k: np.array(v) for k, v in meta.items()})
+        path = save_collected(data, cfg, args.out)
     except DatasetError as e:
         return error(e, 1)
     names = f" ({', '.join(data.label_names)})" if data.label_names else ""
@@ -125,9 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     distinct, best, majority = label_ceiling(data.obs, data.labels)
     accuracies = f"; accuracy per label of the best function of the image {_round(best)}, of the most frequent label "
     print(f"distinct observations: {distinct} of {len(data.obs)}" + (f"{accuracies}{_round(majority)}" if best else ""))
-    if data.obs.max() < 16:  # no pixel above 15 of 255
-        print(f"warning: no value above {data.obs.max()} in any image: an index grid (MiniGrid's 'image' holds object "
-              "indices) rather than pixels? (minigrid.wrappers.RGBImgPartialObsWrapper gives pixels)")  # fmt: skip
+    if warning := index_grid_warning(data.obs):
+        print(warning)
     return 0
 
 
