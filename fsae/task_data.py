@@ -10,14 +10,13 @@ Every failure is a one-line ``fsae.data.DatasetError`` saying what is wrong and 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from fsae.atomic import atomic_write
 from fsae.config import ConfigError
 from fsae.data import DatasetError, one_line
 
@@ -171,23 +170,10 @@ def save_task_data(
                 "store a numeric or fixed-width string array"
             )
         extras[name] = arr
-    tmp: Path | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        tmp = Path(tmp_name)
-        with os.fdopen(fd, "wb") as f:  # a file object, so np.savez appends no ".npz" to the name
-            (np.savez_compressed if compress else np.savez)(f, obs=obs, labels=labels, **extras)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.chmod(0o644)
-        os.replace(tmp, path)
-        tmp = None
+    save = np.savez_compressed if compress else np.savez
+    try:  # to a file object, so np.savez appends no ".npz" to the name
+        return atomic_write(path, lambda f: save(f, obs=obs, labels=labels, **extras))
     except OSError as e:
         raise DatasetError(
             f"cannot write task data to {path} ({one_line(e)}); check the folder and free space"
         ) from None
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-    return path
