@@ -4,8 +4,6 @@ Contents:
     CollectConfig     -- what to collect: env id, kwargs, packages, wrappers, label source, steps, seed, image layout
                          (``configs/collect/*.yaml``; unknown keys refused, packages and wrappers checked on load).
     TaskData          -- the result: obs (N, C, H, W) uint8, labels, what was done to the images, the labels' names.
-    image_layout      -- the ``fsae.layout.ImageLayout`` of an observation space (SB3's rule, or the layout the config
-                         states) and a line saying what is done to make it (C, H, W); one line when it is no image.
     parse_env_kwargs  -- ``["noise=0.1", "occlusion_size=8"]`` -> ``{"noise": 0.1, "occlusion_size": 8}``.
     collect           -- roll out a seeded random policy for N steps; returns ``TaskData`` in the format of
                          ``fsae.task_data.save_task_data`` / ``load_task_data``.
@@ -40,14 +38,13 @@ import envs  # noqa: F401  (registers the fsae/ ids)
 from envs import spec
 from envs.labels import LabelConfig, make_labeler
 from fsae.config import ConfigError, check, to_dict
-from fsae.layout import LAYOUTS, ImageLayout, detect_layout
+from fsae.layout import LAYOUTS
 from fsae.task_data import save_task_data
 
 __all__ = [
     "CollectConfig",
     "TaskData",
     "collect",
-    "image_layout",
     "index_grid_warning",
     "label_ceiling",
     "parse_env_kwargs",
@@ -102,32 +99,6 @@ class TaskData(NamedTuple):
     """One name per label column where the source gives them."""
 
 
-def image_layout(space: gym.Space, layout: str = "auto", env_id: str = "the env") -> tuple[ImageLayout, str]:
-    """The layout of ``space``'s images (``fsae.layout.detect_layout``) and a line saying what is done to make each
-    observation (C, H, W), e.g. 'channels-last (H, W, C) (28, 28, 3) -> (3, 28, 28)'.
-
-    Args:
-        space: the observation space; it must be a uint8 ``Box`` of 2 (grey), 3 or 4 (frame stack) axes.
-        layout: 'auto' (SB3's rule: the smallest axis holds the channels), 'channels_first' or 'channels_last'.
-        env_id: named in the error.
-
-    Raises:
-        ConfigError: not a uint8 image (one line naming the space and the wrappers that make one), or a layout that
-            cannot be told.
-    """
-    shape = getattr(space, "shape", None)
-    ok = isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and shape is not None and len(shape) in (2, 3, 4)
-    ok = ok and bool(np.all(space.low == 0) and np.all(space.high == 255))  # as an agent's image (rl.images)
-    check(ok, f"{env_id} observes {space}; task data needs uint8 images in [0, 255], (C, H, W), (H, W, C) or grey "
-          f"(H, W): {spec.image_hint(space)}")  # fmt: skip
-    try:
-        found = detect_layout(tuple(shape), layout)  # type: ignore[arg-type]
-    except ValueError as e:
-        raise ConfigError(f"{env_id}: {e}") from None
-    same = found.chw == found.shape and not found.channels_last  # (10, 10, 10) channels-last is transposed
-    return found, f"{found.name} {found.shape} " + ("as given" if same else f"-> {found.chw}")
-
-
 def parse_env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
     """Parse ``key=value`` strings into keyword arguments; values are Python literals, else kept as strings.
 
@@ -178,7 +149,7 @@ def collect(
         seed: seeds the environment's first reset and the action space.
         env_kwargs: constructor arguments (``split``, ``noise``, ...), passed as they are.
         labels: the label source (default: ``info``'s "labels" / "label").
-        layout: see ``image_layout``.
+        layout: 'auto' (SB3's rule), 'channels_first' or 'channels_last' (``envs.spec.image_layout``).
         make_env: ``make_env(env_id, **env_kwargs)`` builds the env (``CollectConfig.make_env``: with its packages
             imported and its wrappers added).
         progress: show a tqdm progress bar.
@@ -195,7 +166,7 @@ def collect(
     labeler = make_labeler(cfg)
     env = make_env(env_id, **dict(env_kwargs or {}))
     try:
-        found, note = image_layout(env.observation_space, layout, env_id)
+        found = spec.image_layout(env.observation_space, layout, env_id)  # the agents' check (rl.images)
 
         def to_chw(ob: np.ndarray) -> np.ndarray:
             return found.to_chw(np.asarray(ob)[None])[0]
@@ -213,10 +184,7 @@ def collect(
                 if terminated or truncated:
                     ob, info = env.reset()
             if np.shape(ob) != found.shape:  # a space that held at the first reset and no longer does
-                raise ConfigError(
-                    f"{env_id} gave an observation of shape {np.shape(ob)} at step {t}, but its observation_space "
-                    f"declares {found.shape}; the env or one of its wrappers misstates its space"
-                )
+                spec.check_observation(ob, env.observation_space, env_id, t)
             y = labeler(env, info) if t > 0 else first
             if y.size != first.size or y.dtype != first.dtype:
                 raise ConfigError(
@@ -226,7 +194,7 @@ def collect(
             obs[t], ys[t] = to_chw(ob), y.reshape(first.shape)
     finally:
         env.close()
-    return TaskData(obs, ys, note, cfg.names())
+    return TaskData(obs, ys, found.conversion(), cfg.names())
 
 
 def label_ceiling(obs: np.ndarray, labels: np.ndarray) -> tuple[int, list[float] | None, list[float] | None]:

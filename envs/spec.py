@@ -10,9 +10,15 @@ Contents:
                        function, so ``SubprocVecEnv`` workers do the same).
     check_observation -- an observation that is not what the env's ``observation_space`` declares (its shape or
                        dtype) is refused in one line: the space is what every layout decision reads.
+    ObservationGuard -- the last layer ``make`` adds over a ``Box`` space: an observation that leaves the declared
+                       shape or dtype mid-run is a ``ConfigError`` of one line naming the step (numpy would fail later,
+                       in a vector env's buffer, with a traceback that names neither the env nor the space).
     first_reset     -- the first ``reset``, its observation checked; a failure is one line naming the layer (the env
                        or which wrapper) that raised.
     unknown_id_hint -- for gymnasium's unknown-namespace error: name the module that registers it in env_packages.
+    image_layout    -- the ``fsae.layout.ImageLayout`` of an observation space that is a uint8 image (2-D, 3-D or a
+                       stack), or one line saying what it is not and which wrappers make it one (``image_hint``);
+                       task data collection and the agents check with this one function.
     image_hint      -- which wrappers turn an observation space that is not an image into one.
 
 The wrapper list follows rl-baselines3-zoo's YAML convention (``env_wrapper`` in its ``hyperparams/*.yml``, resolved with
@@ -52,6 +58,7 @@ import numpy as np
 
 from fsae.config import ConfigError
 from fsae.console import kind_and_reason
+from fsae.layout import ImageLayout, detect_layout
 
 EXTRAS = {"ale_py": "atari", "cv2": "atari", "minigrid": "minigrid", "ray": "ray"}
 """Top-level module -> the extra of pyproject.toml that installs it."""
@@ -198,19 +205,51 @@ def make(
             env.close()
             raise ConfigError(f"env_wrappers[{i}] {path} returned a {type(wrapped).__name__}, not an environment")
         env = wrapped
-    return env
+    return ObservationGuard(env, env_id) if isinstance(env.observation_space, gym.spaces.Box) else env
 
 
-def check_observation(obs: Any, space: gym.Space, env_id: str) -> None:
+class ObservationGuard(gym.Wrapper):
+    """Pass every observation on unchanged after checking that its shape and dtype are those its ``Box`` space
+    declares (two attribute reads per step); ``ConfigError`` of one line naming the step otherwise
+    (``check_observation``)."""
+
+    def __init__(self, env: gym.Env, env_id: str):
+        super().__init__(env)
+        space = env.observation_space
+        self._shape, self._dtype, self._env_id, self._steps = space.shape, space.dtype, env_id, 0
+
+    def _check(self, obs: Any) -> None:
+        if getattr(obs, "shape", None) != self._shape or getattr(obs, "dtype", None) != self._dtype:
+            check_observation(obs, self.observation_space, self._env_id, self._steps)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._check(obs)
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._steps += 1
+        self._check(obs)
+        return obs, reward, terminated, truncated, info
+
+
+def check_observation(obs: Any, space: gym.Space, env_id: str, step: int = 0) -> None:
     """Refuse (``ConfigError``, one line) an observation whose shape or dtype is not the one its ``Box`` space
-    declares: images are laid out from the space, so a space that misstates them would be misread silently."""
+    declares: images are laid out from the space, so a space that misstates them would be misread silently.
+    ``step``: how many steps the env had taken (named when it is not the first observation)."""
     if not isinstance(space, gym.spaces.Box):
         return
     arr = np.asarray(obs)
     if arr.shape != space.shape or arr.dtype != space.dtype:
+        gave = (
+            f"gave an observation of shape {arr.shape} {arr.dtype} at step {step}"
+            if step
+            else (f"gives observations of shape {arr.shape} {arr.dtype}")
+        )
         raise ConfigError(
-            f"{env_id} gives observations of shape {arr.shape} {arr.dtype}, but its observation_space declares "
-            f"{space}; the env or one of its wrappers misstates its space"
+            f"{env_id} {gave}, but its observation_space declares {space}; the env or one of its wrappers misstates "
+            "its space"
         )
 
 
@@ -284,3 +323,25 @@ def image_hint(space: gym.Space) -> str:
     if isinstance(space, gym.spaces.Box) and len(space.shape) >= 2:
         return "a uint8 Box whose bounds are not [0, 255]: scale it to pixels with a wrapper of your own"
     return f"not pixels; {RENDER_HINT}"
+
+
+def image_layout(space: gym.Space, layout: str = "auto", env_name: str = "the environment") -> ImageLayout:
+    """The layout of ``space``, which must be a uint8 Box(0, 255) of 2, 3 or 4 axes (``fsae.layout.detect_layout``:
+    ``layout`` when stated, else SB3's rule); ``ConfigError`` of one line otherwise (what the space is, and which
+    wrappers would make it an image)."""
+    ok = (
+        isinstance(space, gym.spaces.Box)
+        and space.dtype == np.uint8
+        and len(space.shape) in (2, 3, 4)
+        and bool(np.all(space.low == 0))
+        and bool(np.all(space.high == 255))
+    )
+    if not ok:
+        raise ConfigError(
+            f"{env_name} observes {space}, not an image (a uint8 Box(0, 255) of shape (H, W), (C, H, W), (H, W, C) "
+            f"or a frame stack); {image_hint(space)}"
+        )
+    try:
+        return detect_layout(space.shape, layout)
+    except ValueError as e:
+        raise ConfigError(f"{env_name}: {e}") from None

@@ -1,6 +1,7 @@
 """What every script prints: one ``error:`` line for bad input, and metrics as aligned ``key  value`` lines.
 
-``first_line`` and ``kind_and_reason`` turn any exception into the one line those errors quote.
+``first_line`` and ``kind_and_reason`` turn any exception into the one line those errors quote;
+``one_line_warnings`` prints the project's own warnings as one ``warning:`` line (without Python's source line).
 
 Kept apart from ``fsae.cli`` (the pretraining scripts' options), so that the agent scripts import nothing of
 pretraining.
@@ -9,8 +10,14 @@ pretraining.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGES = ("fsae", "envs", "rl", "scripts", "benchmarks")  # not a virtual environment kept in the checkout
+_PYTHON_FORMAT = warnings.formatwarning
 
 
 def print_metrics(metrics: dict[str, Any], fmt: str = ".6g", keep: Callable[[str], bool] = lambda k: True) -> None:
@@ -35,3 +42,20 @@ def error(e: BaseException | str, code: int) -> int:
     """Print one ``error:`` line to stderr; return ``code``."""
     print(f"error: {e}", file=sys.stderr)
     return code
+
+
+def _format_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    path = Path(filename).resolve()
+    if (
+        path.is_relative_to(_ROOT) and path.relative_to(_ROOT).parts[0] in _PACKAGES
+    ):  # the project's: its message says all
+        return f"warning: {message}\n"
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)  # a library's: with its file and line
+
+
+def one_line_warnings() -> None:
+    """Show the warnings the project raises as one ``warning: ...`` line each, as its errors are; other libraries'
+    keep Python's format. For the scripts' ``main``."""
+    warnings.formatwarning = _format_warning

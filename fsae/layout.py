@@ -72,6 +72,13 @@ class ImageLayout:
         """The shape with its layout, e.g. '(28, 28, 3) channels-last (H, W, C)'."""
         return f"{tuple(self.shape)} {self.name}"
 
+    def conversion(self) -> str:
+        """What is done to make one observation (C, H, W), e.g. 'channels-last (H, W, C) (28, 28, 3) -> (3, 28, 28)'
+        or 'channels-first (C, H, W) (1, 84, 84) as given' (a channels-last cube such as (10, 10, 10) is transposed,
+        though its shape reads the same)."""
+        same = self.chw == self.shape and not self.channels_last
+        return f"{self.name} {self.shape} " + ("as given" if same else f"-> {self.chw}")
+
     def to_chw(self, batch: np.ndarray) -> np.ndarray:
         """A batch (B, *shape) -> (B, *chw), C-contiguous (a copy unless it is channels-first already)."""
         assert batch.shape[1:] == self.shape, f"expected a batch (B, {self.shape}), got {batch.shape}"

@@ -43,5 +43,14 @@ computes with ``rl.stats``; ``rl.callbacks`` imports nothing of ``rl``.
 The CLI is ``scripts/train_agent.py``; the throughput benchmark is ``benchmarks/wrapper.py``.
 """
 
-CONDITIONS = ("none", "fsae", "copy", "autoencoder", "code", "features")
+from typing import Literal, get_args
+
+Condition = Literal["none", "fsae", "copy", "autoencoder", "code", "features"]
+"""One experimental condition, as configs type it (``rl.config.AgentConfig.condition``, ``rl.sweep.SweepConfig``)."""
+
+CONDITIONS: tuple[str, ...] = get_args(Condition)
 """The experimental conditions, in the order tables and legends show them; 'none' is the baseline."""
+
+PERCEPTIONS = ("code", "features")
+"""The conditions that hand the agent the frozen abstract network's vector beside the image (``rl.perception``); the
+others hand it an image: the raw one ('none') or its union with a regeneration (``rl.common_sense``)."""

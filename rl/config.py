@@ -22,7 +22,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from envs.spec import WrapperEntry, import_packages, resolve_wrappers
 from fsae.config import ConfigError, check
 from fsae.layout import LAYOUTS
-from rl import CONDITIONS
+from rl import CONDITIONS, PERCEPTIONS, Condition
 from rl.common_sense import DTYPES, UNIONS
 from rl.extractor import EXTRACTORS
 
@@ -94,7 +94,7 @@ class AgentConfig:
     """Episodes per evaluation, with the deterministic policy, on the eval split."""
     checkpoint_freq: int = 25_000
     """Save the agent every this many environment steps into ``checkpoints/`` (0 = only the final model)."""
-    condition: Literal["none", "fsae", "copy", "autoencoder", "code", "features"] = "none"
+    condition: Condition = "none"
     """What the agent sees besides the raw observation (see ``rl.agent``): 'code' and 'features' (``rl.perception``)
     hand over the frozen abstract network's code or last hidden layer instead of a regenerated image."""
     fsae_checkpoint: str | None = None
@@ -155,7 +155,7 @@ class AgentConfig:
             f"code_round applies to condition 'code', not '{self.condition}'",
         )
         check(
-            not (self.condition in ("code", "features") and self.union != "stack"),
+            not (self.condition in PERCEPTIONS and self.union != "stack"),
             f"condition '{self.condition}' hands over a vector, not an image: union '{self.union}' does not apply",
         )
         check("/" not in self.run_name, f"run_name must be a plain folder name, got '{self.run_name}'")

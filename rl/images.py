@@ -2,7 +2,8 @@
 
 Contents:
     image_layout     -- the ``fsae.layout.ImageLayout`` of an observation space (a uint8 image, 2-D, 3-D or a stack),
-                        or one line saying what it is not and which wrappers make it one.
+                        or one line saying what it is not and which wrappers make it one (``envs.spec``'s, the one
+                        check task data collection makes too).
     frames_of        -- how many frames of a model's (C, H, W) an observation holds (a frame stack: k >= 1), or one
                         line naming both shapes and the fix.
     check_readable   -- refuse a channels-first shape that SB3 would take for channels-last.
@@ -16,37 +17,15 @@ is at most H and W.
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
-from envs.spec import image_hint
+from envs.spec import image_layout as image_layout  # re-exported: the one check of an image space
 from fsae.checkpoint import CheckpointError
 from fsae.config import ConfigError
-from fsae.layout import ImageLayout, detect_layout
-
-
-def image_layout(space: gym.Space, layout: str = "auto", env_name: str = "the environment") -> ImageLayout:
-    """The layout of ``space``, which must be a uint8 Box(0, 255) of 2, 3 or 4 axes (``fsae.layout``);
-    ``ConfigError`` of one line otherwise (what the space is, and which wrappers would make it an image)."""
-    ok = (
-        isinstance(space, spaces.Box)
-        and space.dtype == np.uint8
-        and len(space.shape) in (2, 3, 4)
-        and np.all(space.low == 0)
-        and np.all(space.high == 255)
-    )
-    if not ok:
-        raise ConfigError(
-            f"{env_name} observes {space}, not an image (a uint8 Box(0, 255) of shape (H, W), (C, H, W), (H, W, C) "
-            f"or a frame stack); {image_hint(space)}"
-        )
-    try:
-        return detect_layout(space.shape, layout)
-    except ValueError as e:
-        raise ConfigError(f"{env_name}: {e}") from None
+from fsae.layout import ImageLayout
 
 
 def frames_of(model_shape: tuple[int, ...], layout: ImageLayout, who: str, env_name: str) -> int:

@@ -14,7 +14,7 @@ The agent sees a ``Dict`` observation ``{"image": raw uint8 image, "code": float
 (``policy.extractor``) as every other condition, the vector concatenated after it.
 
 Contents:
-    PERCEPTIONS  -- the two conditions.
+    PERCEPTIONS  -- the two conditions (defined in rl/__init__.py).
     Encoder      -- a frozen abstract network as a function on uint8 image batches -> float32 vectors.
     make_encoder -- load, freeze and check a checkpoint for 'code' or 'features'.
     Perception   -- ``gymnasium.ObservationWrapper``: one environment's ``{image, code}``.
@@ -38,10 +38,8 @@ from fsae.config import check
 from fsae.layout import ImageLayout
 from fsae.model import FSAE
 from fsae.runtime import frozen_on
-from rl import images
+from rl import PERCEPTIONS, images
 from rl.common_sense import step_batch
-
-PERCEPTIONS = ("code", "features")
 
 
 class Encoder:

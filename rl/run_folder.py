@@ -24,15 +24,19 @@ import re
 import shutil
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure
 
 from fsae.config import to_dict
 from fsae.provenance import write_run_info
-from rl.common_sense import Regenerator
+from rl import PERCEPTIONS
 from rl.config import AgentConfig
-from rl.perception import Encoder
+
+if TYPE_CHECKING:
+    from rl.common_sense import Regenerator
+    from rl.perception import Encoder
 
 DONE_MARKER = "done.json"
 """Written by a sweep beside ``metrics.json`` when a run ends; either one marks the run finished."""
@@ -97,7 +101,7 @@ def start_run(
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     (run_dir / "command.txt").write_text((command or "(called from Python)") + "\n")
     regen_info = regen.describe() if regen else {"condition": "none", "checkpoint": None, "sha256": None}
-    regen_info["union"] = cfg.union if isinstance(regen, Regenerator) else None
+    regen_info["union"] = cfg.union if regen and cfg.condition not in PERCEPTIONS else None  # an image's union
     regen_info["observation"] = observation
     (run_dir / "fsae.json").write_text(json.dumps(regen_info, indent=2) + "\n")
     write_run_info(run_dir, depends_on={cfg.condition: checkpoint} if checkpoint else {})

@@ -43,7 +43,7 @@ import yaml
 from fsae.checkpoint import CheckpointError, sha256_file
 from fsae.config import ConfigError, apply_overrides, check, from_dict, load_config, load_yaml, to_dict
 from fsae.data import DatasetError
-from rl import CONDITIONS
+from rl import CONDITIONS, Condition
 from rl.config import AgentConfig, check_hyperparams
 from rl.run_folder import condition_label, env_folder, recorded_sha256, run_dir_for, run_finished
 
@@ -97,9 +97,7 @@ class SweepConfig:
 
     envs: list[SweepEnv] = field(default_factory=list)
     """The environments, each with its agent config and checkpoints."""
-    conditions: list[Literal["none", "fsae", "copy", "autoencoder", "code", "features"]] = field(
-        default_factory=lambda: list(CONDITIONS)
-    )
+    conditions: list[Condition] = field(default_factory=lambda: list(CONDITIONS))
     """Conditions to compare (see ``rl.agent``); 'none' is the baseline of ``rl.compare``."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     """Seeds of every (environment, condition); at least 5 for a comparison, 10 for a claim

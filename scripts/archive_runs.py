@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fsae.console import error
+from fsae.console import error, one_line_warnings
 from rl.archive import ArchiveError, copy_finished
 
 
@@ -42,4 +42,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(main())

@@ -31,7 +31,7 @@ from gymnasium.error import Error as GymError
 from envs.collect import CollectConfig, collect, index_grid_warning, label_ceiling, parse_env_kwargs, save_collected
 from envs.spec import unknown_id_hint
 from fsae.config import ConfigError, apply_overrides, from_dict, load_yaml
-from fsae.console import error
+from fsae.console import error, one_line_warnings
 from fsae.data import DatasetError
 
 
@@ -119,4 +119,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(main())

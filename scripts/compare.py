@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fsae.console import error
+from fsae.console import error, one_line_warnings
 from rl.compare import BASELINE, compare
 
 
@@ -83,4 +83,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(main())

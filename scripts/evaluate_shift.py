@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fsae.checkpoint import CheckpointError
 from fsae.config import ConfigError, apply_overrides
-from fsae.console import error
+from fsae.console import error, one_line_warnings
 from fsae.data import DatasetError
 from fsae.run_folder import check_no_file_in_way
 from rl.shift import evaluate_shifts, save
@@ -66,4 +66,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(main())

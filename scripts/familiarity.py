@@ -14,6 +14,7 @@ import sys
 
 from fsae.characteristics import FamiliarityOptions, run_familiarity
 from fsae.cli import config_parser, run_experiment
+from fsae.console import one_line_warnings
 
 parser = config_parser(__doc__, "familiarity")
 parser.add_argument("--seen", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="classes trained on (default: 0-4)")
@@ -36,4 +37,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(main())

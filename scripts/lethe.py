@@ -14,6 +14,7 @@ import sys
 
 from fsae.characteristics import LetheOptions, run_lethe
 from fsae.cli import config_parser, run_experiment
+from fsae.console import one_line_warnings
 
 d = LetheOptions()
 parser = config_parser(__doc__, "lethe")
@@ -36,4 +37,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(main())

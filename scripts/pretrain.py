@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from fsae.cli import config_parser, run_experiment
+from fsae.console import one_line_warnings
 from fsae.pretrain import pretrain
 
 parser = config_parser(__doc__, "pretrain", default_config="mnist.yaml")
@@ -31,4 +32,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(main())

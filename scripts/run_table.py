@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fsae.console import error
+from fsae.console import error, one_line_warnings
 from rl.run_table import markdown, run_rows
 
 
@@ -43,4 +43,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(main())

@@ -25,7 +25,7 @@ import signal
 import sys
 
 from fsae.config import ConfigError
-from fsae.console import error
+from fsae.console import error, one_line_warnings
 from rl.sweep import is_finished, load_sweep, plan, settings_changed
 from rl.sweep_local import run_local
 
@@ -122,4 +122,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(main())

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from fsae.checkpoint import CheckpointError
 from fsae.config import ConfigError, apply_overrides, from_dict, load_yaml
-from fsae.console import error, print_metrics
+from fsae.console import error, one_line_warnings, print_metrics
 from fsae.data import DatasetError
 from rl import CONDITIONS
 from rl.agent import train_agent
@@ -113,4 +113,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(main())

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from stable_baselines3.common.envs import FakeImageEnv
 
-from envs.collect import CollectConfig, collect, image_layout
+from envs.collect import CollectConfig, collect
 from envs.labels import ATARI_RAM, MINIGRID_FRONT, LabelConfig, labels_from_info, make_labeler, minigrid_concepts
+from envs.spec import image_layout
 from fsae.config import ConfigError, from_dict
 
 
@@ -77,11 +78,11 @@ def test_images_are_stored_channels_first_exactly_as_transposed_by_hand(shape, l
 
 def test_layout_is_decided_as_sb3_decides_it():
     last, first = FakeImageEnv(n_channels=3, channel_first=False), FakeImageEnv(n_channels=1, channel_first=True)
-    assert image_layout(last.observation_space)[1] == "channels-last (H, W, C) (84, 84, 3) -> (3, 84, 84)"
-    assert image_layout(first.observation_space)[1] == "channels-first (C, H, W) (1, 84, 84) as given"
-    with pytest.raises(ConfigError, match=r"the env: cannot tell which axis of \(6, 2, 5\) holds the channels"):
+    assert image_layout(last.observation_space).conversion() == "channels-last (H, W, C) (84, 84, 3) -> (3, 84, 84)"
+    assert image_layout(first.observation_space).conversion() == "channels-first (C, H, W) (1, 84, 84) as given"
+    with pytest.raises(ConfigError, match=r"the environment: cannot tell which axis of \(6, 2, 5\) holds the channels"):
         image_layout(gym.spaces.Box(0, 255, (6, 2, 5), np.uint8))
-    with pytest.raises(ConfigError, match=r"observes Box\(0.0, 1.0, \(3, 4, 4\), float32\); task data needs uint8"):
+    with pytest.raises(ConfigError, match=r"observes Box\(0.0, 1.0, \(3, 4, 4\), float32\), not an image"):
         image_layout(gym.spaces.Box(0, 1, (3, 4, 4), np.float32))
 
 

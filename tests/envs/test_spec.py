@@ -13,7 +13,7 @@ import yaml
 from gymnasium.wrappers import FlattenObservation, TimeLimit
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
-from envs.spec import _tuples, import_packages, make, resolve_wrappers
+from envs.spec import ObservationGuard, _tuples, import_packages, make, resolve_wrappers
 from fsae.config import ConfigError, from_dict, load_config
 from rl.config import AgentConfig
 from rl.env_factory import make_env
@@ -35,7 +35,8 @@ def test_good_entries_resolve_in_order():
         ("gymnasium.wrappers.RecordEpisodeStatistics", "RecordEpisodeStatistics", {}),
     ]
     env = make("fsae/DigitBandit-v0", (), entries[:2], split="test", episode_length=50)
-    assert isinstance(env, FlattenObservation) and isinstance(env.env, TimeLimit)  # the first entry wraps innermost
+    assert isinstance(env, ObservationGuard)  # the last layer of every env made: it checks each observation's shape
+    assert isinstance(env.env, FlattenObservation) and isinstance(env.env.env, TimeLimit)  # the first wraps innermost
     assert env.observation_space.shape == (784,)
     env.reset(seed=0)
     assert [env.step(0)[3] for _ in range(3)] == [False, False, True]  # truncated by TimeLimit after 3 steps

@@ -1,11 +1,13 @@
 """fsae.cli: the options, config and exit statuses shared by the pretraining-style scripts."""
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
+from fsae import console
 from fsae.checkpoint import CheckpointError
 from fsae.cli import config_parser, load_pretrain_config, run_dir, run_experiment
 from fsae.config import ConfigError
@@ -93,4 +95,19 @@ def test_run_experiment_keeps_a_finished_run_and_leaves_no_folder_when_a_run_fai
     assert run_experiment(parser, lambda a: None, run, ["--out", str(tmp_path / "afile" / "r")]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"error: --out {tmp_path / 'afile' / 'r'}: {tmp_path / 'afile'} is a file, not a folder; choose another"
+    )
+
+
+def test_the_projects_warnings_are_one_line_and_a_librarys_keep_their_source(monkeypatch):
+    """``one_line_warnings`` (what every script's ``__main__`` calls): 'warning: message' for a warning raised in the
+    project's packages, Python's 'file:line: Category: message' for one raised elsewhere."""
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after the test
+    console.one_line_warnings()
+    ours = str(Path(console.__file__).resolve().parent.parent / "rl" / "env_factory.py")
+    theirs = "/usr/lib/python3/site-packages/gymnasium/core.py"
+    assert warnings.formatwarning("an RGB model on grey frames", UserWarning, ours, 173) == (
+        "warning: an RGB model on grey frames\n"
+    )
+    assert warnings.formatwarning("deprecated", DeprecationWarning, theirs, 9, "") == (
+        f"{theirs}:9: DeprecationWarning: deprecated\n"
     )

@@ -13,9 +13,10 @@ import pytest
 import torch
 from gymnasium import spaces
 
+from envs import spec
 from envs.collect import collect
-from envs.collect import image_layout as collect_layout
 from envs.labels import LabelConfig
+from envs.spec import image_layout
 from fsae.checkpoint import load_fsae
 from fsae.config import ConfigError, from_dict
 from fsae.model import FSAEConfig
@@ -105,9 +106,7 @@ def test_a_space_that_misstates_the_observations_is_refused(tmp_path):
 
 def test_collect_refuses_what_an_agent_would_refuse(tmp_path):
     """uint8 in [0, 1] is not an image to an agent, so not to collect either (it stored near-black images)."""
-    with pytest.raises(
-        ConfigError, match=r"observes Box\(0, 1, \(12, 16, 3\), uint8\); task data needs uint8 images in"
-    ):
+    with pytest.raises(ConfigError, match=r"observes Box\(0, 1, \(12, 16, 3\), uint8\), not an image"):
         collect("own/Bars-v0", 5, env_kwargs={"high": 1}, progress=False)
     with pytest.raises(ConfigError, match=r"observes Box\(0, 1, \(12, 16, 3\), uint8\), not an image"):
         probe_env(_agent(tmp_path, env_kwargs={"high": 1}))
@@ -116,8 +115,8 @@ def test_collect_refuses_what_an_agent_would_refuse(tmp_path):
 def test_a_stated_layout_of_a_cube_is_not_called_as_given():
     """(10, 10, 10) read channels-last is transposed, though its shape reads the same both ways."""
     cube = spaces.Box(0, 255, (10, 10, 10), np.uint8)
-    assert collect_layout(cube, "channels_last")[1] == "channels-last (H, W, C) (10, 10, 10) -> (10, 10, 10)"
-    assert collect_layout(cube, "channels_first")[1] == "channels-first (C, H, W) (10, 10, 10) as given"
+    assert image_layout(cube, "channels_last").conversion() == "channels-last (H, W, C) (10, 10, 10) -> (10, 10, 10)"
+    assert image_layout(cube, "channels_first").conversion() == "channels-first (C, H, W) (10, 10, 10) as given"
 
 
 def test_a_label_function_that_raises_is_named():
@@ -219,8 +218,8 @@ def test_collect_refuses_a_space_broken_after_the_first_reset():
     with pytest.raises(ConfigError) as e:
         collect("own/Bars-v0", 10, make_env=lambda env_id: ShrinksLater(gym.make(env_id)), progress=False)
     assert str(e.value) == (
-        "own/Bars-v0 gave an observation of shape (11, 16, 3) at step 3, but its observation_space declares "
-        "(12, 16, 3); the env or one of its wrappers misstates its space"
+        "own/Bars-v0 gave an observation of shape (11, 16, 3) uint8 at step 3, but its observation_space declares "
+        "Box(0, 255, (12, 16, 3), uint8); the env or one of its wrappers misstates its space"
     )
 
 
@@ -258,3 +257,26 @@ def test_collect_script_on_an_id_of_ones_own_and_an_index_grid(tmp_path, capsys,
         "pixels? (minigrid.wrappers.RGBImgPartialObsWrapper gives pixels)"
     )
     assert task_data_origin(out)["layout"] == "channels-last (H, W, C) (12, 16, 3) -> (3, 12, 16)"
+
+
+def test_an_agent_refuses_a_space_broken_mid_run_in_one_line(tmp_path):
+    """The env passed the first reset; three observations later it gives a row less (numpy would fail in the vector
+    env's buffer with a traceback naming neither)."""
+    with pytest.raises(ConfigError) as e:
+        train_agent(_agent(tmp_path, env_wrappers=[f"{__name__}.ShrinksLater"]))
+    assert str(e.value) == (
+        "own/Bars-v0 gave an observation of shape (11, 16, 3) uint8 at step 3, but its observation_space declares "
+        "Box(0, 255, (12, 16, 3), uint8); the env or one of its wrappers misstates its space"
+    )
+
+
+def test_the_guard_passes_observations_on_unchanged():
+    guarded, plain = spec.make("own/Bars-v0"), gym.make("own/Bars-v0")
+    assert isinstance(guarded, spec.ObservationGuard) and guarded.observation_space == plain.observation_space
+    for env in (guarded, plain):
+        env.action_space.seed(0)
+    (a, _), (b, _) = guarded.reset(seed=3), plain.reset(seed=3)
+    assert a is not None and np.array_equal(a, b)
+    for _ in range(20):
+        a, b = guarded.step(1)[0], plain.step(1)[0]
+        assert np.array_equal(a, b)
