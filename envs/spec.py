@@ -189,7 +189,9 @@ def make(
 ) -> gym.Env:
     """``gym.make(env_id, **kwargs)`` after importing ``env_packages``, then each of ``env_wrappers`` applied in order
     (the first entry wraps the environment itself). The ``fsae/`` ids are registered by ``import envs``. A wrapper
-    that raises, or returns something other than an environment, is a ``ConfigError`` of one line naming its entry."""
+    that raises, or returns something other than an environment, is a ``ConfigError`` of one line naming its entry.
+    Over a ``Box`` observation space the last layer is an ``ObservationGuard`` (each observation's shape and dtype
+    checked against the space)."""
     import_packages(env_packages)
     env = gym.make(env_id, **kwargs)
     for i, (path, wrapper, wrapper_kwargs) in enumerate(resolve_wrappers(env_wrappers)):
@@ -208,13 +210,14 @@ def make(
     return ObservationGuard(env, env_id) if isinstance(env.observation_space, gym.spaces.Box) else env
 
 
-class ObservationGuard(gym.Wrapper):
+class ObservationGuard(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Pass every observation on unchanged after checking that its shape and dtype are those its ``Box`` space
     declares (two attribute reads per step); ``ConfigError`` of one line naming the step otherwise
     (``check_observation``)."""
 
     def __init__(self, env: gym.Env, env_id: str):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, env_id=env_id)  # so that gym.make(env.spec) rebuilds it
+        gym.Wrapper.__init__(self, env)
         space = env.observation_space
         self._shape, self._dtype, self._env_id, self._steps = space.shape, space.dtype, env_id, 0
 

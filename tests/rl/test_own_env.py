@@ -273,6 +273,7 @@ def test_an_agent_refuses_a_space_broken_mid_run_in_one_line(tmp_path):
 def test_the_guard_passes_observations_on_unchanged():
     guarded, plain = spec.make("own/Bars-v0"), gym.make("own/Bars-v0")
     assert isinstance(guarded, spec.ObservationGuard) and guarded.observation_space == plain.observation_space
+    assert isinstance(gym.make(guarded.spec), spec.ObservationGuard)  # its spec rebuilds it (Gymnasium's checker)
     for env in (guarded, plain):
         env.action_space.seed(0)
     (a, _), (b, _) = guarded.reset(seed=3), plain.reset(seed=3)
