@@ -9,6 +9,7 @@ pretraining.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -47,12 +48,13 @@ def error(e: BaseException | str, code: int) -> int:
 def _format_warning(
     message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
 ) -> str:
-    path = Path(filename).resolve()
-    if (
-        path.is_relative_to(_ROOT) and path.relative_to(_ROOT).parts[0] in _PACKAGES
-    ):  # the project's: its message says all
+    try:  # never raise from here: it would turn a warning into a crash
+        inside = Path(filename).resolve().relative_to(_ROOT).parts[:1] if os.path.isabs(filename) else ()
+    except (OSError, ValueError):  # not under the checkout, or not a path at all
+        inside = ()
+    if inside and inside[0] in _PACKAGES:  # raised by the project: its message says all
         return f"warning: {message}\n"
-    return _PYTHON_FORMAT(message, category, filename, lineno, line)  # a library's: with its file and line
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)  # a library's, or code without a file
 
 
 def one_line_warnings() -> None:

@@ -232,9 +232,19 @@ def train_agent(
             metrics["fsae/weights_unchanged"] = unchanged
         atomic_write_json(run_dir / "metrics.json", metrics)  # the run's last file: it marks the run finished
         return metrics
+    except (EOFError, ConnectionError) as e:  # SB3's subprocess workers do not send their errors back: they die
+        if cfg.vec_env != "subproc":
+            raise
+        raise ConfigError(
+            f"a SubprocVecEnv worker of {cfg.env_id} stopped ({type(e).__name__}); its own error is printed above "
+            "(vec_env: dummy gives it as one line)"
+        ) from None
     finally:
-        venv.close()
-        if eval_env is not None:
-            eval_env.close()
+        for env in (venv, eval_env):
+            try:
+                if env is not None:
+                    env.close()
+            except (EOFError, ConnectionError):  # a dead worker: the error that killed it is the one to see
+                pass
         if logger is not None:
             logger.close()

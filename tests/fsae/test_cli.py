@@ -111,3 +111,5 @@ def test_the_projects_warnings_are_one_line_and_a_librarys_keep_their_source(mon
     assert warnings.formatwarning("deprecated", DeprecationWarning, theirs, 9, "") == (
         f"{theirs}:9: DeprecationWarning: deprecated\n"
     )
+    for odd in ("", ".", "<string>", "a\0b", str(Path(ours).parent.parent)):  # no file, the root itself, not a path
+        assert warnings.formatwarning("m", UserWarning, odd, 1, "") == f"{odd}:1: UserWarning: m\n"

@@ -281,3 +281,17 @@ def test_the_guard_passes_observations_on_unchanged():
     for _ in range(20):
         a, b = guarded.step(1)[0], plain.step(1)[0]
         assert np.array_equal(a, b)
+
+
+def test_a_subprocess_worker_that_dies_is_one_line(tmp_path):
+    """SB3's SubprocVecEnv workers do not send an error back; the run says which env's worker stopped and where the
+    error is, instead of an EOFError from the pipe (and another from closing it)."""
+    cfg = _agent(
+        tmp_path, env_packages=[__name__], env_wrappers=[f"{__name__}.ShrinksLater"], vec_env="subproc", eval_freq=0
+    )
+    with pytest.raises(ConfigError) as e:
+        train_agent(cfg)
+    assert str(e.value) == (
+        "a SubprocVecEnv worker of own/Bars-v0 stopped (EOFError); its own error is printed above (vec_env: dummy "
+        "gives it as one line)"
+    )
