@@ -21,7 +21,8 @@ Contents:
 Method: the conditions of one measurement alternate within each repeat (raw, per-env, batched, raw, ...; PPO's
 agents in their order, then the reverse, ``learn_times``), so that a change in the load of a shared machine hits all
 of them alike; each rate is the median over repeats, after an untimed warm-up. An augmented agent's regenerator is
-also timed inside its learn calls (``wrapper_clock.WrapperClock``): the wrapper's share of the agent's time.
+also timed inside its learn calls (``wrapper_clock.WrapperClock``): the wrapper's share of the agent's time; and
+every learn call's CPU time too: the ratio by CPU time leaves out what the machine gave to other work.
 Targets: augmented PPO with the round FSAE >= 0.95x raw PPO, batched wrapper >= 1.8x the per-env wrapper with 8
 environments. torch runs on ``threads`` threads (default 1: on a small shared CPU, torch's default pool makes these
 tiny forward passes up to 100x slower).
@@ -164,12 +165,15 @@ def ppo_agent(n_envs: int, regen: Regenerator | None, device: str, union: str = 
     )
 
 
-def learn_times(models: dict[str, PPO], steps: int, repeats: int) -> dict[str, list[float]]:
+def learn_times(
+    models: dict[str, PPO], steps: int, repeats: int, cpu: dict[str, list[float]] | None = None
+) -> dict[str, list[float]]:
     """Seconds of each of ``repeats`` timed ``learn(steps)`` calls per model, in repeat order: an untimed warm-up (one
     rollout and update), then the models in turn inside each repeat, in their order in even repeats and the reverse
     in odd ones (A B B A: a drift of the machine's speed within two repeats hits each model alike, and neighbours stay
     neighbours). Closes the models' envs. The agents learn with subnormals flushed, as ``train_agent`` runs them
-    (``fsae.runtime.flush_denormals``); IEEE floats again after.
+    (``fsae.runtime.flush_denormals``); IEEE floats again after. ``cpu``, when given, receives the same calls' CPU
+    seconds (``time.process_time``: this process's threads on a core, without the time the machine gave to others).
     """
     flush_denormals()
     names = list(models)
@@ -180,9 +184,11 @@ def learn_times(models: dict[str, PPO], steps: int, repeats: int) -> dict[str, l
         for r in range(repeats):
             for k in names if r % 2 == 0 else names[::-1]:
                 model = models[k]
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 model.learn(steps, reset_num_timesteps=False)
                 times[k].append(time.perf_counter() - t0)
+                if cpu is not None:
+                    cpu.setdefault(k, []).append(time.process_time() - c0)
     finally:
         torch.set_flush_denormal(False)
     for model in models.values():
@@ -225,7 +231,9 @@ def measure_ppo(
         ``ppo/copy_steps_per_s``, ``ppo/copy_over_raw``, ``ppo/augmented_over_copy`` and
         ``ppo/augmented_task_net_steps_per_s`` with its ratio; ``ppo/augmented_over_raw_per_repeat``, the ratio in
         each repeat; ``ppo/<augmented condition>_wrapper_share``, the regenerator's share of the agent's learn time
-        (median over the repeats), and ``ppo/augmented_over_copy_in_situ``, 1 minus augmented's share.
+        (median over the repeats), and ``ppo/augmented_over_copy_in_situ``, 1 minus augmented's share;
+        ``ppo/augmented_over_raw_cpu``, the ratio by CPU time (``time.process_time``; medians), and
+        ``ppo/{raw,augmented}_cpu_over_wall``, the median share of each timed call the process was on a core.
     """
     model = fast_fsae(checkpoint, variant)
     regen = Regenerator(model, device, dtype=dtype)
@@ -238,7 +246,8 @@ def measure_ppo(
         conditions["augmented_task_net"] = Regenerator(fast_fsae(None, variant, TASK_CONFIG), device, dtype=dtype)
     models = {name: ppo_agent(n_envs, r, device, union) for name, r in conditions.items()}
     clocks = {k: WrapperClock(m) for k, m in models.items() if k not in ("raw", "copy")}  # the FSAE-augmented agents
-    times = learn_times(models, steps, repeats)
+    cpu: dict[str, list[float]] = {}
+    times = learn_times(models, steps, repeats, cpu)
     rates = {k: steps / statistics.median(t) for k, t in times.items()}
     out: dict[str, float | str | list[float]] = {f"ppo/{k}_steps_per_s": v for k, v in rates.items()}
     out |= {f"ppo/{k}_over_raw": v / rates["raw"] for k, v in rates.items() if k != "raw"}
@@ -252,6 +261,11 @@ def measure_ppo(
     # The same ratio within each repeat (raw and augmented timed one right after the other, in either order): its
     # spread over the repeats is the noise of one run's ratio of medians.
     out["ppo/augmented_over_raw_per_repeat"] = [r / a for r, a in zip(times["raw"], times["augmented"])]
+    # The same ratio by CPU time: what the wrapper costs the agent's process, without the time the machine gave to
+    # other work (steal by other VMs, other jobs); and how much of each agent's wall time it was on a core.
+    out["ppo/augmented_over_raw_cpu"] = statistics.median(cpu["raw"]) / statistics.median(cpu["augmented"])
+    for k in ("raw", "augmented"):
+        out[f"ppo/{k}_cpu_over_wall"] = statistics.median(c / t for c, t in zip(cpu[k], times[k], strict=True))
     if copy_too:
         out["ppo/augmented_over_copy"] = rates["augmented"] / rates["copy"]
     return out | {"regen_dtype": dtype, "variant": variant, "lookup": regen.lookup}
@@ -362,6 +376,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"({verdict} target {TARGET_PPO_RATIO}x)")  # fmt: skip
     per_repeat = ppo["ppo/augmented_over_raw_per_repeat"]
     print(f"  in each repeat: {min(per_repeat):.2f}-{max(per_repeat):.2f}x")
+    print(f"  by CPU time: {ppo['ppo/augmented_over_raw_cpu']:.2f}x (CPU / wall time: raw "
+          f"{ppo['ppo/raw_cpu_over_wall']:.2f}, augmented {ppo['ppo/augmented_cpu_over_wall']:.2f})")  # fmt: skip
     if "ppo/augmented_forward_over_raw" in ppo:
         print(f"  the same without the lookup: {ppo['ppo/augmented_forward_over_raw']:.2f}x")
     if "ppo/augmented_task_net_over_raw" in ppo:

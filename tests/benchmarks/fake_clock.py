@@ -2,13 +2,19 @@
 
 
 class Clock:
-    """A fake ``time.perf_counter``: it moves only when ``advance`` is called."""
+    """A fake ``time.perf_counter`` and ``time.process_time``: they move only when ``advance`` is called (the CPU time
+    by ``cpu`` seconds, else as much as the wall clock)."""
 
     def __init__(self):
         self.now = 0.0
+        self.cpu = 0.0
 
     def perf_counter(self) -> float:
         return self.now
 
-    def advance(self, seconds: float) -> None:
+    def process_time(self) -> float:
+        return self.cpu
+
+    def advance(self, seconds: float, cpu: float | None = None) -> None:
         self.now += seconds
+        self.cpu += seconds if cpu is None else cpu

@@ -137,6 +137,9 @@ def test_ppo_rates(monkeypatch):
         "ppo/augmented_over_raw_per_repeat": [0.5, 1 / 3, 0.5],
         "ppo/augmented_wrapper_share": pytest.approx(0.1),
         "ppo/augmented_over_copy_in_situ": pytest.approx(0.9),
+        "ppo/augmented_over_raw_cpu": 0.5,  # all wall time on a core here: the same as by the wall clock
+        "ppo/raw_cpu_over_wall": 1.0,
+        "ppo/augmented_cpu_over_wall": 1.0,
         "regen_dtype": "float32",
         "variant": "round",
         "lookup": False,
@@ -185,11 +188,12 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
         if regen is not None and regen.model is not None and regen.model.config.layers == task_layers:
             name = "task"
         seconds = {"raw": 1.0, "augmented": 1.25, "forward": 2.0, "copy": 1.0625, "task": 1.25 * 1.0625}[name]
+        cpu_seconds = {"raw": 0.5, "augmented": 1.0}.get(name, seconds)  # raw on a core half its time, augmented all
 
         def learn(steps, reset_num_timesteps=True):
             order.append(name)
             flushed.append(bool((torch.full((2,), 1e-39) * 1.5 == 0).all()))  # agents learn as train_agent runs them
-            clock.advance(seconds)
+            clock.advance(seconds, cpu_seconds)
 
         env = SimpleNamespace(close=lambda: None)
         return SimpleNamespace(n_steps=64, n_envs=n_envs, learn=learn, get_env=lambda: env, seconds=seconds, name=name)
@@ -229,6 +233,9 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
             "ppo/augmented_forward_wrapper_share": 0.1,
             "ppo/augmented_task_net_wrapper_share": 0.1,
             "ppo/augmented_over_copy_in_situ": 0.9,
+            "ppo/augmented_over_raw_cpu": 0.5,  # 0.5 / 1.0 CPU seconds
+            "ppo/raw_cpu_over_wall": 0.5,
+            "ppo/augmented_cpu_over_wall": 0.8,  # 1.0 / 1.25
         },
         rel=1e-12,
     )
@@ -300,8 +307,10 @@ def test_ppo_line_shows_each_repeats_ratio_and_the_task_network(capsys):
     q |= {"ppo/augmented_over_raw_per_repeat": [0.97, 0.912, 0.94], "regen_dtype": "float32", "variant": "round"}
     q |= {"ppo/augmented_task_net_steps_per_s": 455.0, "ppo/augmented_task_net_over_raw": 0.91}
     q |= {"ppo/augmented_wrapper_share": 0.0312, "ppo/augmented_over_copy_in_situ": 0.9688}
+    q |= {"ppo/augmented_over_raw_cpu": 0.963, "ppo/raw_cpu_over_wall": 0.991, "ppo/augmented_cpu_over_wall": 0.87}
     bench_run.print_table({"machine": {"date": "2026-12-01", "device": "cpu", "cpu_count": 2}, "ppo": q})
     out = capsys.readouterr().out
+    assert "ratio by CPU time 0.96x (CPU / wall time: raw 0.99, augmented 0.87)" in out
     assert "raw 500 steps/s  augmented (round) 470 steps/s  ratio 0.94x (in each repeat 0.91-0.97x)" in out
     assert "augmented, the digit tasks' wider net 455 steps/s  ratio 0.91x" in out
     assert "the wrapper's share of augmented's learn time, in situ 0.031 (augmented over copy from it 0.969x)" in out
@@ -327,6 +336,7 @@ def test_run_smoke_writes_every_section(tmp_path, capsys):
     assert r["wrapper"]["cost_per_vector_step"]["n_envs"] == 2
     assert r["ppo"]["ppo/augmented_over_raw"] > 0 and r["ppo"]["ppo/augmented_task_net_over_raw"] > 0
     assert len(r["ppo"]["ppo/augmented_over_raw_per_repeat"]) == 1  # one repeat in the smoke case
+    assert r["ppo"]["ppo/augmented_over_raw_cpu"] > 0 and 0 < r["ppo"]["ppo/raw_cpu_over_wall"] <= 2.01  # 2 threads
     assert 0 < r["ppo"]["ppo/augmented_wrapper_share"] < 1 and 0 < r["ppo"]["ppo/augmented_task_net_wrapper_share"] < 1
     table = capsys.readouterr().out.splitlines()
     assert r["ppo"]["n_envs"] == 2 and any(line.startswith("ppo ") and " 2 envs " in line for line in table)
