@@ -155,7 +155,7 @@ def train_agent(
     """
     check_hyperparams(cfg)
     flush_denormals()  # subnormal Adam moments of dead units stall CPU training (fsae.runtime), before threads start
-    set_threads("agent", cfg.torch_threads)  # 0: one thread, the fastest for an agent's small networks (fsae.threads)
+    set_threads("agent", cfg.torch_threads)  # 0: one thread whatever the load, for reproducibility (fsae.threads)
     retain_freed_memory()  # no page faults for every batch's activations (fsae.memory)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)

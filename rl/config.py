@@ -120,7 +120,8 @@ class AgentConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Device of the agent and the regenerator."""
     torch_threads: int = 0
-    """torch.set_num_threads (0 = one thread, the fastest for an agent here: ``fsae.threads.pick_threads``)."""
+    """torch.set_num_threads (0 = one thread whatever the load, so the same seed gives the same agent:
+    ``fsae.threads.pick_threads``; 2 may be faster on an idle 2-core machine, with other numbers)."""
     logdir: str = "runs/agents"
     """Root of the run folders."""
     overwrite: bool = False
