@@ -16,7 +16,9 @@ Sections, each a median of repeated runs after warm-up with its spread (max/min 
                   (the raw image stacked on itself: the two-channel policy without an FSAE), one run, 7 repeats;
     threads    -- the one-pass concrete phase and raw PPO at 1 thread and at one per core (``fsae.threads``' rule);
 each with the peak memory (CUDA allocator peak, or the process's peak RSS on CPU, which only grows). The machine's
-one-minute load average is recorded at the start and the end (``machine.load_1min``, ``load_1min_end``).
+one-minute load average is recorded at the start and the end (``machine.load_1min``, ``load_1min_end``). Each section
+runs at the thread count its job runs at (``fsae.threads``: pretraining by the load, agents one thread; recorded in
+``machine.threads_by_job``) unless ``--threads N`` pins one for all.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from fsae.data import DatasetError  # noqa: E402
 from fsae.memory import retain_freed_memory
 from fsae.pretrain_config import PretrainConfig  # noqa: E402
 from fsae.runtime import resolve_device  # noqa: E402
+from fsae.threads import set_threads  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "pretrain"
 
@@ -68,12 +71,18 @@ def machine(device: torch.device) -> dict[str, str | int]:
     return info
 
 
-def run(quick: bool, device: torch.device, sections: list[str], smoke: bool = False) -> dict:
-    """Measure ``sections``; ``quick`` shrinks budgets, ``smoke`` runs the smallest case of each (proves it works)."""
+def run(quick: bool, device: torch.device, sections: list[str], smoke: bool = False, threads: int = 0) -> dict:
+    """Measure ``sections``; ``quick`` shrinks budgets, ``smoke`` runs the smallest case of each (proves it works).
+    ``threads``: torch's thread count for every section; 0: each job's as the project runs it (``fsae.threads``:
+    pretraining and inference by the load now, the agents' sections, wrapper and ppo, one thread), recorded in
+    ``machine.threads_by_job``."""
     results: dict = {"machine": machine(device), "quick": quick, "smoke": smoke}
     results["command"] = shlex.join([sys.executable, *sys.argv])
+    by_job = results["machine"]["threads_by_job"] = {}
     gpu = device.type == "cuda"
     archs = ("mnist_fast",) if smoke else ("mnist_fast", "mnist")
+    if {"pretrain", "inference", "env"} & set(sections):
+        by_job["pretrain"] = set_threads("pretrain", threads)
     if "pretrain" in sections:
         results["pretrain"] = {}
         for name in archs:
@@ -98,6 +107,8 @@ def run(quick: bool, device: torch.device, sections: list[str], smoke: bool = Fa
         results["env"] = measure_env_steps(n_steps=n, repeats=reps)
     if "wrapper" in sections or "ppo" in sections:
         import wrapper as wrapper_bench  # benchmarks/wrapper.py
+
+        by_job["agent"] = set_threads("agent", threads)  # as train_agent runs them
 
         steps, repeats = (256, 1) if smoke else (2048, 3) if quick else (8192, 5)
         n_envs = (2,) if smoke else (8, 64)
@@ -221,16 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="the smallest case of every section (seconds; not a speed)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", default=None, help="write the results as JSON here")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads for every section (0 = each job's as the project runs it: fsae.threads)",
+    )
     all_sections = ["pretrain", "inference", "env", "wrapper", "ppo", "threads"]
     p.add_argument("--only", nargs="*", default=all_sections, choices=all_sections, help="run only these sections")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     retain_freed_memory()  # as pretraining and train_agent do (fsae.memory)
     try:
         device = resolve_device(args.device)
-        results = run(args.quick, device, args.only, smoke=args.smoke)
+        results = run(args.quick, device, args.only, smoke=args.smoke, threads=args.threads)
     except (ConfigError, DatasetError) as e:  # no GPU for --device cuda; no MNIST: one line, not a traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

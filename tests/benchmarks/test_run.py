@@ -336,9 +336,21 @@ def test_run_smoke_writes_every_section(tmp_path, capsys):
     assert r["wrapper"]["cost_per_vector_step"]["n_envs"] == 2
     assert r["ppo"]["ppo/augmented_over_raw"] > 0 and r["ppo"]["ppo/augmented_task_net_over_raw"] > 0
     assert len(r["ppo"]["ppo/augmented_over_raw_per_repeat"]) == 1  # one repeat in the smoke case
+    assert r["machine"]["threads_by_job"]["agent"] == 1  # the agents' sections as train_agent runs them
     assert r["ppo"]["ppo/augmented_over_raw_cpu"] > 0 and 0 < r["ppo"]["ppo/raw_cpu_over_wall"] <= 2.01  # 2 threads
     assert 0 < r["ppo"]["ppo/augmented_wrapper_share"] < 1 and 0 < r["ppo"]["ppo/augmented_task_net_wrapper_share"] < 1
     table = capsys.readouterr().out.splitlines()
     assert r["ppo"]["n_envs"] == 2 and any(line.startswith("ppo ") and " 2 envs " in line for line in table)
     sections = [line.split()[0] for line in table[1:]]  # after the header line
     assert [k for k, _ in itertools.groupby(sections)] == ["pretrain", "inference", "env", "wrapper", "ppo", "threads"]
+
+
+def test_each_section_runs_at_its_jobs_thread_count(monkeypatch):
+    """0: each job's count as the project runs it (fsae.threads); N pins it for every section. Recorded in the JSON."""
+    counts = []
+    monkeypatch.setattr(torch, "set_num_threads", counts.append)  # torch's own count is left as it is
+    monkeypatch.setattr(bench_run, "measure_env_steps", lambda n_steps, repeats: {})
+    r = bench_run.run(True, torch.device("cpu"), ["env"], smoke=True, threads=0)
+    assert r["machine"]["threads_by_job"] == {"pretrain": counts[-1]} and counts[-1] >= 1
+    r = bench_run.run(True, torch.device("cpu"), ["env"], smoke=True, threads=3)
+    assert r["machine"]["threads_by_job"] == {"pretrain": 3} and counts[-1] == 3
