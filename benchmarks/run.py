@@ -14,11 +14,13 @@ Sections, each a median of repeated runs after warm-up with its spread (max/min 
                   batched wrapper's cost per vector step for every variant, round with and without its lookup;
     ppo        -- PPO training steps/s, raw vs augmented with the round FSAE, with and without its lookup, and 'copy'
                   (the raw image stacked on itself: the two-channel policy without an FSAE), one run, 7 repeats;
-    threads    -- the one-pass concrete phase and raw PPO at 1 thread and at one per core (``fsae.threads``' rule);
+    threads    -- the one-pass concrete phase and raw PPO at 1 thread and at one per core (the measurements behind
+                  ``fsae.threads``);
 each with the peak memory (CUDA allocator peak, or the process's peak RSS on CPU, which only grows). The machine's
 one-minute load average is recorded at the start and the end (``machine.load_1min``, ``load_1min_end``). Each section
-runs at the thread count its job runs at (``fsae.threads``: pretraining by the load, agents one thread; recorded in
-``machine.threads_by_job``) unless ``--threads N`` pins one for all.
+runs at the thread count its job runs at (``fsae.threads``: the pretrain, inference and env sections by the load, the
+agents' sections, wrapper and ppo, one thread; recorded in ``machine.threads_by_job``) unless ``--threads N`` pins one
+for all.
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ def machine(device: torch.device) -> dict[str, str | int]:
 def run(quick: bool, device: torch.device, sections: list[str], smoke: bool = False, threads: int = 0) -> dict:
     """Measure ``sections``; ``quick`` shrinks budgets, ``smoke`` runs the smallest case of each (proves it works).
     ``threads``: torch's thread count for every section; 0: each job's as the project runs it (``fsae.threads``:
-    pretraining and inference by the load now, the agents' sections, wrapper and ppo, one thread), recorded in
-    ``machine.threads_by_job``."""
+    the pretrain, inference and env sections by the load now, the agents' sections, wrapper and ppo, one thread),
+    recorded in ``machine.threads_by_job``."""
     results: dict = {"machine": machine(device), "quick": quick, "smoke": smoke}
     results["command"] = shlex.join([sys.executable, *sys.argv])
     by_job = results["machine"]["threads_by_job"] = {}

@@ -10,10 +10,10 @@ The rule (``torch_threads: 0``, the default of pretraining and agent configs), f
 2-core CPU (``docs/PERFORMANCE.md``, "Threads"):
 
 - Agents get **one thread**, whatever the load, so that the same seed gives the same agent: one and two threads give
-  other numbers (the first PPO update's loss differs in the fourth digit, the curves part a few rollouts later), and
-  a count that followed the load would make a run's result depend on what else the machine ran when it started. It
-  is not always the fastest: on the VM of 2026-11-30 PPO ran 2.1-2.5x faster with one thread than with two, on that
-  of 2026-12-02, idle, 1.5-1.7x slower (docs/PERFORMANCE.md, ninth round); ``torch_threads: 2`` pins two.
+  other numbers (the first PPO update's loss differs in the third significant digit, the curves part a few rollouts
+  later), and a count that followed the load would make a run's result depend on what else the machine ran when it
+  started. It is not always the fastest: on the VM of 2026-11-30 PPO ran 2.1-2.5x faster with one thread than with
+  two, on that of 2026-12-02, idle, 1.5-1.7x slower (docs/PERFORMANCE.md, ninth round); ``torch_threads: 2`` pins two.
 - Pretraining's convolutions on batches of 128 images split well: it gets **every core no other job is using**, the
   machine's cores less the load (the other runnable threads now, ``current_load``, rounded), and at least one. On
   the idle 2-core machine that is 2 (the fast config took 204 s with two threads and 315 s with one); with other jobs
