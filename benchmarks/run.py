@@ -204,6 +204,10 @@ def print_table(r: dict) -> None:
         if "ppo/augmented_over_raw_cpu" in q:
             print(f"ppo        ratio by CPU time {q['ppo/augmented_over_raw_cpu']:.2f}x (CPU / wall time: raw "
                   f"{q['ppo/raw_cpu_over_wall']:.2f}, augmented {q['ppo/augmented_cpu_over_wall']:.2f})")  # fmt: skip
+        if "ppo/augmented_abstract_over_raw" in q:
+            print(f"ppo        augmented, the lookup's pass by AbstractNet "
+                  f"{q['ppo/augmented_abstract_steps_per_s']:,.0f} steps/s  "
+                  f"ratio {q['ppo/augmented_abstract_over_raw']:.2f}x")  # fmt: skip
         if "ppo/augmented_forward_over_raw" in q:
             print(f"ppo        augmented without the lookup {q['ppo/augmented_forward_steps_per_s']:,.0f} steps/s  "
                   f"ratio {q['ppo/augmented_forward_over_raw']:.2f}x")  # fmt: skip

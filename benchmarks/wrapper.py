@@ -4,17 +4,18 @@ augmented, each as ratios measured in the same run.
 Contents:
     fast_fsae      -- an FSAE of the fast pretraining configuration (``configs/pretrain/mnist_fast.yaml``) in a
                       variant, or a checkpoint's; speed does not depend on the weights, so no pretraining is needed.
-    variant_regenerators -- a regenerator per variant, and round without its lookup.
+    variant_regenerators -- a regenerator per variant, and round without its lookup and without its GEMM pass.
     measure_wrapper -- steps/s of ``DummyVecEnv`` (raw), a ``DummyVecEnv`` of ``CommonSense`` envs (one forward pass
                       per env per step) and ``VecCommonSense`` (one forward pass per vector step), per n_envs.
     measure_ppo    -- PPO training steps/s (``learn`` only, the DigitBandit config's hyperparameters) with raw and with
-                      FSAE-augmented observations (the round variant, with its lookup, and without it), with the
+                      FSAE-augmented observations (the round variant, with its lookup, with the lookup's abstract
+                      pass run by ``AbstractNet`` instead of ``fsae.gemm``, and without the lookup), with the
                       raw image stacked on itself ('copy': the two-channel policy alone), and augmented by the digit
                       tasks' wider network, in one run; and the augmented / raw ratio within each repeat.
     ppo_agent, learn_times, time_learn -- a PPO agent of the DigitBandit config, raw or augmented; the seconds of
                       its timed learn calls, alternating between agents; their rates.
-    measure_variant_costs -- the batched wrapper's cost per vector step for every variant (round with and without
-                      its lookup), in one run.
+    measure_variant_costs -- the batched wrapper's cost per vector step for every variant (round with its lookup,
+                      with the lookup's pass by ``AbstractNet``, and without the lookup), in one run.
     measure_policy_cost -- the augmented PPO policy's forward and backward pass on one vector step's batch (n_envs
                       observations), to set against the batched wrapper's cost per vector step.
 
@@ -82,9 +83,11 @@ def fast_fsae(checkpoint: str | None = None, variant: str = "jump", config: Path
 
 
 def variant_regenerators(device: str = "cpu", dtype: str = "float32") -> dict[str, Regenerator]:
-    """A regenerator per variant of the fast config, and 'round_forward': round without the lookup (the full forward
+    """A regenerator per variant of the fast config, 'round_abstract': round with its lookup but the abstract pass
+    run by ``AbstractNet`` (as before ``fsae.gemm``), and 'round_forward': round without the lookup (the full forward
     pass, as before the lookup)."""
     regens = {name: Regenerator(fast_fsae(None, name), device, dtype=dtype) for name in VARIANTS}
+    regens["round_abstract"] = Regenerator(fast_fsae(None, "round"), device, dtype=dtype, gemm=False)
     regens["round_forward"] = Regenerator(fast_fsae(None, "round"), device, dtype=dtype, lookup=False)
     return regens
 
@@ -211,12 +214,15 @@ def measure_ppo(
     dtype: str = "float32",
     variant: str = "round",
     forward_too: bool = True,
+    abstract_too: bool = True,
     copy_too: bool = True,
     task_net_too: bool = True,
 ) -> dict[str, float | str | list[float]]:
     """PPO training steps/s on DigitBandit (the shipped config's hyperparameters): raw vs FSAE-augmented, the FSAE in
     ``variant`` of the fast config (or ``checkpoint``); with ``forward_too`` and a variant that has a lookup, also
     augmented by the same model without it ('augmented_forward': the full forward pass, as before the lookup); with
+    ``abstract_too`` and a lookup with its GEMM pass (a CPU), also 'augmented_abstract': the lookup with its abstract
+    pass run by ``AbstractNet`` (as before ``fsae.gemm``); with
     ``copy_too``, also 'copy': the raw image stacked on itself, the augmented agent's two-channel policy without any
     FSAE. copy over raw is what the policy's doubled input costs; augmented over copy, what the wrapper costs. With
     ``task_net_too`` and no ``checkpoint``, also 'augmented_task_net': the same variant of the digit tasks' network
@@ -229,7 +235,9 @@ def measure_ppo(
         ``{"ppo/raw_steps_per_s", "ppo/augmented_steps_per_s", "ppo/augmented_over_raw", "regen_dtype", "variant",
         "lookup"}`` and, measured in the same run, ``ppo/augmented_forward_steps_per_s`` and its ratio,
         ``ppo/copy_steps_per_s``, ``ppo/copy_over_raw``, ``ppo/augmented_over_copy`` and
-        ``ppo/augmented_task_net_steps_per_s`` with its ratio; ``ppo/augmented_over_raw_per_repeat``, the ratio in
+        ``ppo/augmented_task_net_steps_per_s`` with its ratio, ``ppo/augmented_abstract_steps_per_s`` with its ratio,
+        and ``ppo/augmented_exact_batches``: how many of the augmented agent's batches the GEMM pass left to
+        ``AbstractNet`` (a winning class too close to call); ``ppo/augmented_over_raw_per_repeat``, the ratio in
         each repeat; ``ppo/<augmented condition>_wrapper_share``, the regenerator's share of the agent's learn time
         (median over the repeats), and ``ppo/augmented_over_copy_in_situ``, 1 minus augmented's share;
         ``ppo/augmented_over_raw_cpu``, the ratio by CPU time (``time.process_time``; medians), and
@@ -240,6 +248,8 @@ def measure_ppo(
     conditions: dict[str, Regenerator | None] = {"raw": None, "augmented": regen}
     if forward_too and regen.lookup:
         conditions["augmented_forward"] = Regenerator(model, device, dtype=dtype, lookup=False)
+    if abstract_too and regen.describe()["gemm"]:
+        conditions["augmented_abstract"] = Regenerator(model, device, dtype=dtype, gemm=False)
     if copy_too:
         conditions["copy"] = Regenerator(None, condition="copy")
     if task_net_too and checkpoint is None:
@@ -268,7 +278,9 @@ def measure_ppo(
         out[f"ppo/{k}_cpu_over_wall"] = statistics.median(c / t for c, t in zip(cpu[k], times[k], strict=True))
     if copy_too:
         out["ppo/augmented_over_copy"] = rates["augmented"] / rates["copy"]
-    return out | {"regen_dtype": dtype, "variant": variant, "lookup": regen.lookup}
+    if regen.describe()["gemm"]:
+        out["ppo/augmented_exact_batches"] = regen._lookup.exact_batches
+    return out | {"regen_dtype": dtype, "variant": variant, "lookup": regen.lookup, "gemm": regen.describe()["gemm"]}
 
 
 def measure_policy_cost(n_envs: int = 8, repeats: int = 5, device: str = "cpu", calls: int = 50) -> dict[str, float]:
@@ -366,7 +378,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             print(f"batched / per-env with 8 envs, {dtype}: {ratio:.2f}x ({verdict} target {TARGET_BATCHED_RATIO}x)")
     costs = measure_variant_costs(8, wrapper_steps, repeats, args.device)
     results.update({f"variants/{k}": v for k, v in costs.items()})
-    for name in (*VARIANTS, "round_forward"):
+    for name in (*VARIANTS, "round_abstract", "round_forward"):
         print(f"batched wrapper cost per vector step (8 envs, float32), {name}: {costs[f'{name}/wrapper_ms']:.3f} ms")
     ppo = measure_ppo(steps=ppo_steps, repeats=repeats, dtype="float32", variant=args.variant, **kw)
     results.update(ppo)

@@ -4,8 +4,8 @@ frozen autoencoder's regeneration of it.
 Contents:
     UNIONS             -- the union modes (the conditions, rl.CONDITIONS, are defined in rl/__init__.py).
     Regenerator        -- a frozen model (or the identity, for 'copy'): uint8 batch (B, C, H, W) -> uint8 regeneration;
-                          where the regeneration depends on the rounded code alone, a lookup of prototype images.
-    rounded_codes      -- every code a round-without-jumps model can feed its concrete network (None for other models).
+                          where the regeneration depends on the rounded code alone, a lookup of prototype images
+                          (``rl.lookup``).
     (``make_regenerator``, which loads, freezes and checks a checkpoint, is in ``rl.env_factory``.)
     union, union_space -- THE one implementation of "regenerate a uint8 batch and unite it with the raw batch", and
                           the observation space it produces. Both wrappers call ``union``, so they agree bit for bit.
@@ -36,7 +36,6 @@ value in practice); the tests that compare the two wrappers use it.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +49,10 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 from fsae.checkpoint import sha256_file
 from fsae.config import check
 from fsae.layout import ImageLayout
-from fsae.model import FSAE, FSAEConfig
+from fsae.model import FSAE
 from fsae.runtime import frozen_on
 from rl import images
+from rl.lookup import Lookup, quantise
 
 UNIONS = ("stack", "max", "mean")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -84,20 +84,21 @@ class Regenerator:
     while ``device`` is the current CUDA device (or names none); ``cuda_graph`` is the setting in effect. With the
     lookup the graph holds the abstract pass and the lookup.
 
-    **The lookup** (``lookup=True``, the default). With round and no jump connections, the concrete network sees only
-    the rounded code, one of a finite set (a one-hot of K for a softmax head, a product of one-hots for groups, 0/1 per
-    attribute for sigmoid: ``rounded_codes``), so the regeneration is one of a handful of images. The regenerator
-    computes them once, when it is made, and serves each observation by the abstract pass, the rounding, and a lookup
-    of the image of its code: the concrete network never runs again. Negative feedback cannot change such a
-    regeneration: a step is accepted only if it keeps the rounded code (the concept test of ``FSAE.regenerate``), and
-    then the concrete network's output, and the residual, are what they were, so no step is ever accepted (tested for
-    every T); the lookup serves any ``feedback_steps`` without running them. The lookup's images equal the forward
-    pass's bit for bit, per environment and batched, in float64 and float32 (tested: three heads, batches of 1 to 64).
-    In float32 that is as exact as the forward pass itself, which depends on the batch size (the module docstring):
-    the table is computed at the batch of all codes, and a batch of 1 or 2 runs other GEMM kernels whose last bits
-    can differ from it, which could move a pixel that lies within a rounding error of a grey level's boundary (as
-    between the per-environment and the batched wrapper; counted on MNIST in ``docs/PERFORMANCE.md``). ``describe()``
-    says whether it is on; at most ``max_codes`` images are kept (else the forward pass runs).
+    **The lookup** (``lookup=True``, the default; ``rl.lookup``). With round and no jump connections, the concrete
+    network sees only the rounded code, so the regeneration is one of a handful of images: the regenerator computes
+    them once, when it is made, and serves each observation by the abstract pass, the rounding, and a lookup of the
+    image of its code. On a CPU that pass runs as gathers and GEMMs (``gemm=True``, the default; ``fsae.gemm``),
+    trusted only where the winning class leads by more than a margin, else computed again by the abstract network
+    itself (``rl.lookup``). Negative feedback cannot change such a regeneration: a step is accepted only if it keeps
+    the rounded code (the concept test of ``FSAE.regenerate``), and then the concrete network's output, and the
+    residual, are what they were, so no step is ever accepted (tested for every T); the lookup serves any
+    ``feedback_steps`` without running them. The lookup's images equal the forward pass's bit for bit, per
+    environment and batched, in float64 and float32 (tested: three heads, batches of 1 to 64, with and without the
+    GEMM pass). In float32 that is as exact as the forward pass itself, which depends on the batch size (the module
+    docstring): the table is computed at the batch of all codes, and a batch of 1 or 2 runs other GEMM kernels whose
+    last bits can differ from it, which could move a pixel that lies within a rounding error of a grey level's
+    boundary (as between the per-environment and the batched wrapper; counted on MNIST in ``docs/PERFORMANCE.md``).
+    ``describe()`` says whether it is on; at most ``max_codes`` images are kept (else the forward pass runs).
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class Regenerator:
         max_graphs: int = 16,
         lookup: bool = True,
         max_codes: int = 4096,
+        gemm: bool = True,
     ):
         check(dtype in DTYPES, f"dtype must be one of {list(DTYPES)}, got '{dtype}'")
         check(feedback_steps >= 0, f"feedback_steps must be >= 0, got {feedback_steps}")
@@ -125,15 +127,7 @@ class Regenerator:
         self.cuda_graph = cuda_graph and model is not None and self.device.type == "cuda"
         self.max_graphs = max_graphs
         self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
-        self._table: torch.Tensor | None = None  # (N, C, H, W) uint8: the regeneration of each rounded code
-        self._radix: torch.Tensor | None = None  # the place value of each group's digit in a code's index
-        codes = rounded_codes(self.model, max_codes) if lookup and self.model is not None else None
-        if codes is not None:
-            sizes = _digit_sizes(self.model.config)
-            self._radix = torch.tensor([math.prod(sizes[i + 1 :]) for i in range(len(sizes))], device=self.device)
-            with torch.inference_mode():  # in chunks: the paper's FSAE needs about 1 MB per image
-                codes = codes.to(device=self.device, dtype=self.dtype)
-                self._table = torch.cat([_quantise(self.model.generate(c)) for c in codes.split(256)])
+        self._lookup = Lookup.of(self.model, max_codes, gemm) if lookup and self.model is not None else None
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
@@ -173,28 +167,14 @@ class Regenerator:
     @property
     def lookup(self) -> bool:
         """Whether observations are served from the table of prototype images (see the class docstring)."""
-        return self._table is not None
+        return self._lookup is not None
 
     def _regenerate(self, obs: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W) on the device -> uint8 regeneration on the device."""
         x = obs.to(self.dtype).div_(255.0)  # in [0, 1]
-        if self._table is not None:  # what FSAE._regenerate computes, up to the concrete network: the code
-            _, hs = self.model.abstract(x)
-            return self._table[self._index(hs[-1])]
-        return _quantise(self.model.regenerate(x, steps=self.feedback_steps))
-
-    def _index(self, code: torch.Tensor) -> torch.Tensor:
-        """Codes (B, K) -> the rows of their rounded codes in the table (B,): the digits ``round_code`` keeps (the
-        argmax of each softmax group, each sigmoid unit rounded) as one mixed-radix number, the first digit the most
-        significant (``rounded_codes``' order)."""
-        cfg = self.model.config
-        if cfg.head == "sigmoid":
-            digits = code.round().long()
-        elif len(self._radix) == 1:  # one softmax group: its argmax is the row
-            return code.argmax(-1)
-        else:
-            digits = torch.stack([g.argmax(-1) for g in code.split(_digit_sizes(cfg), -1)], -1)
-        return (digits * self._radix).sum(-1)
+        if self._lookup is not None:
+            return self._lookup(x)
+        return quantise(self.model.regenerate(x, steps=self.feedback_steps))
 
     def _on_current_device(self) -> bool:
         """A graph captures the current device's stream: on another device it would capture nothing."""
@@ -249,36 +229,9 @@ class Regenerator:
         info["device"] = str(self.device)
         info["cuda_graph"], info["max_graphs"] = self.cuda_graph, self.max_graphs
         info["lookup"] = self.lookup
-        info["prototypes"] = 0 if self._table is None else len(self._table)
+        info["prototypes"] = 0 if self._lookup is None else len(self._lookup)
+        info["gemm"] = self._lookup is not None and self._lookup.gemm is not None
         return info
-
-
-def _quantise(xhat: torch.Tensor) -> torch.Tensor:
-    """An image in [0, 1] (float) -> uint8 round(clamp(xhat, 0, 1) * 255); in place on ``xhat``."""
-    return xhat.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-
-
-def _digit_sizes(cfg: FSAEConfig) -> list[int]:
-    """How many values each digit of a rounded code takes: the group sizes, or 2 per sigmoid attribute."""
-    if cfg.head == "sigmoid":
-        return [2] * cfg.code_size
-    return list(cfg.groups) if cfg.head == "groups" else [cfg.code_size]
-
-
-def rounded_codes(model: FSAE, max_codes: int = 4096) -> torch.Tensor | None:
-    """Every code a model's concrete network can be fed, (N, K) float32, when its regeneration depends on the rounded
-    code alone (round, no jump connections, a softmax, groups or sigmoid head) and there are at most ``max_codes``;
-    None otherwise (a linear head's grid is unbounded). Row i is the code whose digits (class per group, or 0/1 per
-    attribute) spell i in mixed radix, the first digit the most significant: softmax gives the one-hots of 0..K-1,
-    groups [10, 10] the one-hots of (0, 0), (0, 1), ..., (9, 9)."""
-    cfg = model.config
-    if not cfg.round or model.jumps or cfg.head == "linear":
-        return None
-    sizes = _digit_sizes(cfg)
-    if math.prod(sizes) > max_codes:
-        return None
-    digits = torch.cartesian_prod(*[torch.arange(n) for n in sizes]).view(-1, len(sizes))
-    return model.code_from_labels(digits.view(-1) if cfg.head == "softmax" else digits)
 
 
 def union_space(space: gym.Space, mode: str, layout: str = "auto") -> spaces.Box:

@@ -143,6 +143,7 @@ def test_ppo_rates(monkeypatch):
         "regen_dtype": "float32",
         "variant": "round",
         "lookup": False,
+        "gemm": False,
     }
     assert sorted(closed) == ["augmented", "raw"]
 
@@ -175,8 +176,9 @@ def test_wrapper_clock_times_the_regenerator_inside_each_learn_call(monkeypatch)
 
 
 def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
-    """The round FSAE has a lookup: PPO is timed raw, augmented (lookup), augmented by the forward pass, 'copy' (the
-    two-channel policy without an FSAE) and augmented by the digit tasks' network, in turn."""
+    """The round FSAE has a lookup: PPO is timed raw, augmented (lookup), augmented by the forward pass, augmented by
+    the lookup with AbstractNet's pass instead of the GEMM pass, 'copy' (the two-channel policy without an FSAE) and
+    augmented by the digit tasks' network, in turn."""
     clock = Clock()
     monkeypatch.setattr(wrapper, "time", clock)
     order = []
@@ -185,9 +187,12 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
 
     def fake_agent(n_envs, regen, device, union="stack"):
         name = "raw" if regen is None else "copy" if regen.model is None else "augmented" if regen.lookup else "forward"
+        if name == "augmented" and not regen.describe()["gemm"]:
+            name = "abstract"
         if regen is not None and regen.model is not None and regen.model.config.layers == task_layers:
             name = "task"
-        seconds = {"raw": 1.0, "augmented": 1.25, "forward": 2.0, "copy": 1.0625, "task": 1.25 * 1.0625}[name]
+        seconds = {"raw": 1.0, "augmented": 1.25, "forward": 2.0, "abstract": 1.6, "copy": 1.0625}
+        seconds = seconds.get(name, 1.25 * 1.0625)  # the task network's agent
         cpu_seconds = {"raw": 0.5, "augmented": 1.0}.get(name, seconds)  # raw on a core half its time, augmented all
 
         def learn(steps, reset_num_timesteps=True):
@@ -206,17 +211,18 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
     monkeypatch.setattr(wrapper, "WrapperClock", fake_clock)
     flushed, clocked = [], []
     r = wrapper.measure_ppo(steps=500, repeats=2, n_envs=2)
-    assert flushed == [True] * 15  # subnormals flushed while every agent learns
+    assert flushed == [True] * 18  # subnormals flushed while every agent learns
     assert bool((torch.full((2,), 1e-39) * 1.5 != 0).all())  # and computed in full again afterwards
     # The warm-up and the first repeat in the models' order, the second repeat in the reverse order.
-    models = ["raw", "augmented", "forward", "copy", "task"]
+    models = ["raw", "augmented", "forward", "abstract", "copy", "task"]
     assert order == models + models + models[::-1]
-    assert clocked == ["augmented", "forward", "task"]  # the FSAE-augmented agents: not raw, not copy
+    assert clocked == ["augmented", "forward", "abstract", "task"]  # the FSAE-augmented agents: not raw, not copy
     # 500 steps in 1.0 / 1.25 / 2.0 / 1.0625 / 1.328125 s: 500, 400, 250, 470.588..., 376.47... steps/s; over raw
     # 0.8, 0.5, 0.941... and 0.75294...; augmented over copy 400 / (500 / 1.0625) = 0.85.
     assert r.pop("ppo/augmented_over_raw_per_repeat") == pytest.approx([0.8, 0.8], rel=1e-12)  # 1.0 / 1.25 in each
-    info = {k: r.pop(k) for k in ("regen_dtype", "variant", "lookup")}
-    assert info == {"regen_dtype": "float32", "variant": "round", "lookup": True}
+    info = {k: r.pop(k) for k in ("regen_dtype", "variant", "lookup", "gemm")}
+    assert info == {"regen_dtype": "float32", "variant": "round", "lookup": True, "gemm": True}
+    assert r.pop("ppo/augmented_exact_batches") == 0  # no batch reached the regenerator: the agents are fakes
     assert r == pytest.approx(
         {
             "ppo/raw_steps_per_s": 500.0,
@@ -225,6 +231,9 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
             "ppo/copy_steps_per_s": 500 / 1.0625,
             "ppo/augmented_over_raw": 0.8,
             "ppo/augmented_forward_over_raw": 0.5,
+            "ppo/augmented_abstract_steps_per_s": 500 / 1.6,
+            "ppo/augmented_abstract_over_raw": 1 / 1.6,
+            "ppo/augmented_abstract_wrapper_share": 0.1,
             "ppo/copy_over_raw": 1 / 1.0625,
             "ppo/augmented_over_copy": 0.85,
             "ppo/augmented_task_net_steps_per_s": 500 / 1.328125,
@@ -243,14 +252,16 @@ def test_ppo_rates_with_and_without_the_lookup(monkeypatch):
 
 def test_variant_costs(monkeypatch):
     """Each variant's batched wrapper against the raw env: cost per vector step = n_envs x (1/its rate - 1/raw's)."""
-    seconds = {"raw": 0.5, "plain": 1.5, "round": 0.75, "round_forward": 1.25, "jump": 1.5, "jump_all": 1.75}
+    seconds = {"raw": 0.5, "plain": 1.5, "round": 0.75, "round_abstract": 1.0, "round_forward": 1.25, "jump": 1.5}
+    seconds["jump_all"] = 1.75
 
     def timing(venv, actions):
         if not isinstance(venv, VecCommonSense):
             return seconds["raw"]
         regen = venv.regenerator
         if regen.model.config.round:
-            return seconds["round" if regen.lookup else "round_forward"]
+            gemm = regen.describe()["gemm"]
+            return seconds["round_forward" if not regen.lookup else "round" if gemm else "round_abstract"]
         return seconds[{"[]": "plain", "last": "jump", "all": "jump_all"}[str(regen.model.config.jumps)]]
 
     monkeypatch.setattr(wrapper, "_time_vec_steps", timing)
@@ -258,7 +269,8 @@ def test_variant_costs(monkeypatch):
     # 200 env steps per timing: raw 200 / 0.5 = 400/s, round 200 / 0.75 = 266.67/s. Per vector step of 2 envs:
     # raw 2 / 400 = 5 ms, round 2 / 266.67 = 7.5 ms: the lookup costs 2.5 ms; plain 2 / (200 / 1.5) = 15 ms: 10 ms.
     assert c["raw_steps_per_s"] == 400.0
-    expected = {"plain": 10.0, "round": 2.5, "round_forward": 7.5, "jump": 10.0, "jump_all": 12.5}
+    expected = {"plain": 10.0, "round": 2.5, "round_abstract": 5.0, "round_forward": 7.5, "jump": 10.0}
+    expected["jump_all"] = 12.5
     assert {k: c[f"{k}/wrapper_ms"] for k in expected} == pytest.approx(expected, rel=1e-12)
     assert c["round/steps_per_s"] == pytest.approx(800 / 3, rel=1e-12)
 

@@ -28,6 +28,7 @@ from rl.common_sense import (
     union_space,
 )
 from rl.env_factory import make_regenerator
+from rl.lookup import rounded_codes
 
 
 def tiny_fsae(shape=(1, 28, 28), seed=0, **kw) -> FSAE:
@@ -423,33 +424,35 @@ def rounded_fsae(head: str = "softmax", seed: int = 0, jumps=(), shape=(1, 28, 2
 
 def test_rounded_codes_by_hand():
     """Row i of the table is the code whose digits spell i, the first digit the most significant."""
-    codes = rl_cs.rounded_codes(rounded_fsae("groups"))  # groups [3, 4]: 12 codes of 7 units
+    codes = rounded_codes(rounded_fsae("groups"))  # groups [3, 4]: 12 codes of 7 units
     assert codes.shape == (12, 7)
     assert codes[0].tolist() == [1, 0, 0, 1, 0, 0, 0]  # (0, 0)
     assert codes[6].tolist() == [0, 1, 0, 0, 0, 1, 0]  # (1, 2)
     assert codes[11].tolist() == [0, 0, 1, 0, 0, 0, 1]  # (2, 3)
-    sig = rl_cs.rounded_codes(rounded_fsae("sigmoid"))
+    sig = rounded_codes(rounded_fsae("sigmoid"))
     assert sig.tolist() == [[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)]
-    assert torch.equal(rl_cs.rounded_codes(rounded_fsae("softmax")), torch.eye(10))
+    assert torch.equal(rounded_codes(rounded_fsae("softmax")), torch.eye(10))
     # the regeneration depends on more than the rounded code, or the codes are unbounded: no table
-    assert rl_cs.rounded_codes(rounded_fsae(jumps=[1])) is None
-    assert rl_cs.rounded_codes(tiny_fsae()) is None  # plain
-    assert rl_cs.rounded_codes(tiny_fsae(head="linear", round=True, round_grid=0.5)) is None
-    assert rl_cs.rounded_codes(rounded_fsae("softmax"), max_codes=9) is None
+    assert rounded_codes(rounded_fsae(jumps=[1])) is None
+    assert rounded_codes(tiny_fsae()) is None  # plain
+    assert rounded_codes(tiny_fsae(head="linear", round=True, round_grid=0.5)) is None
+    assert rounded_codes(rounded_fsae("softmax"), max_codes=9) is None
     assert not Regenerator(rounded_fsae(jumps=[1])).lookup and Regenerator(rounded_fsae()).lookup
     assert not Regenerator(rounded_fsae(), lookup=False).lookup
     info = Regenerator(rounded_fsae("groups")).describe()
     assert info["lookup"] is True and info["prototypes"] == 12
 
 
+@pytest.mark.parametrize("gemm", [True, False])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("head", ["softmax", "groups", "sigmoid"])
-def test_lookup_equals_forward_pass(head, dtype):
+def test_lookup_equals_forward_pass(head, dtype, gemm):
     """The lookup returns the forward pass's uint8 regeneration bit for bit, from batches of one (the per-env wrapper)
-    to 64, in both precisions, over images that reach most rounded codes."""
+    to 64, in both precisions, with its abstract pass as GEMMs (``fsae.gemm``, the default on a CPU) or by
+    AbstractNet, over images that reach most rounded codes."""
     model = rounded_fsae(head)
-    fast, full = Regenerator(model, dtype=dtype), Regenerator(model, dtype=dtype, lookup=False)
-    assert fast.lookup and not full.lookup
+    fast, full = Regenerator(model, dtype=dtype, gemm=gemm), Regenerator(model, dtype=dtype, lookup=False)
+    assert fast.lookup and not full.lookup and fast.describe()["gemm"] is gemm
     rng = np.random.default_rng(0)
     seen = set()
     for b in (1, 1, 2, 3, 8, 9, 64, 64):
@@ -457,8 +460,11 @@ def test_lookup_equals_forward_pass(head, dtype):
         np.testing.assert_array_equal(fast(obs), full(obs))
         with torch.no_grad():
             x = torch.from_numpy(obs).to(fast.dtype) / 255
-            seen |= set(fast._index(fast.model.abstract(x)[1][-1]).tolist())
-    assert len(seen) >= 0.6 * len(fast._table), f"the images reached only {len(seen)} of {len(fast._table)} codes"
+            seen |= set(fast._lookup.rows(fast.model.abstract(x)[1][-1]).tolist())
+    table = fast._lookup.table
+    assert len(seen) >= 0.6 * len(table), f"the images reached only {len(seen)} of {len(table)} codes"
+    if gemm:  # the GEMM pass served most batches (the rest had a winner too close to call)
+        assert fast._lookup.exact_batches <= 2
 
 
 @pytest.mark.parametrize("head", ["softmax", "groups", "sigmoid"])
