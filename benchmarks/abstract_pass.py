@@ -2,9 +2,10 @@
 
 With the lookup (``rl.common_sense.Regenerator``) the batched wrapper's work per vector step is the abstract pass over
 the n_envs new observations, the rounding and a table lookup; the pass is almost all of it. This times that pass for
-networks of one config that differ in their two conv layers' channels, alternating the networks in each round (so a
-change in the machine's load hits all alike), median over rounds; one torch thread, float32, fresh weights (speed does
-not depend on them).
+networks of one config that differ in their two conv layers' channels, each as ``AbstractNet`` runs it and as the
+lookup runs it on a CPU (``fsae.gemm``: gathers and GEMMs, labelled "GEMM"), alternating in each round (so a change in
+the machine's load hits all alike), median over rounds; one torch thread, float32, fresh weights (speed does not
+depend on them).
 
     python benchmarks/abstract_pass.py                                   # the fast config's network, and 32/64
     python benchmarks/abstract_pass.py --arch 24/32 32/64 16/32 32/32 --batch 8 --rounds 15
@@ -19,11 +20,14 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 from wrapper import FAST_CONFIG  # benchmarks/wrapper.py
 
 from fsae.config import ConfigError, check, load_config
+from fsae.gemm import GemmAbstract
 from fsae.model import FSAE
 from fsae.pretrain_config import PretrainConfig
 
@@ -42,8 +46,9 @@ def network(config: Path, arch: str | None) -> FSAE:
     return FSAE(cfg).eval()
 
 
-def time_passes(models: dict[str, FSAE], batch: int, rounds: int, calls: int) -> dict[str, float]:
-    """Microseconds per abstract pass over ``batch`` images, per model: median over ``rounds`` of ``calls`` calls."""
+def time_passes(models: dict[str, Any], batch: int, rounds: int, calls: int) -> dict[str, float]:
+    """Microseconds per abstract pass over ``batch`` images, per model (anything with ``abstract(x)`` and ``config``):
+    median over ``rounds`` of ``calls`` calls."""
     x = torch.rand(batch, *models[next(iter(models))].config.input_shape)
     times: dict[str, list[float]] = {k: [] for k in models}
     with torch.inference_mode():
@@ -72,9 +77,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for arch in args.arch:
         model = network(args.config, arch)
         models[label(model, arch)] = model
+        gemm = SimpleNamespace(abstract=GemmAbstract(model.abstract), config=model.config)  # the lookup's pass
+        models[f"{label(model, arch)} GEMM"] = gemm
     us = time_passes(models, args.batch, args.rounds, args.calls)
     for k, v in us.items():
-        print(f"{k:>14}  {v:8.1f} us per abstract pass of {args.batch} images")
+        print(f"{k:>19}  {v:8.1f} us per abstract pass of {args.batch} images")
     if args.out:
         settings = {"config": str(args.config), "batch": args.batch, "rounds": args.rounds, "calls": args.calls}
         args.out.write_text(json.dumps({**settings, "us_per_pass": us}, indent=2) + "\n")

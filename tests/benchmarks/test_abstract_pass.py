@@ -1,7 +1,10 @@
 """benchmarks/abstract_pass.py: the networks it builds, its refusal of a wrong --arch, its medians (a fake clock)."""
 
+import json
+
 import abstract_pass  # benchmarks/abstract_pass.py
 import pytest
+import torch
 from fake_clock import Clock  # tests/benchmarks/fake_clock.py
 
 from fsae.config import ConfigError
@@ -45,3 +48,21 @@ def test_medians_alternate_the_networks(monkeypatch):
     assert order == ["a", "b"] * 3  # the networks alternate in each round
     assert models["a"].calls == models["b"].calls == 3 * 14
     assert us == pytest.approx({"a": 2e-3 * 1e6, "b": 5e-4 * 1e6}, rel=1e-9)  # medians of each call's seconds, in us
+
+
+def test_main_times_each_network_as_abstract_net_and_as_gemms(monkeypatch, tmp_path):
+    """Each --arch is timed twice: AbstractNet's pass and the lookup's GEMM pass (fsae.gemm) of the same weights."""
+    seen = {}
+
+    def fake_time(models, batch, rounds, calls):
+        x = torch.rand(batch, *next(iter(models.values())).config.input_shape)
+        with torch.inference_mode():
+            seen.update({k: m.abstract(x) for k, m in models.items()})
+        return {k: float(i) for i, k in enumerate(models)}
+
+    monkeypatch.setattr(abstract_pass, "time_passes", fake_time)
+    us = abstract_pass.main(["--arch", "", "16/16", "--out", str(tmp_path / "a.json")])
+    assert list(us) == ["24/32 (config)", "24/32 (config) GEMM", "16/16", "16/16 GEMM"]
+    for name in ("24/32 (config)", "16/16"):  # AbstractNet returns (logits, activations); the GEMM pass the logits
+        torch.testing.assert_close(seen[f"{name} GEMM"], seen[name][0], rtol=0, atol=1e-5)
+    assert json.loads((tmp_path / "a.json").read_text())["us_per_pass"] == us
