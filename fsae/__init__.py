@@ -13,6 +13,7 @@ Modules, in the order a newcomer reads them:
         fsae.evaluate         -- the measurements: accuracy or R^2, regeneration metrics, references.
         fsae.figures          -- Fig. 2, and images of any channel count made drawable.
         fsae.resume           -- ``train_state.pt``: a killed run continues from its last finished epoch.
+    fsae.gemm             -- the abstract network's logits as gathers and GEMMs: the lookup's fast pass on a CPU.
     fsae.characteristics  -- the paper's other experiments: familiarity (memory), lethe (forgetting), concepts.
 Files and settings:
     fsae.data             -- MNIST, checked and cached; uint8 images to float tensors.

@@ -6,6 +6,8 @@ Modules:
                        checks a checkpoint for a condition), ``CommonSense`` (``gymnasium.ObservationWrapper``, one env)
                        and ``VecCommonSense`` (SB3 ``VecEnvWrapper``: one forward pass per vector step, terminal
                        observations included).
+    rl.lookup       -- ``Lookup``: a round FSAE's regeneration as a table of its prototype images, a row picked by the
+                       abstract pass (on a CPU ``fsae.gemm``'s, checked by a margin); ``rounded_codes``.
     rl.perception   -- ``Encoder``, ``Perception``, ``VecPerception``: the conditions 'code' and 'features', the
                        frozen abstract network's code or last hidden layer beside the raw image, as a ``Dict``.
     rl.images       -- image observations of any layout (channels-first or -last, grey (H, W), frame stacks): checked
@@ -34,9 +36,9 @@ Modules:
     rl.shift        -- re-evaluate finished agents under stronger corruption.
     rl.run_table    -- one table of finished runs' evaluations, step by step (``scripts/run_table.py``).
 
-Imports run one way, from the wrappers up: ``rl.common_sense``, ``rl.perception``, ``rl.images``, ``rl.extractor``
-<- ``rl.config`` <- ``rl.env_factory``, ``rl.run_folder`` <- ``rl.resume`` <- ``rl.agent`` <- ``rl.sweep``,
-``rl.shift``; ``rl.sweep``, ``rl.sweep_lock`` <- ``rl.sweep_local``; ``rl.sweep``, ``rl.sweep_lock``,
+Imports run one way, from the wrappers up: ``rl.lookup`` <- ``rl.common_sense``, ``rl.perception``, ``rl.images``,
+``rl.extractor`` <- ``rl.config`` <- ``rl.env_factory``, ``rl.run_folder`` <- ``rl.resume`` <- ``rl.agent`` <-
+``rl.sweep``, ``rl.shift``; ``rl.sweep``, ``rl.sweep_lock`` <- ``rl.sweep_local``; ``rl.sweep``, ``rl.sweep_lock``,
 ``rl.sweep_trial`` <- ``rl.ray_cluster`` <- ``rl.sweep_ray``; ``rl.compare`` reads run folders (``rl.run_folder``) and
 computes with ``rl.stats``; ``rl.callbacks`` imports nothing of ``rl``.
 
