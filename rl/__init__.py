@@ -2,8 +2,8 @@
 
 Modules:
     rl.common_sense -- ``union`` (the one implementation of "regenerate a uint8 batch and unite it with the raw batch":
-                       stack, max or mean), ``Regenerator`` (``rl.env_factory.make_regenerator`` loads, freezes and
-                       checks a checkpoint for a condition), ``CommonSense`` (``gymnasium.ObservationWrapper``, one env)
+                       stack, max or mean), ``Regenerator`` (``make_regenerator`` loads, freezes and checks a
+                       checkpoint for a condition), ``CommonSense`` (``gymnasium.ObservationWrapper``, one env)
                        and ``VecCommonSense`` (SB3 ``VecEnvWrapper``: one forward pass per vector step, terminal
                        observations included).
     rl.lookup       -- ``Lookup``: a round FSAE's regeneration as a table of its prototype images, a row picked by the

@@ -6,7 +6,7 @@ Contents:
     Regenerator        -- a frozen model (or the identity, for 'copy'): uint8 batch (B, C, H, W) -> uint8 regeneration;
                           where the regeneration depends on the rounded code alone, a lookup of prototype images
                           (``rl.lookup``).
-    (``make_regenerator``, which loads, freezes and checks a checkpoint, is in ``rl.env_factory``.)
+    make_regenerator   -- the regenerator of a condition: loads, freezes and checks a checkpoint.
     union, union_space -- THE one implementation of "regenerate a uint8 batch and unite it with the raw batch", and
                           the observation space it produces. Both wrappers call ``union``, so they agree bit for bit.
     CommonSense        -- ``gymnasium.ObservationWrapper`` for one environment.
@@ -46,12 +46,12 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
-from fsae.checkpoint import sha256_file
+from fsae.checkpoint import CheckpointError, load_fsae, sha256_file
 from fsae.config import check
 from fsae.layout import ImageLayout
 from fsae.model import FSAE
 from fsae.runtime import frozen_on
-from rl import images
+from rl import CONDITIONS, images
 from rl.lookup import Lookup, quantise
 
 UNIONS = ("stack", "max", "mean")
@@ -232,6 +232,52 @@ class Regenerator:
         info["prototypes"] = 0 if self._lookup is None else len(self._lookup)
         info["gemm"] = self._lookup is not None and self._lookup.gemm is not None
         return info
+
+
+def make_regenerator(
+    condition: str,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    observation_space: gym.Space | None = None,
+    feedback_steps: int = 0,
+    dtype: str = "float32",
+    env_name: str = "the environment",
+    cuda_graph: bool = True,
+    lookup: bool = True,
+    image_layout: str = "auto",
+) -> Regenerator | None:
+    """The regenerator for a condition: None for 'none' (no wrapper), the identity for 'copy', else a loaded model.
+
+    'fsae' and 'autoencoder' load ``checkpoint`` with ``load_fsae`` (eval mode), freeze it, and, when
+    ``observation_space`` is given, refuse a model that does not fit it (``CheckpointError`` naming both shapes).
+    A checkpoint whose recorded variant contradicts the condition (the autoencoder under 'fsae', or an FSAE variant
+    under 'autoencoder') is refused too, since mixing them up would silently swap two experimental conditions.
+    ``cuda_graph`` and ``lookup``: see ``Regenerator``; ``image_layout``: see ``rl.images``.
+    """
+    check(condition in CONDITIONS, f"condition must be one of {CONDITIONS}, got '{condition}'")
+    if condition == "none":
+        return None
+    if condition == "copy":
+        regen = Regenerator(None, device, 0, dtype, condition)
+    else:
+        if checkpoint is None:
+            raise CheckpointError(f"condition '{condition}' needs a checkpoint")
+        model = load_fsae(checkpoint, map_location="cpu")
+        variant = (getattr(model, "checkpoint_meta", {}) or {}).get("variant")
+        if condition == "fsae" and variant == "autoencoder":
+            raise CheckpointError(
+                f"checkpoint {checkpoint} is the conventional autoencoder; use condition 'autoencoder' for it, "
+                "or pass an fsae_<variant>.pt file for 'fsae'"
+            )
+        if condition == "autoencoder" and variant not in (None, "autoencoder"):
+            raise CheckpointError(
+                f"checkpoint {checkpoint} is the FSAE variant '{variant}', not the conventional autoencoder; "
+                "pass the autoencoder.pt written by the same pretraining run"
+            )
+        regen = Regenerator(model, device, feedback_steps, dtype, condition, str(checkpoint), cuda_graph, lookup=lookup)
+    if observation_space is not None:
+        regen.check_space(observation_space, env_name, image_layout)
+    return regen
 
 
 def union_space(space: gym.Space, mode: str, layout: str = "auto") -> spaces.Box:

@@ -5,10 +5,9 @@ Contents:
                         module-level function, so ``SubprocVecEnv`` workers register ids and wrap envs themselves.
     probe_env        -- make the training and evaluation envs once: a bad id, kwarg or wrapper value, an observation
                         that is not an image, or a union SB3 would misread fails before anything is written.
-    make_regenerator -- load a checkpoint for 'fsae' or 'autoencoder' (or the identity for 'copy'), freeze it, check it
-                        fits the environment's observations.
-    make_observer    -- the frozen model of the condition: a ``Regenerator`` (fsae, autoencoder, copy), an ``Encoder``
-                        (code, features) or None (none), checked against the observation space.
+    make_observer    -- the frozen model of the condition: a ``Regenerator`` (fsae, autoencoder, copy;
+                        ``rl.common_sense.make_regenerator``), an ``Encoder`` (code, features;
+                        ``rl.perception.make_encoder``) or None (none), checked against the observation space.
     make_vec_env_for -- the vector env of a split with the condition's wrapper stack (training and eval alike); every
                         condition hands the policy channels-first images (``rl.images``).
     origin_warning, OriginWarning -- a warning when a multi-channel model's task data came from this env with its
@@ -18,23 +17,20 @@ Contents:
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from envs import spec
-from fsae.checkpoint import CheckpointError, load_fsae
-from fsae.config import ConfigError, check
+from fsae.checkpoint import CheckpointError
+from fsae.config import ConfigError
 from fsae.console import first_line
 from fsae.data import DatasetError
 from fsae.layout import ImageLayout
-from rl import CONDITIONS
-from rl.common_sense import Regenerator, VecCommonSense, union_space
+from rl.common_sense import Regenerator, VecCommonSense, make_regenerator, union_space
 from rl.config import AgentConfig
 from rl.extractor import extractor_class
 from rl.images import VecChannelsFirst, check_readable, image_layout
@@ -96,52 +92,6 @@ def probe_env(cfg: AgentConfig) -> gym.Space:
         policy_space = gym.spaces.Box(0, 255, layout.chw, np.uint8)
     extractor_class(policy_space, cfg.policy.extractor)  # an image too small for the extractor
     return spaces[0]
-
-
-def make_regenerator(
-    condition: str,
-    checkpoint: str | Path | None = None,
-    device: str | torch.device = "cpu",
-    observation_space: gym.Space | None = None,
-    feedback_steps: int = 0,
-    dtype: str = "float32",
-    env_name: str = "the environment",
-    cuda_graph: bool = True,
-    lookup: bool = True,
-    image_layout: str = "auto",
-) -> Regenerator | None:
-    """The regenerator for a condition: None for 'none' (no wrapper), the identity for 'copy', else a loaded model.
-
-    'fsae' and 'autoencoder' load ``checkpoint`` with ``load_fsae`` (eval mode), freeze it, and, when
-    ``observation_space`` is given, refuse a model that does not fit it (``CheckpointError`` naming both shapes).
-    A checkpoint whose recorded variant contradicts the condition (the autoencoder under 'fsae', or an FSAE variant
-    under 'autoencoder') is refused too, since mixing them up would silently swap two experimental conditions.
-    ``cuda_graph`` and ``lookup``: see ``Regenerator``; ``image_layout``: see ``rl.images``.
-    """
-    check(condition in CONDITIONS, f"condition must be one of {CONDITIONS}, got '{condition}'")
-    if condition == "none":
-        return None
-    if condition == "copy":
-        regen = Regenerator(None, device, 0, dtype, condition)
-    else:
-        if checkpoint is None:
-            raise CheckpointError(f"condition '{condition}' needs a checkpoint")
-        model = load_fsae(checkpoint, map_location="cpu")
-        variant = (getattr(model, "checkpoint_meta", {}) or {}).get("variant")
-        if condition == "fsae" and variant == "autoencoder":
-            raise CheckpointError(
-                f"checkpoint {checkpoint} is the conventional autoencoder; use condition 'autoencoder' for it, "
-                "or pass an fsae_<variant>.pt file for 'fsae'"
-            )
-        if condition == "autoencoder" and variant not in (None, "autoencoder"):
-            raise CheckpointError(
-                f"checkpoint {checkpoint} is the FSAE variant '{variant}', not the conventional autoencoder; "
-                "pass the autoencoder.pt written by the same pretraining run"
-            )
-        regen = Regenerator(model, device, feedback_steps, dtype, condition, str(checkpoint), cuda_graph, lookup=lookup)
-    if observation_space is not None:
-        regen.check_space(observation_space, env_name, image_layout)
-    return regen
 
 
 def make_observer(

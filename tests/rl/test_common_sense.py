@@ -24,10 +24,10 @@ from rl.common_sense import (
     CommonSense,
     Regenerator,
     VecCommonSense,
+    make_regenerator,
     union,
     union_space,
 )
-from rl.env_factory import make_regenerator
 from rl.lookup import rounded_codes
 
 
