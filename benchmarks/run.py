@@ -194,7 +194,7 @@ def print_table(r: dict) -> None:
             f"ppo        DigitBandit {q.get('regen_dtype', '')} {q.get('n_envs', 8)} envs  "
             f"raw {q['ppo/raw_steps_per_s']:,.0f} steps/s  "
             f"augmented ({q.get('variant', '')}) {q['ppo/augmented_steps_per_s']:,.0f} steps/s  "
-            f"ratio {q['ppo/augmented_over_raw']:.2f}x"
+            f"ratio {q['ppo/augmented_over_raw']:.3f}x"
             + (
                 f" (in each repeat {min(rep):.2f}-{max(rep):.2f}x)"
                 if (rep := q.get("ppo/augmented_over_raw_per_repeat"))

@@ -384,16 +384,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     results.update(ppo)
     verdict = "ok" if ppo["ppo/augmented_over_raw"] >= TARGET_PPO_RATIO else "BELOW"
     print(f"PPO steps/s (8 envs, float32, {args.variant}): raw {ppo['ppo/raw_steps_per_s']:,.0f}, augmented "
-          f"{ppo['ppo/augmented_steps_per_s']:,.0f}, ratio {ppo['ppo/augmented_over_raw']:.2f}x "
+          f"{ppo['ppo/augmented_steps_per_s']:,.0f}, ratio {ppo['ppo/augmented_over_raw']:.3f}x "
           f"({verdict} target {TARGET_PPO_RATIO}x)")  # fmt: skip
     per_repeat = ppo["ppo/augmented_over_raw_per_repeat"]
     print(f"  in each repeat: {min(per_repeat):.2f}-{max(per_repeat):.2f}x")
     print(f"  by CPU time: {ppo['ppo/augmented_over_raw_cpu']:.2f}x (CPU / wall time: raw "
           f"{ppo['ppo/raw_cpu_over_wall']:.2f}, augmented {ppo['ppo/augmented_cpu_over_wall']:.2f})")  # fmt: skip
-    if "ppo/augmented_forward_over_raw" in ppo:
-        print(f"  the same without the lookup: {ppo['ppo/augmented_forward_over_raw']:.2f}x")
-    if "ppo/augmented_task_net_over_raw" in ppo:
-        print(f"  the digit tasks' wider network: {ppo['ppo/augmented_task_net_over_raw']:.2f}x")
+    for key in ("augmented_abstract", "augmented_forward", "augmented_task_net"):  # measure_ppo's other agents
+        if f"ppo/{key}_over_raw" in ppo:
+            print(f"  {key}: {ppo[f'ppo/{key}_over_raw']:.3f}x")
     return results
 
 
