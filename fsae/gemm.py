@@ -5,11 +5,13 @@ tasks). At that size a convolution costs mostly its set-up: PyTorch's CPU convol
 kernel) spends several times the arithmetic on it. Here each conv layer is one ``index_select`` that gathers every
 output position's receptive field (a precomputed index) and one ``addmm`` with the kernel as a (k * k * C_in, C_out)
 matrix; activations stay channels-last between conv layers, and the first linear layer's columns are permuted to
-read them in that order. For the fast config's network on a batch of 8 this is several times faster than
-``AbstractNet.forward`` (``benchmarks/abstract_pass.py`` measures both).
+read them in that order. For the fast config's network on a batch of 8 this is about twice as fast as
+``AbstractNet.forward`` on a CPU (2.3x, one thread: ``benchmarks/abstract_pass.py`` measures both;
+docs/PERFORMANCE.md, tenth round).
 
 The values are the same function computed with the sums in another order, so they differ from ``AbstractNet`` in the
-last bits (``max_abs_diff`` in the tests: about 1e-7 on the fast config). That is why the one user,
+last bits: up to 1.5e-5 on the logits of the fast config trained on MNIST, a few ulps of their largest partial sums
+(``benchmarks/lookup_exact.py``). That is why the one user,
 ``rl.common_sense.Regenerator``'s lookup, takes from it only what a few ulps cannot change: which class wins each
 softmax group (or which side of 0 each sigmoid logit is on), when the winner leads by more than ``margin(z)``; any
 batch with a closer call is computed again by ``AbstractNet`` itself. Nothing else (pretraining, the ``code`` and
@@ -30,8 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 # Two float32 evaluations of the same logits, summed in different orders, differ by a few ulps of the largest partial
-# sums; ``margin`` asks the winner to lead by about a thousand times what was measured (``tests/fsae/test_gemm.py``
-# and docs/PERFORMANCE.md, tenth round), relative to the logits' scale so that it holds for any trained network.
+# sums; ``margin`` asks the winner to lead by more than a thousand times the largest difference measured on trained
+# networks (``benchmarks/lookup_exact.py``; docs/PERFORMANCE.md, tenth round), relative to the logits' scale so that
+# it grows with them.
 RTOL, ATOL = 1e-3, 1e-4
 
 

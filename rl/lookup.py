@@ -10,13 +10,14 @@ K for a softmax head, a product of one-hots for groups, 0/1 per attribute for si
 a handful of images. ``Lookup`` computes them once and serves each batch by the abstract pass, the rounding and an
 index into the table: the concrete network never runs again. ``rl.common_sense.Regenerator`` uses it by default.
 
-**The abstract pass on a CPU** (``gemm=True``) runs as gathers and GEMMs (``fsae.gemm``), several times faster than
+**The abstract pass on a CPU** (``gemm=True``) runs as gathers and GEMMs (``fsae.gemm``), about twice as fast as
 ``AbstractNet`` on the few images of a vector step, but with its sums in another order, so its logits differ from
 ``AbstractNet``'s in the last bits. Only which class wins each softmax group (which side of 0 each sigmoid logit lies
-on) is read from it, and only where the winner leads by more than ``fsae.gemm.margin`` (about 1e-4 of the logits'
-scale, a thousand times the largest difference measured between the two passes); a batch with any closer call is
-computed again by ``AbstractNet`` (counted in ``exact_batches``). So the row, and the image, are the ones the
-``AbstractNet`` pass picks, as the tests check against the full forward pass on trained and untrained models. On a
+on) is read from it, and only where the winner leads by more than ``fsae.gemm.margin`` (1e-4 plus 1e-3 of the largest
+logit's magnitude: more than a thousand times the largest difference between the two passes measured on trained
+networks); a batch with any closer call is computed again by ``AbstractNet`` (counted in ``exact_batches``). So the
+row, and the image, are the ones the ``AbstractNet`` pass picks: the tests check it against the full forward pass
+(ties and logits at 0 included), and ``benchmarks/lookup_exact.py`` on trained networks and real images. On a
 GPU the pass is ``AbstractNet``'s (inside the regenerator's CUDA graph, which cannot wait on a Python decision).
 """
 
