@@ -11,11 +11,12 @@ docs/PERFORMANCE.md, tenth round).
 
 The values are the same function computed with the sums in another order, so they differ from ``AbstractNet`` in the
 last bits: up to 1.5e-5 on the logits of the fast config trained on MNIST, a few ulps of their largest partial sums
-(``benchmarks/lookup_exact.py``). That is why the one user,
-``rl.common_sense.Regenerator``'s lookup, takes from it only what a few ulps cannot change: which class wins each
-softmax group (or which side of 0 each sigmoid logit is on), when the winner leads by more than ``margin(z)``; any
-batch with a closer call is computed again by ``AbstractNet`` itself. Nothing else (pretraining, the ``code`` and
-``features`` conditions) uses it, so their numbers are those of ``AbstractNet``.
+(``benchmarks/lookup_exact.py``). That is why the one user, ``rl.lookup``, takes from it only what a few ulps cannot
+change: which class wins each softmax group (or which side of 0 each sigmoid logit is on), when the winner leads by more
+than ``margin(z)``; any batch with a closer call is computed again by ``AbstractNet`` itself. The margin scales with the
+logits, not with the terms summed, so it is a measured safety factor, not a bound; ``rl.lookup`` checks each model
+against it before using this pass. Nothing else (pretraining, the ``code`` and ``features`` conditions) uses it, so
+their numbers are those of ``AbstractNet``.
 
     >>> from fsae.model import FSAE, FSAEConfig, LayerSpec
     >>> cfg = FSAEConfig(input_shape=[1, 8, 8], layers=[LayerSpec("conv", 4, 3, 1), LayerSpec("linear", 3)])
@@ -54,6 +55,11 @@ def _conv_index(c: int, h: int, w: int, k: int, s: int, channels_last: bool) -> 
     return idx.reshape(-1)
 
 
+def _own(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy that shares no memory with the network's parameter."""
+    return t.detach().clone(memory_format=torch.contiguous_format)
+
+
 class GemmAbstract:
     """``AbstractNet``'s logits z_L for a batch (B, C, H, W), as gathers and GEMMs (see the module docstring).
 
@@ -75,18 +81,20 @@ class GemmAbstract:
                     k, s = layer.kernel_size[0], layer.stride[0]
                     idx = _conv_index(*before, k, s, channels_last).to(w.device)
                     weight = w.permute(2, 3, 1, 0).reshape(-1, w.shape[0])  # (k * k * C_in, C_out)
-                    self.steps.append((idx, weight.contiguous(), layer.bias.detach(), after[1] * after[2]))
+                    self.steps.append((idx, _own(weight), _own(layer.bias), after[1] * after[2]))
                     channels_last = True
                 else:
                     if channels_last:  # the columns read (C, H, W); the conv output is (H, W, C)
                         c, h, wd = before
                         w = w.reshape(-1, c, h, wd).permute(0, 2, 3, 1).reshape(w.shape[0], -1)
                         channels_last = False
-                    self.steps.append((None, w.t().contiguous(), layer.bias.detach(), 1))
+                    self.steps.append((None, _own(w.t()), _own(layer.bias), 1))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) -> the logits z_L (B, K), as ``AbstractNet.forward(x)[0]`` up to the order of its sums."""
         b = x.shape[0]
+        if b == 0:
+            return x.new_zeros(0, self.steps[-1][1].shape[1])
         h = x.reshape(b, -1)
         last = len(self.steps) - 1
         for i, (idx, weight, bias, positions) in enumerate(self.steps):

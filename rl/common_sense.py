@@ -85,20 +85,21 @@ class Regenerator:
     lookup the graph holds the abstract pass and the lookup.
 
     **The lookup** (``lookup=True``, the default; ``rl.lookup``). With round and no jump connections, the concrete
-    network sees only the rounded code, so the regeneration is one of a handful of images: the regenerator computes
-    them once, when it is made, and serves each observation by the abstract pass, the rounding, and a lookup of the
-    image of its code. On a CPU that pass runs as gathers and GEMMs (``gemm=True``, the default; ``fsae.gemm``),
-    trusted only where the winning class leads by more than a margin, else computed again by the abstract network
-    itself (``rl.lookup``). Negative feedback cannot change such a regeneration: a step is accepted only if it keeps
-    the rounded code (the concept test of ``FSAE.regenerate``), and then the concrete network's output, and the
-    residual, are what they were, so no step is ever accepted (tested for every T); the lookup serves any
-    ``feedback_steps`` without running them. The lookup's images equal the forward pass's bit for bit, per
-    environment and batched, in float64 and float32 (tested: three heads, batches of 1 to 64, with and without the
-    GEMM pass). In float32 that is as exact as the forward pass itself, which depends on the batch size (the module
-    docstring): the table is computed at the batch of all codes, and a batch of 1 or 2 runs other GEMM kernels whose
-    last bits can differ from it, which could move a pixel that lies within a rounding error of a grey level's
-    boundary (as between the per-environment and the batched wrapper; counted on MNIST in ``docs/PERFORMANCE.md``).
-    ``describe()`` says whether it is on; at most ``max_codes`` images are kept (else the forward pass runs).
+    network sees only the rounded code, so the regeneration is one of a handful of images: the regenerator computes them
+    once, when it is made, and serves each observation by the abstract pass, the rounding, and a lookup of the image of
+    its code. On a CPU that pass runs as gathers and GEMMs (``gemm=True``, the default; ``fsae.gemm``), trusted only
+    where the winning class leads by more than a margin, else computed again by the abstract network itself, and dropped
+    for a model whose two passes disagree by more than the margin allows (``rl.lookup``). Negative feedback cannot
+    change such a regeneration: a step is accepted only if it keeps the rounded code (the concept test of
+    ``FSAE.regenerate``), and then the concrete network's output, and the residual, are what they were, so no step is
+    ever accepted (tested for every T); the lookup serves any ``feedback_steps`` without running them. The lookup's
+    images equal the forward pass's bit for bit, per environment and batched, in float64 and float32 (tested: three
+    heads, batches of 1 to 64, with and without the GEMM pass). In float32 that is as exact as the forward pass itself,
+    which depends on the batch size (the module docstring): the table is computed at the batch of all codes, and a batch
+    of another size can run other GEMM kernels (seen at 1, 2, 3 and 32) whose last bits differ from it, which could move
+    a pixel that lies within a rounding error of a grey level's boundary (as between the per-environment and the batched
+    wrapper; counted on MNIST in ``docs/PERFORMANCE.md``). ``describe()`` says whether it is on; at most ``max_codes``
+    images are kept (else the forward pass runs).
     """
 
     def __init__(
@@ -231,6 +232,7 @@ class Regenerator:
         info["lookup"] = self.lookup
         info["prototypes"] = 0 if self._lookup is None else len(self._lookup)
         info["gemm"] = self._lookup is not None and self._lookup.gemm is not None
+        info["gemm_check"] = None if self._lookup is None else self._lookup.gemm_check
         return info
 
 

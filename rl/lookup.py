@@ -14,21 +14,37 @@ index into the table: the concrete network never runs again. ``rl.common_sense.R
 ``AbstractNet`` on the few images of a vector step, but with its sums in another order, so its logits differ from
 ``AbstractNet``'s in the last bits. Only which class wins each softmax group (which side of 0 each sigmoid logit lies
 on) is read from it, and only where the winner leads by more than ``fsae.gemm.margin`` (1e-4 plus 1e-3 of the largest
-logit's magnitude: more than a thousand times the largest difference between the two passes measured on trained
-networks); a batch with any closer call is computed again by ``AbstractNet`` (counted in ``exact_batches``). So the
-row, and the image, are the ones the ``AbstractNet`` pass picks: the tests check it against the full forward pass
-(ties and logits at 0 included), and ``benchmarks/lookup_exact.py`` on trained networks and real images. On a
-GPU the pass is ``AbstractNet``'s (inside the regenerator's CUDA graph, which cannot wait on a Python decision).
+logit's magnitude); a batch with any closer call, or a NaN, is computed again by ``AbstractNet`` (counted in
+``exact_batches``). The margin is a measured safety factor, not a bound: on trained networks and real images the two
+passes differ by less than a thousandth of it (``benchmarks/lookup_exact.py``), but a network whose logits are small
+differences of large terms can make them differ by more than the margin (the rounding error scales with the terms, the
+margin with the logits). So each lookup checks its model when it is made (``Lookup.check_gemm``: random images and the
+prototypes) and drops the GEMM pass, with a ``GemmWarning``, where the difference exceeds ``CHECK_LIMIT`` of the margin.
+With the pass kept, the rows, and so the images, have been those of the ``AbstractNet`` pass in every check so far: the
+tests against the full forward pass (ties, leads inside the margin, NaN and a cancelling network included), and
+``benchmarks/lookup_exact.py`` on trained networks and real images; ``gemm=False`` reads every row from ``AbstractNet``.
+On a GPU the pass is ``AbstractNet``'s (inside the regenerator's CUDA graph, which cannot wait on a Python decision).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
 from fsae.gemm import GemmAbstract, margin
 from fsae.model import FSAE, FSAEConfig
+
+CHECK_LIMIT = 0.01
+"""The largest difference between the two passes' logits, as a fraction of ``fsae.gemm.margin``, that a model may show
+in ``Lookup.check_gemm`` and keep the GEMM pass. Measured on trained networks and real images: 0.0005-0.0009
+(``benchmarks/lookup_exact.py``; docs/PERFORMANCE.md, tenth round)."""
+
+
+class GemmWarning(UserWarning):
+    """A model's GEMM pass was dropped: on random images its logits differed from ``AbstractNet``'s by more than
+    ``CHECK_LIMIT`` of the margin."""
 
 
 def quantise(xhat: torch.Tensor) -> torch.Tensor:
@@ -77,6 +93,38 @@ class Lookup:
             self.table = torch.cat([quantise(model.generate(c)) for c in codes.split(256)])  # (N, C, H, W) uint8
         self.gemm = GemmAbstract(model.abstract) if gemm and p.device.type == "cpu" else None
         self.exact_batches = 0  # batches the fast pass left to AbstractNet (a winner too close to call)
+        self.gemm_check: float | None = None  # the check's largest difference / margin (``check_gemm``)
+        if self.gemm is not None:
+            self.check_gemm()
+
+    def check_gemm(self, images: int = 256) -> float:
+        """Compare the GEMM pass with ``AbstractNet`` on ``images`` random images (seeded) and on the table's own
+        prototypes, in batches of 8: the largest logit difference as a fraction of the margin. Above ``CHECK_LIMIT``
+        (the two passes' sums disagree more than the margin was made for, as in a network whose logits are small
+        differences of large terms) the GEMM pass is dropped, with a ``GemmWarning``: every batch runs
+        ``AbstractNet``. Called when the lookup is made; returns the fraction (also ``gemm_check``)."""
+        assert self.gemm is not None
+        p = next(self.model.parameters())
+        gen = torch.Generator().manual_seed(0)
+        shape = tuple(self.model.config.input_shape)
+        x = torch.randint(0, 256, (images, *shape), generator=gen, dtype=torch.uint8).to(p.device)
+        x = torch.cat([x, self.table]).to(p.dtype).div_(255.0)
+        worst = 0.0
+        with torch.inference_mode():
+            for batch in x.split(8):
+                z = self.model.abstract(batch)[0]
+                ratio = ((self.gemm(batch) - z).abs().amax(-1) / margin(z)).max().item()
+                worst = max(worst, ratio) if ratio == ratio else math.inf  # NaN: no trust
+        self.gemm_check = worst
+        if worst > CHECK_LIMIT:
+            warnings.warn(
+                f"the lookup's GEMM pass differs from AbstractNet by {worst:.3g} of its margin on random images "
+                f"(more than {CHECK_LIMIT}); this model's regenerator runs AbstractNet's pass instead",
+                GemmWarning,
+                stacklevel=2,
+            )
+            self.gemm = None
+        return worst
 
     @classmethod
     def of(cls, model: FSAE, max_codes: int = 4096, gemm: bool = True) -> Lookup | None:
@@ -112,19 +160,22 @@ class Lookup:
     def _rows_from_logits(self, z: torch.Tensor) -> torch.Tensor | None:
         """Logits (B, K) -> the rows ``rows`` gives for their code, or None when any winner leads by no more than
         ``margin(z)`` (a sigmoid unit: its logit within the margin of 0)."""
+        # Every test is "leads by more than the margin", so a NaN anywhere fails it and leaves the batch to AbstractNet.
         tol = margin(z)
         if self.model.config.head == "sigmoid":
-            if bool((z.abs() <= tol[:, None]).any()):
+            if not bool((z.abs() > tol[:, None]).all()):
                 return None
             return ((z > 0).long() * self.radix).sum(-1)
-        if len(self.sizes) == 1:  # one softmax group (the usual case), in as few tensor ops as it takes
+        if self.sizes[0] > 1 and len(self.sizes) == 1:  # one softmax group (the usual case), in few tensor ops
             top, winner = z.topk(2, -1)
-            return None if bool((top[:, 0] - top[:, 1] <= tol).any()) else winner[:, 0]
+            return winner[:, 0] if bool((top[:, 0] - top[:, 1] > tol).all()) else None
+        if not bool(torch.isfinite(tol).all()):
+            return None
         digits = []
         for g in z.split(self.sizes, -1):
-            if g.shape[-1] > 1:
+            if g.shape[-1] > 1:  # a group of one class has one digit, 0
                 top = g.topk(2, -1).values
-                if bool((top[:, 0] - top[:, 1] <= tol).any()):
+                if not bool((top[:, 0] - top[:, 1] > tol).all()):
                     return None
             digits.append(g.argmax(-1))
         return (torch.stack(digits, -1) * self.radix).sum(-1)

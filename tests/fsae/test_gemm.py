@@ -68,11 +68,19 @@ def test_margin_is_relative_to_the_logits_scale():
 
 
 def test_gemm_keeps_its_own_weights():
-    """It copies the weights into its own layout: built from a frozen network, it does not follow later changes."""
+    """It copies every weight and bias, also where its layout is a view of the parameter's (a 1x1 conv of one channel,
+    a linear layer of one unit): built from a frozen network, it does not follow later changes."""
+    for model in (model_of("fast"), FSAE(FSAEConfig([1, 8, 8], [LayerSpec("conv", 1, 1, 1), LayerSpec("linear", 1)]))):
+        gemm = GemmAbstract(model.abstract)
+        x = torch.rand(2, *model.config.input_shape)
+        before = gemm(x)
+        torch.testing.assert_close(before, model.abstract(x)[0], rtol=0, atol=1e-5)
+        with torch.no_grad():
+            for p in model.abstract.parameters():
+                p.add_(1.0)
+        assert torch.equal(gemm(x), before)
+
+
+def test_an_empty_batch():
     model = model_of("fast")
-    gemm = GemmAbstract(model.abstract)
-    x = torch.rand(2, 1, 28, 28)
-    before = gemm(x)
-    with torch.no_grad():
-        model.abstract.layers[0].weight.add_(1.0)
-    assert torch.equal(gemm(x), before)
+    assert GemmAbstract(model.abstract)(torch.rand(0, 1, 28, 28)).shape == (0, 10)

@@ -1,7 +1,8 @@
 """rl.lookup: the table of prototype images, and the GEMM pass's close calls left to AbstractNet.
 
 The lookup's images against the full forward pass, in both wrappers and precisions, are tested in
-``test_common_sense.py``; here, the cases where the GEMM pass must not decide: a winner within the margin.
+``test_common_sense.py``; here, the cases where the GEMM pass must not decide (a winner within the margin, a NaN, a
+model whose two passes disagree), and heads with one-class groups.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from fsae.gemm import margin
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from rl.common_sense import Regenerator
-from rl.lookup import Lookup, rounded_codes
+from rl.lookup import CHECK_LIMIT, GemmWarning, Lookup, rounded_codes
 
 
 def round_model(head: str, groups=()) -> FSAE:
@@ -87,3 +89,70 @@ def test_no_lookup_and_no_gemm_where_they_do_not_apply():
     assert Lookup.of(model, max_codes=4) is None  # five codes
     plain = FSAE(FSAEConfig(input_shape=[1, 12, 12], layers=[LayerSpec("linear", 4)])).eval()
     assert Lookup.of(plain) is None and rounded_codes(plain) is None
+
+
+def test_a_lead_inside_the_margin_is_refused_and_one_outside_accepted():
+    """Not only ties: a winner ahead by half the margin is left to AbstractNet, by twice the margin it is served;
+    a NaN anywhere is never served."""
+    lookup = Lookup.of(round_model("softmax"))
+    z = torch.tensor([[1.0, 0.0, -1.0, 0.5, 0.2], [0.0, 3.0, 0.0, 0.0, 0.0]])
+    tol = margin(z)
+    close, clear = z.clone(), z.clone()
+    close[0, 3] = 1.0 - tol[0] / 2
+    clear[0, 3] = 1.0 - 2 * tol[0]
+    assert lookup._rows_from_logits(close) is None
+    assert lookup._rows_from_logits(clear).tolist() == [0, 1]
+    nan = clear.clone()
+    nan[1, 4] = float("nan")
+    assert lookup._rows_from_logits(nan) is None
+    sig = Lookup.of(round_model("sigmoid"))
+    zs = torch.tensor([[2.0, -2.0, 1.0]])
+    assert sig._rows_from_logits(zs).tolist() == [0b101]
+    for bad in (torch.tensor([[2.0, -2.0, margin(zs)[0].item() / 2]]), torch.tensor([[2.0, float("nan"), 1.0]])):
+        assert sig._rows_from_logits(bad) is None
+
+
+@pytest.mark.parametrize(("head", "groups", "out"), [("softmax", [], 1), ("groups", [1], 1), ("groups", [1, 3], 4)])
+def test_one_class_groups(head, groups, out):
+    """A group of one class has one rounded digit, 0: served without asking for a runner-up."""
+    torch.manual_seed(0)
+    layers = [LayerSpec("conv", 3, 4, 2), LayerSpec("linear", out)]
+    model = FSAE(FSAEConfig(input_shape=[1, 12, 12], layers=layers, head=head, groups=groups, round=True)).eval()
+    regen, full = Regenerator(model), Regenerator(model, lookup=False)
+    assert regen.describe()["gemm"]
+    obs = obs_batch()
+    np.testing.assert_array_equal(regen(obs), full(obs))
+
+
+def test_an_empty_batch():
+    regen = Regenerator(round_model("softmax"))
+    assert regen(obs_batch(0)).shape == (0, 1, 12, 12)
+
+
+def cancelling_model() -> FSAE:
+    """A logit that is a small difference of large terms (after the reviewer's reproducer): the two passes' sums
+    round differently by far more than the margin, which scales with the logits, not with the terms."""
+    torch.manual_seed(0)
+    cfg = FSAEConfig(input_shape=(1, 8, 8), layers=[LayerSpec("conv", 2, 3, 1), LayerSpec("linear", 2)], round=True)
+    model = FSAE(cfg).eval()
+    with torch.no_grad():
+        conv, lin = model.abstract.layers
+        conv.weight[0].uniform_(0, 1000.0)
+        conv.weight[1] = 3 * conv.weight[0]
+        conv.bias.zero_()
+        lin.weight.zero_()
+        lin.weight[0, :36] = 3.0
+        lin.weight[0, 36:] = -1.0
+        lin.bias.zero_()
+    return model
+
+
+def test_a_model_whose_passes_disagree_loses_the_gemm_pass():
+    """Checked when the lookup is made: the GEMM pass is dropped with one warning, and every batch is AbstractNet's."""
+    with pytest.warns(GemmWarning, match="runs AbstractNet's pass instead"):
+        regen = Regenerator(cancelling_model())
+    assert regen.lookup and not regen.describe()["gemm"] and regen._lookup.gemm_check > CHECK_LIMIT
+    obs = np.random.default_rng(0).integers(0, 256, (256, 1, 8, 8), dtype=np.uint8)
+    np.testing.assert_array_equal(regen(obs), Regenerator(cancelling_model(), lookup=False)(obs))
+    # an ordinary network keeps it, its passes far inside the margin
+    assert Lookup.of(round_model("groups", (3, 2))).gemm_check < CHECK_LIMIT / 10
