@@ -10,7 +10,8 @@ round model without jumps) and without it (the full forward pass); the count of 
 (batch 1: the first 5,000 images). With each count, how the lookup's GEMM pass on a CPU (``fsae.gemm``) fared against
 ``AbstractNet``: the largest difference of their logits, the same as a fraction of the margin the lookup asks a
 winning class to lead by (``max_diff_over_margin``: the margin is 1 / that times larger), and how many batches had a
-closer call and were computed again by ``AbstractNet`` (``exact_batches``, of ``batches``).
+closer call and were computed again by ``AbstractNet`` (``exact_batches``, of ``batches``); and ``gemm_check``, the
+same fraction as the lookup measures it on random images when it is made (``rl.lookup.Lookup.check_gemm``).
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     images = load_task_data(args.data)[0] if args.data else load_mnist("test")[0][:, None]
+    model = load_fsae(args.checkpoint)
     result = {"command": " ".join([sys.executable, *sys.argv]), "checkpoint": args.checkpoint, "data": args.data}
-    result |= count_differences(load_fsae(args.checkpoint), np.ascontiguousarray(images))
+    result["gemm_check"] = Regenerator(model).describe()["gemm_check"]  # the lookup's own check when it is made
+    result |= count_differences(model, np.ascontiguousarray(images))
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
