@@ -102,6 +102,6 @@ class GemmAbstract:
                 h = h.index_select(1, idx).view(b * positions, -1)
             h = torch.addmm(bias, h, weight)
             if i < last:
-                h = F.leaky_relu(h, self.slope)
+                F.leaky_relu_(h, self.slope)  # in place: h is this call's own
             h = h.view(b, -1)
         return h

@@ -159,6 +159,8 @@ class Regenerator:
         with torch.inference_mode():
             captured = self._graph(obs.shape) if self.cuda_graph and self._on_current_device() else None
             if captured is None:
+                if self._lookup is not None and self._lookup.gemm is not None:  # the CPU path: numpy in and out
+                    return self._lookup.serve(obs)
                 return self._regenerate(torch.from_numpy(obs).to(self.device)).cpu().numpy()
             graph, static_in, static_out = captured
             static_in.copy_(torch.from_numpy(obs))

@@ -31,9 +31,10 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 
-from fsae.gemm import GemmAbstract, margin
+from fsae.gemm import ATOL, RTOL, GemmAbstract, margin
 from fsae.model import FSAE, FSAEConfig
 
 CHECK_LIMIT = 0.01
@@ -91,6 +92,9 @@ class Lookup:
         with torch.inference_mode():  # in chunks: the paper's FSAE needs about 1 MB per image
             codes = codes.to(device=p.device, dtype=p.dtype)
             self.table = torch.cat([quantise(model.generate(c)) for c in codes.split(256)])  # (N, C, H, W) uint8
+        self.dtype = p.dtype
+        self.table_np = self.table.cpu().numpy()  # the same images for the CPU path (``serve``)
+        self.radix_np = self.radix.cpu().numpy()
         self.gemm = GemmAbstract(model.abstract) if gemm and p.device.type == "cpu" else None
         self.exact_batches = 0  # batches the fast pass left to AbstractNet (a winner too close to call)
         self.gemm_check: float | None = None  # the check's largest difference / margin (``check_gemm``)
@@ -138,12 +142,24 @@ class Lookup:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Float images (B, C, H, W) in [0, 1] -> uint8 (B, C, H, W): the table's row of each image's rounded code."""
         if self.gemm is not None:
-            rows = self._rows_from_logits(self.gemm(x))
+            rows = self._rows_from_logits(self.gemm(x).numpy())
             if rows is not None:
-                return self.table[rows]
+                return self.table[torch.from_numpy(rows)]
             self.exact_batches += 1
         _, hs = self.model.abstract(x)  # what FSAE._regenerate computes, up to the concrete network: the code
         return self.table[self.rows(hs[-1])]
+
+    def serve(self, obs: np.ndarray) -> np.ndarray:
+        """uint8 images (B, C, H, W) -> their uint8 regenerations, a new array: ``self(obs / 255)`` on a CPU with the
+        GEMM pass, picking the rows in numpy (on a vector step's few logits its small operations cost a fraction of
+        torch's; docs/PERFORMANCE.md, tenth round). Call it under ``torch.inference_mode``."""
+        assert self.gemm is not None, "serve is the GEMM pass's CPU path"
+        x = torch.from_numpy(obs).to(self.dtype).div_(255.0)
+        rows = self._rows_from_logits(self.gemm(x).numpy())
+        if rows is None:
+            self.exact_batches += 1
+            rows = self.rows(self.model.abstract(x)[1][-1]).numpy()
+        return self.table_np[rows]
 
     def rows(self, code: torch.Tensor) -> torch.Tensor:
         """Codes (B, K) -> the rows of their rounded codes (B,): the digits ``FSAE.round_code`` keeps (the argmax of
@@ -157,25 +173,27 @@ class Lookup:
             digits = torch.stack([g.argmax(-1) for g in code.split(self.sizes, -1)], -1)
         return (digits * self.radix).sum(-1)
 
-    def _rows_from_logits(self, z: torch.Tensor) -> torch.Tensor | None:
-        """Logits (B, K) -> the rows ``rows`` gives for their code, or None when any winner leads by no more than
-        ``margin(z)`` (a sigmoid unit: its logit within the margin of 0)."""
+    def _rows_from_logits(self, z: np.ndarray) -> np.ndarray | None:
+        """Logits (B, K), a numpy array, -> the rows (int64) ``rows`` gives for their code, or None when any winner
+        leads by no more than ``fsae.gemm.margin(z)`` (a sigmoid unit: its logit within the margin of 0)."""
         # Every test is "leads by more than the margin", so a NaN anywhere fails it and leaves the batch to AbstractNet.
-        tol = margin(z)
+        if len(self.sizes) == 1 and self.sizes[0] > 1:  # one softmax group (the usual case) in few numpy operations
+            top = np.sort(z, axis=-1)  # a NaN sorts last
+            tol = ATOL + RTOL * np.maximum(top[:, -1], -top[:, 0])  # fsae.gemm.margin: the largest |logit|
+            return z.argmax(-1) if (top[:, -1] - top[:, -2] > tol).all() else None
+        tol = ATOL + RTOL * np.abs(z).max(-1)  # fsae.gemm.margin, in numpy
         if self.model.config.head == "sigmoid":
-            if not bool((z.abs() > tol[:, None]).all()):
+            if not (np.abs(z) > tol[:, None]).all():
                 return None
-            return ((z > 0).long() * self.radix).sum(-1)
-        if self.sizes[0] > 1 and len(self.sizes) == 1:  # one softmax group (the usual case), in few tensor ops
-            top, winner = z.topk(2, -1)
-            return winner[:, 0] if bool((top[:, 0] - top[:, 1] > tol).all()) else None
-        if not bool(torch.isfinite(tol).all()):
-            return None
+            return (z > 0).astype(np.int64) @ self.radix_np
         digits = []
-        for g in z.split(self.sizes, -1):
-            if g.shape[-1] > 1:  # a group of one class has one digit, 0
-                top = g.topk(2, -1).values
-                if not bool((top[:, 0] - top[:, 1] > tol).all()):
+        start = 0
+        for n in self.sizes:
+            g = z[:, start : start + n]
+            start += n
+            if n > 1:  # a group of one class has one digit, 0
+                top = np.partition(g, n - 2, axis=-1)[:, n - 2 :]  # the runner-up and the winner (a NaN sorts last)
+                if not (top[:, 1] - top[:, 0] > tol).all():
                     return None
             digits.append(g.argmax(-1))
-        return (torch.stack(digits, -1) * self.radix).sum(-1)
+        return digits[0] if len(digits) == 1 else np.stack(digits, -1) @ self.radix_np

@@ -50,7 +50,7 @@ def test_a_tie_is_left_to_abstract_net(head, groups, tie):
     assert regen._lookup.exact_batches == 3
     x = torch.from_numpy(obs).float() / 255
     with torch.inference_mode():
-        assert regen._lookup._rows_from_logits(regen._lookup.gemm(x)) is None
+        assert regen._lookup._rows_from_logits(regen._lookup.gemm(x).numpy()) is None
 
 
 def test_a_sigmoid_logit_at_zero_is_left_to_abstract_net():
@@ -76,10 +76,11 @@ def test_clear_winners_are_served_by_the_gemm_pass():
     assert lookup is not None and lookup.gemm is not None and len(lookup) == 6
     x = torch.from_numpy(obs_batch(64)).float() / 255
     with torch.inference_mode():
-        rows = lookup._rows_from_logits(lookup.gemm(x))
+        rows = lookup._rows_from_logits(lookup.gemm(x).numpy())
         assert rows is not None
-        assert torch.equal(rows, lookup.rows(model.abstract(x)[1][-1]))
-        assert torch.equal(lookup(x), lookup.table[rows])
+        assert rows.tolist() == lookup.rows(model.abstract(x)[1][-1]).tolist()
+        assert torch.equal(lookup(x), lookup.table[torch.from_numpy(rows)])
+        np.testing.assert_array_equal(lookup.serve(obs_batch(64)), lookup(x).numpy())
     assert lookup.exact_batches == 0
 
 
@@ -96,20 +97,25 @@ def test_a_lead_inside_the_margin_is_refused_and_one_outside_accepted():
     a NaN anywhere is never served."""
     lookup = Lookup.of(round_model("softmax"))
     z = torch.tensor([[1.0, 0.0, -1.0, 0.5, 0.2], [0.0, 3.0, 0.0, 0.0, 0.0]])
-    tol = margin(z)
+    tol = margin(z)  # the numpy picker computes the same margin
     close, clear = z.clone(), z.clone()
     close[0, 3] = 1.0 - tol[0] / 2
     clear[0, 3] = 1.0 - 2 * tol[0]
-    assert lookup._rows_from_logits(close) is None
-    assert lookup._rows_from_logits(clear).tolist() == [0, 1]
+    assert lookup._rows_from_logits(close.numpy()) is None
+    assert lookup._rows_from_logits(clear.numpy()).tolist() == [0, 1]
     nan = clear.clone()
     nan[1, 4] = float("nan")
-    assert lookup._rows_from_logits(nan) is None
+    assert lookup._rows_from_logits(nan.numpy()) is None
     sig = Lookup.of(round_model("sigmoid"))
     zs = torch.tensor([[2.0, -2.0, 1.0]])
-    assert sig._rows_from_logits(zs).tolist() == [0b101]
+    assert sig._rows_from_logits(zs.numpy()).tolist() == [0b101]
     for bad in (torch.tensor([[2.0, -2.0, margin(zs)[0].item() / 2]]), torch.tensor([[2.0, float("nan"), 1.0]])):
-        assert sig._rows_from_logits(bad) is None
+        assert sig._rows_from_logits(bad.numpy()) is None
+    groups = Lookup.of(round_model("groups", (3, 2)))  # rows 0..5: 2 * first digit + second digit
+    zg = torch.tensor([[0.0, 5.0, 1.0, -1.0, 1.0], [9.0, 0.0, 0.0, 2.0, 0.0]])
+    assert groups._rows_from_logits(zg.numpy()).tolist() == [2 * 1 + 1, 2 * 0 + 0]
+    zg[1, 4] = 2.0 + margin(zg)[1].item() / 2  # the second group's winner inside the margin
+    assert groups._rows_from_logits(zg.numpy()) is None
 
 
 @pytest.mark.parametrize(("head", "groups", "out"), [("softmax", [], 1), ("groups", [1], 1), ("groups", [1, 3], 4)])
