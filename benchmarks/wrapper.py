@@ -248,7 +248,7 @@ def measure_ppo(
     conditions: dict[str, Regenerator | None] = {"raw": None, "augmented": regen}
     if forward_too and regen.lookup:
         conditions["augmented_forward"] = Regenerator(model, device, dtype=dtype, lookup=False)
-    if abstract_too and regen.describe()["gemm"]:
+    if abstract_too and regen.gemm:
         conditions["augmented_abstract"] = Regenerator(model, device, dtype=dtype, gemm=False)
     if copy_too:
         conditions["copy"] = Regenerator(None, condition="copy")
@@ -278,9 +278,9 @@ def measure_ppo(
         out[f"ppo/{k}_cpu_over_wall"] = statistics.median(c / t for c, t in zip(cpu[k], times[k], strict=True))
     if copy_too:
         out["ppo/augmented_over_copy"] = rates["augmented"] / rates["copy"]
-    if regen.describe()["gemm"]:
+    if regen.gemm:
         out["ppo/augmented_exact_batches"] = regen._lookup.exact_batches
-    return out | {"regen_dtype": dtype, "variant": variant, "lookup": regen.lookup, "gemm": regen.describe()["gemm"]}
+    return out | {"regen_dtype": dtype, "variant": variant, "lookup": regen.lookup, "gemm": regen.gemm}
 
 
 def measure_policy_cost(n_envs: int = 8, repeats: int = 5, device: str = "cpu", calls: int = 50) -> dict[str, float]:

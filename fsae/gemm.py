@@ -41,7 +41,12 @@ RTOL, ATOL = 1e-3, 1e-4
 
 def margin(z: torch.Tensor) -> torch.Tensor:
     """The lead (per row of logits ``z`` (B, K)) below which the fast pass's winner is not trusted."""
-    return ATOL + RTOL * z.abs().amax(-1)
+    return margin_of(z.abs().amax(-1))
+
+
+def margin_of(largest):
+    """``margin`` from each row's largest logit magnitude: a tensor, or a numpy array (the lookup's CPU path)."""
+    return ATOL + RTOL * largest
 
 
 def _conv_index(c: int, h: int, w: int, k: int, s: int, channels_last: bool) -> torch.Tensor:

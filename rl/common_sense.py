@@ -87,9 +87,7 @@ class Regenerator:
     **The lookup** (``lookup=True``, the default; ``rl.lookup``). With round and no jump connections, the concrete
     network sees only the rounded code, so the regeneration is one of a handful of images: the regenerator computes them
     once, when it is made, and serves each observation by the abstract pass, the rounding, and a lookup of the image of
-    its code. On a CPU that pass runs as gathers and GEMMs (``gemm=True``, the default; ``fsae.gemm``), trusted only
-    where the winning class leads by more than a margin, else computed again by the abstract network itself, and dropped
-    for a model whose two passes disagree by more than the margin allows (``rl.lookup``). Negative feedback cannot
+    its code; on a CPU that pass runs as GEMMs, checked by a margin (``gemm``; ``rl.lookup``). Negative feedback cannot
     change such a regeneration: a step is accepted only if it keeps the rounded code (the concept test of
     ``FSAE.regenerate``), and then the concrete network's output, and the residual, are what they were, so no step is
     ever accepted (tested for every T); the lookup serves any ``feedback_steps`` without running them. The lookup's
@@ -159,13 +157,18 @@ class Regenerator:
         with torch.inference_mode():
             captured = self._graph(obs.shape) if self.cuda_graph and self._on_current_device() else None
             if captured is None:
-                if self._lookup is not None and self._lookup.gemm is not None:  # the CPU path: numpy in and out
+                if self.gemm:  # the lookup's CPU path: numpy in and out
                     return self._lookup.serve(obs)
                 return self._regenerate(torch.from_numpy(obs).to(self.device)).cpu().numpy()
             graph, static_in, static_out = captured
             static_in.copy_(torch.from_numpy(obs))
             graph.replay()
             return static_out.cpu().numpy()
+
+    @property
+    def gemm(self) -> bool:
+        """Whether the lookup picks rows by ``fsae.gemm``'s pass (on a CPU, for a model that passed its check)."""
+        return self._lookup is not None and self._lookup.gemm is not None
 
     @property
     def lookup(self) -> bool:
@@ -231,10 +234,9 @@ class Regenerator:
         info["dtype"] = str(self.dtype).removeprefix("torch.")
         info["device"] = str(self.device)
         info["cuda_graph"], info["max_graphs"] = self.cuda_graph, self.max_graphs
-        info["lookup"] = self.lookup
-        info["prototypes"] = 0 if self._lookup is None else len(self._lookup)
-        info["gemm"] = self._lookup is not None and self._lookup.gemm is not None
-        info["gemm_check"] = None if self._lookup is None else self._lookup.gemm_check
+        info["lookup"], info["gemm"] = self.lookup, self.gemm
+        table = self._lookup
+        info["prototypes"], info["gemm_check"] = (len(table), table.gemm_check) if table is not None else (0, None)
         return info
 
 

@@ -34,13 +34,13 @@ import warnings
 import numpy as np
 import torch
 
-from fsae.gemm import ATOL, RTOL, GemmAbstract, margin
+from fsae.gemm import GemmAbstract, margin, margin_of
 from fsae.model import FSAE, FSAEConfig
 
 CHECK_LIMIT = 0.01
 """The largest difference between the two passes' logits, as a fraction of ``fsae.gemm.margin``, that a model may show
-in ``Lookup.check_gemm`` and keep the GEMM pass. Measured on trained networks and real images: 0.0005-0.0009
-(``benchmarks/lookup_exact.py``; docs/PERFORMANCE.md, tenth round)."""
+in ``Lookup.check_gemm`` and keep the GEMM pass. Three trained networks read 0.0004-0.0014 in that check and at most
+0.0009 on real images (``benchmarks/lookup_exact.py``; docs/PERFORMANCE.md, tenth round)."""
 
 
 class GemmWarning(UserWarning):
@@ -93,9 +93,9 @@ class Lookup:
             codes = codes.to(device=p.device, dtype=p.dtype)
             self.table = torch.cat([quantise(model.generate(c)) for c in codes.split(256)])  # (N, C, H, W) uint8
         self.dtype = p.dtype
-        self.table_np = self.table.cpu().numpy()  # the same images for the CPU path (``serve``)
-        self.radix_np = self.radix.cpu().numpy()
-        self.gemm = GemmAbstract(model.abstract) if gemm and p.device.type == "cpu" else None
+        cpu = p.device.type == "cpu"  # numpy views of the table and the place values, for the CPU path (``serve``)
+        self.table_np, self.radix_np = (self.table.numpy(), self.radix.numpy()) if cpu else (None, None)
+        self.gemm = GemmAbstract(model.abstract) if gemm and cpu else None
         self.exact_batches = 0  # batches the fast pass left to AbstractNet (a winner too close to call)
         self.gemm_check: float | None = None  # the check's largest difference / margin (``check_gemm``)
         if self.gemm is not None:
@@ -140,12 +140,8 @@ class Lookup:
         return len(self.table)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Float images (B, C, H, W) in [0, 1] -> uint8 (B, C, H, W): the table's row of each image's rounded code."""
-        if self.gemm is not None:
-            rows = self._rows_from_logits(self.gemm(x).numpy())
-            if rows is not None:
-                return self.table[torch.from_numpy(rows)]
-            self.exact_batches += 1
+        """Float images (B, C, H, W) in [0, 1] -> uint8 (B, C, H, W): the table's row of each image's rounded code, by
+        ``AbstractNet``'s pass, on any device (a GPU's CUDA graph holds it); ``serve`` is the CPU's GEMM path."""
         _, hs = self.model.abstract(x)  # what FSAE._regenerate computes, up to the concrete network: the code
         return self.table[self.rows(hs[-1])]
 
@@ -179,9 +175,9 @@ class Lookup:
         # Every test is "leads by more than the margin", so a NaN anywhere fails it and leaves the batch to AbstractNet.
         if len(self.sizes) == 1 and self.sizes[0] > 1:  # one softmax group (the usual case) in few numpy operations
             top = np.sort(z, axis=-1)  # a NaN sorts last
-            tol = ATOL + RTOL * np.maximum(top[:, -1], -top[:, 0])  # fsae.gemm.margin: the largest |logit|
+            tol = margin_of(np.maximum(top[:, -1], -top[:, 0]))  # the largest |logit|, from the sorted row
             return z.argmax(-1) if (top[:, -1] - top[:, -2] > tol).all() else None
-        tol = ATOL + RTOL * np.abs(z).max(-1)  # fsae.gemm.margin, in numpy
+        tol = margin_of(np.abs(z).max(-1))
         if self.model.config.head == "sigmoid":
             if not (np.abs(z) > tol[:, None]).all():
                 return None

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from fsae.gemm import margin
+from fsae.gemm import GemmAbstract, margin
 from fsae.model import FSAE, FSAEConfig, LayerSpec
 from rl.common_sense import Regenerator
 from rl.lookup import CHECK_LIMIT, GemmWarning, Lookup, rounded_codes
@@ -151,6 +151,21 @@ def cancelling_model() -> FSAE:
         lin.weight[0, 36:] = -1.0
         lin.bias.zero_()
     return model
+
+
+def test_the_margin_alone_does_not_hold_for_a_cancelling_network():
+    """Why the check below exists: with the GEMM pass forced on, this network's logits differ between the two passes by
+    more than the margin, and the lookup serves other prototypes than AbstractNet's pass would."""
+    model = cancelling_model()
+    lookup = Lookup.of(model, gemm=False)
+    lookup.gemm = GemmAbstract(model.abstract)  # as if the check had not run
+    obs = np.random.default_rng(0).integers(0, 256, (256, 1, 8, 8), dtype=np.uint8)
+    x = torch.from_numpy(obs).float() / 255
+    with torch.inference_mode():
+        z = model.abstract(x)[0]
+        assert ((lookup.gemm(x) - z).abs().amax(-1) > margin(z)).any()
+        served = np.concatenate([lookup.serve(obs[i : i + 8]) for i in range(0, 256, 8)])
+        assert (served != lookup(x).numpy()).any()
 
 
 def test_a_model_whose_passes_disagree_loses_the_gemm_pass():
