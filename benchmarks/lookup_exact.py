@@ -26,7 +26,6 @@ import torch
 
 from fsae.checkpoint import load_fsae
 from fsae.data import load_mnist
-from fsae.gemm import margin
 from fsae.task_data import load_task_data
 from rl.common_sense import Regenerator
 
@@ -46,11 +45,8 @@ def count_differences(model, obs: np.ndarray, batches=(1, 2, 8, 64)) -> dict[str
             for i in range(0, n, b):
                 diff += int((lookup(obs[i : i + b]) != forward(obs[i : i + b])).sum())
                 if table.gemm is not None:  # the two passes' logits, as the lookup computes them
-                    x = torch.from_numpy(obs[i : i + b]).to(lookup.dtype).div_(255.0)
-                    with torch.inference_mode():
-                        z = lookup.model.abstract(x)[0]
-                        d = (table.gemm(x) - z).abs().amax(-1)
-                    worst, ratio = max(worst, d.max().item()), max(ratio, (d / margin(z)).max().item())
+                    d, r = table.gap(torch.from_numpy(obs[i : i + b]).to(lookup.dtype).div_(255.0))
+                    worst, ratio = max(worst, d.max().item()), max(ratio, r.max().item())
             out[f"{dtype}/batch{b}"] = {
                 "images": n,
                 "differing_pixels": diff,

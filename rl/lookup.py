@@ -114,11 +114,9 @@ class Lookup:
         x = torch.randint(0, 256, (images, *shape), generator=gen, dtype=torch.uint8).to(p.device)
         x = torch.cat([x, self.table]).to(p.dtype).div_(255.0)
         worst = 0.0
-        with torch.inference_mode():
-            for batch in x.split(8):
-                z = self.model.abstract(batch)[0]
-                ratio = ((self.gemm(batch) - z).abs().amax(-1) / margin(z)).max().item()
-                worst = max(worst, ratio) if ratio == ratio else math.inf  # NaN: no trust
+        for batch in x.split(8):
+            ratio = self.gap(batch)[1].max().item()
+            worst = max(worst, ratio) if ratio == ratio else math.inf  # NaN: no trust
         self.gemm_check = worst
         if worst > CHECK_LIMIT:
             warnings.warn(
@@ -129,6 +127,14 @@ class Lookup:
             )
             self.gemm = None
         return worst
+
+    def gap(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float images (B, C, H, W) -> per image, the largest difference between the GEMM pass's logits and
+        ``AbstractNet``'s, and the same as a fraction of the margin."""
+        with torch.inference_mode():
+            z = self.model.abstract(x)[0]
+            d = (self.gemm(x) - z).abs().amax(-1)
+        return d, d / margin(z)
 
     @classmethod
     def of(cls, model: FSAE, max_codes: int = 4096, gemm: bool = True) -> Lookup | None:
